@@ -1,0 +1,25 @@
+"""Errors raised by :mod:`detectors`.
+
+Every message names the bad value and says how to fix it::
+
+    ValueError
+    └── DetectorError            any misuse of a detector, sketch or score
+        ├── InvalidInputError    bad array or parameter (shape, NaN/inf, ert < 1, k < 1, ...)
+        └── NotFittedError       update/score before fit
+"""
+
+from __future__ import annotations
+
+__all__ = ["DetectorError", "InvalidInputError", "NotFittedError"]
+
+
+class DetectorError(ValueError):
+    """Base class of every error raised by :mod:`detectors`."""
+
+
+class InvalidInputError(DetectorError):
+    """An array or parameter is unusable; the message names it and the fix."""
+
+
+class NotFittedError(DetectorError):
+    """A detector or scorer was used before ``fit(reference)``."""

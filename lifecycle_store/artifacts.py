@@ -1,0 +1,151 @@
+"""Artifact storage: bytes and Parquet tables under keys, on any pyarrow filesystem.
+
+Keys are relative, ``/``-separated paths (``models/ab/ab12….bin``). Writers use
+content-addressed keys (:func:`content_key`), so writing the same bytes twice writes one file
+and a key never changes meaning; a write goes to a temporary name first and is then moved into
+place, so a reader never sees half a file on a local disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from lifecycle_store.exceptions import NotFoundError, StoreError
+
+__all__ = ["ArtifactStore", "content_key", "sha256_hex"]
+
+
+def sha256_hex(data: bytes | memoryview) -> str:
+    """The hex sha256 of ``data``.
+
+    >>> sha256_hex(b"")[:12]
+    'e3b0c44298fc'
+    """
+    return hashlib.sha256(data).hexdigest()
+
+
+def content_key(prefix: str, digest: str, suffix: str = "") -> str:
+    """A content-addressed key: ``prefix/<first two hex>/<digest><suffix>``.
+
+    The two-character fan-out keeps directories small with many artifacts.
+
+    >>> content_key("models", "abcdef", ".bin")
+    'models/ab/abcdef.bin'
+    """
+    return f"{prefix.strip('/')}/{digest[:2]}/{digest}{suffix}"
+
+
+class ArtifactStore:
+    """Bytes and tables under relative keys in a local directory or a pyarrow filesystem URI.
+
+    ``root`` is a local path (created if missing) or any URI that
+    ``pyarrow.fs.FileSystem.from_uri`` understands (``s3://bucket/prefix``, ``gs://…``,
+    ``file:///…``).
+
+    >>> import tempfile
+    >>> store = ArtifactStore(tempfile.mkdtemp())
+    >>> key = content_key("blobs", sha256_hex(b"hello"))
+    >>> store.put(key, b"hello").startswith("file://")
+    True
+    >>> store.get(key), store.exists(key), store.exists("blobs/none")
+    (b'hello', True, False)
+    """
+
+    def __init__(self, root: str | os.PathLike[str] = "artifacts") -> None:
+        root_str = os.fspath(root)
+        if "://" in root_str:
+            self._fs, path = pafs.FileSystem.from_uri(root_str)
+            self._local = isinstance(self._fs, pafs.LocalFileSystem)
+        else:
+            path = str(Path(root_str).expanduser().resolve())
+            self._fs, self._local = pafs.LocalFileSystem(), True
+        self._root = path.rstrip("/") or "/"
+        self._display_root = root_str
+        if self._local:
+            Path(self._root).mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"ArtifactStore({self._display_root!r})"
+
+    def _path(self, key: str) -> str:
+        parts = key.split("/")
+        if not key or key.startswith("/") or ".." in parts or "" in parts:
+            raise StoreError(
+                f"artifact key {key!r} is not a relative path; use keys like 'models/ab/ab12.bin'"
+            )
+        return f"{self._root}/{key}"
+
+    def uri(self, key: str) -> str:
+        """The absolute URI of ``key`` (``file:///…`` for a local store)."""
+        path = self._path(key)
+        if self._local:
+            return Path(path).as_uri()
+        return f"{self._fs.type_name}://{path}"
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` holds a file."""
+        info = self._fs.get_file_info(self._path(key))
+        return bool(info.type == pafs.FileType.File)
+
+    def put(self, key: str, data: bytes | memoryview | pa.Buffer) -> str:
+        """Write ``data`` under ``key`` (skipped if present: keys are content-addressed).
+
+        Returns the URI of the stored file.
+        """
+        if not self.exists(key):
+            self._write_atomic(key, lambda sink: sink.write(data))
+        return self.uri(key)
+
+    def put_table(self, key: str, table: pa.Table, **parquet_options: Any) -> str:
+        """Write ``table`` as Parquet under ``key`` (skipped if present); returns its URI.
+
+        ``parquet_options`` go to ``pyarrow.parquet.write_table``.
+        """
+        if not self.exists(key):
+            self._write_atomic(key, lambda sink: pq.write_table(table, sink, **parquet_options))
+        return self.uri(key)
+
+    def get(self, key: str) -> bytes:
+        """The bytes under ``key``; :class:`NotFoundError` if there are none."""
+        try:
+            with self._fs.open_input_stream(self._path(key)) as src:
+                return bytes(src.read())
+        except FileNotFoundError as exc:
+            raise NotFoundError(
+                f"artifact {self.uri(key)!r} does not exist; was the artifact store moved?"
+            ) from exc
+
+    def get_table(self, key: str) -> pa.Table:
+        """The Parquet table under ``key``; :class:`NotFoundError` if there is none."""
+        try:
+            return pq.read_table(self._path(key), filesystem=self._fs)
+        except FileNotFoundError as exc:
+            raise NotFoundError(
+                f"artifact {self.uri(key)!r} does not exist; was the artifact store moved?"
+            ) from exc
+
+    def _write_atomic(self, key: str, write: Any) -> None:
+        path = self._path(key)
+        parent = path.rsplit("/", 1)[0]
+        self._fs.create_dir(parent, recursive=True)
+        if not self._local:
+            # Object stores publish an object only when its upload completes.
+            with self._fs.open_output_stream(path) as sink:
+                write(sink)
+            return
+        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
+        try:
+            with self._fs.open_output_stream(tmp) as sink:
+                write(sink)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)

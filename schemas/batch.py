@@ -1,0 +1,198 @@
+"""InferenceBatch: many inference rows in one Kafka message, as an Arrow IPC stream.
+
+High-throughput producers send ``content-type: application/vnd.apache.arrow.stream`` on
+``{p}.inputs``. The Arrow schema carries ``driftline.schema_version`` and
+``driftline.pipeline`` metadata; the columns are
+
+* ``event_id`` (string, required), ``timestamp`` (timestamp with UTC zone, required),
+* optional ``model_version`` (string), ``prediction`` (number or string) and
+  ``probabilities`` (list of float64),
+* every other column is a numeric feature, read as float64.
+
+>>> import numpy as np
+>>> from datetime import datetime, timezone
+>>> t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+>>> batch = InferenceBatch.from_arrays("fraud", ["a", "b"], [t0, t0],
+...                                    np.array([[1.0, 2.0], [3.0, 4.0]]), ["x", "y"])
+>>> again = InferenceBatch.from_ipc(batch.to_ipc())
+>>> again.feature_names, again.features().tolist()
+(['x', 'y'], [[1.0, 2.0], [3.0, 4.0]])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from schemas._base import SCHEMA_VERSION, _check_pipeline
+from schemas.events import InferenceEvent
+from schemas.exceptions import SchemaError, SchemaVersionError
+
+JSON_CONTENT_TYPE = "application/json"
+ARROW_CONTENT_TYPE = "application/vnd.apache.arrow.stream"
+CONTENT_TYPE_HEADER = "content-type"
+
+META_SCHEMA_VERSION = b"driftline.schema_version"
+META_PIPELINE = b"driftline.pipeline"
+RESERVED_COLUMNS = ("event_id", "timestamp", "model_version", "prediction", "probabilities")
+"""Columns with a fixed meaning; every other column is a feature."""
+
+
+@dataclass(frozen=True)
+class InferenceBatch:
+    """Rows of inference inputs for one pipeline, validated against the batch contract."""
+
+    pipeline: str
+    table: pa.Table
+
+    schema_name = "inference_batch"
+
+    def __post_init__(self) -> None:
+        _validate(self.table, self.pipeline)
+
+    @property
+    def num_rows(self) -> int:
+        return self.table.num_rows
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [n for n in self.table.column_names if n not in RESERVED_COLUMNS]
+
+    def features(self) -> np.ndarray:
+        """The feature matrix, float64, shape (rows, features)."""
+        cols = [self.table.column(n).to_numpy(zero_copy_only=False) for n in self.feature_names]
+        return np.column_stack(cols).astype(np.float64, copy=False)
+
+    def to_ipc(self) -> bytes:
+        """Encode as an Arrow IPC stream, with the contract metadata."""
+        table = self.table.replace_schema_metadata(
+            {META_SCHEMA_VERSION: str(SCHEMA_VERSION).encode(), META_PIPELINE: self.pipeline.encode()}
+        )
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return sink.getvalue().to_pybytes()
+
+    @classmethod
+    def from_ipc(cls, data: bytes) -> InferenceBatch:
+        """Decode and validate; raise `SchemaError` (with a reason code) when the bytes are bad."""
+        try:
+            table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise SchemaError(f"not an Arrow IPC stream: {exc}") from None
+        meta = table.schema.metadata or {}
+        version = meta.get(META_SCHEMA_VERSION)
+        if version != str(SCHEMA_VERSION).encode():
+            raise SchemaVersionError(
+                f"Arrow batch schema version {version!r}: this release reads version "
+                f"{SCHEMA_VERSION}; set metadata {META_SCHEMA_VERSION.decode()}={SCHEMA_VERSION}"
+            )
+        pipeline = meta.get(META_PIPELINE, b"").decode()
+        return cls(pipeline=pipeline, table=table.replace_schema_metadata(None))
+
+    @classmethod
+    def from_arrays(
+        cls,
+        pipeline: str,
+        event_ids: Sequence[str],
+        timestamps: Sequence[datetime] | np.ndarray,
+        features: np.ndarray,
+        feature_names: Sequence[str],
+        **optional: Any,
+    ) -> InferenceBatch:
+        """Build a batch from columns; ``optional`` may hold model_version/prediction lists."""
+        features = np.asarray(features, dtype=np.float64)
+        if features.ndim != 2 or features.shape[1] != len(feature_names):
+            raise SchemaError(
+                f"features must have shape (rows, {len(feature_names)}), got {features.shape}"
+            )
+        columns: dict[str, Any] = {
+            "event_id": pa.array(event_ids, pa.string()),
+            "timestamp": pa.array(timestamps, pa.timestamp("ms", tz="UTC")),
+        }
+        for name, value in optional.items():
+            if name not in RESERVED_COLUMNS:
+                raise SchemaError(f"unknown optional column {name!r}: use one of {RESERVED_COLUMNS}")
+            columns[name] = pa.array(value)
+        for i, name in enumerate(feature_names):
+            columns[name] = pa.array(features[:, i])
+        return cls(pipeline=pipeline, table=pa.table(columns))
+
+    @classmethod
+    def from_events(cls, events: Sequence[InferenceEvent]) -> InferenceBatch:
+        """Pack JSON events of one pipeline (same feature names) into one batch."""
+        if not events:
+            raise SchemaError("cannot build an InferenceBatch from no events")
+        names = list(events[0].features)
+        rows = np.array([[e.features[n] for n in names] for e in events], dtype=np.float64)
+        optional: dict[str, Any] = {}
+        if any(e.model_version is not None for e in events):
+            optional["model_version"] = [e.model_version for e in events]
+        return cls.from_arrays(
+            events[0].pipeline,
+            [e.event_id for e in events],
+            [e.timestamp for e in events],
+            rows,
+            names,
+            **optional,
+        )
+
+
+def _validate(table: pa.Table, pipeline: str) -> None:
+    try:
+        _check_pipeline(pipeline)
+    except ValueError as exc:
+        raise SchemaError(str(exc)) from None
+    names = table.column_names
+    if len(set(names)) != len(names):
+        raise SchemaError(f"duplicate column names in Arrow batch: {names}")
+    for required in ("event_id", "timestamp"):
+        if required not in names:
+            raise SchemaError(f"Arrow batch lacks the required column {required!r}")
+    if not pa.types.is_string(table.schema.field("event_id").type) and not pa.types.is_large_string(
+        table.schema.field("event_id").type
+    ):
+        raise SchemaError("column 'event_id' must be a string column")
+    if table.column("event_id").null_count:
+        raise SchemaError("column 'event_id' has null values: every row needs an event id")
+    ts = table.schema.field("timestamp").type
+    if not pa.types.is_timestamp(ts) or ts.tz is None:
+        raise SchemaError(f"column 'timestamp' must be a UTC timestamp, got {ts}")
+    if table.column("timestamp").null_count:
+        raise SchemaError("column 'timestamp' has null values")
+    features = [n for n in names if n not in RESERVED_COLUMNS]
+    if not features:
+        raise SchemaError("Arrow batch has no feature columns")
+    for name in features:
+        field = table.schema.field(name)
+        if not (pa.types.is_floating(field.type) or pa.types.is_integer(field.type)):
+            raise SchemaError(f"feature column {name!r} must be numeric, got {field.type}")
+        if table.column(name).null_count:
+            raise SchemaError(f"feature column {name!r} has null values")
+
+
+def batch_contract() -> dict[str, Any]:
+    """The Arrow batch contract as a JSON-serializable description (``schemas/json``)."""
+    return {
+        "title": "InferenceBatch",
+        "description": "Arrow IPC stream of inference rows (content-type "
+        f"{ARROW_CONTENT_TYPE}); every column not listed here is a numeric feature (float64).",
+        "content_type": ARROW_CONTENT_TYPE,
+        "schema_metadata": {
+            META_SCHEMA_VERSION.decode(): str(SCHEMA_VERSION),
+            META_PIPELINE.decode(): "pipeline name",
+        },
+        "columns": {
+            "event_id": {"type": "utf8", "required": True},
+            "timestamp": {"type": "timestamp[tz=UTC]", "required": True},
+            "model_version": {"type": "utf8", "required": False},
+            "prediction": {"type": "float64 | int64 | utf8", "required": False},
+            "probabilities": {"type": "list<float64>", "required": False},
+        },
+        "reserved_columns": list(RESERVED_COLUMNS),
+    }

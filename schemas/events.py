@@ -1,0 +1,203 @@
+"""The JSON event contracts of driftline, one pydantic model each.
+
+The JSON Schema files in ``schemas/json/`` are generated from these models
+(``python -m schemas.generate``) and a test keeps the two equal.
+
+>>> from datetime import datetime, timezone
+>>> e = InferenceEvent(event_id="e-1", timestamp=datetime(2026, 1, 1, tzinfo=timezone.utc),
+...                    pipeline="fraud", features={"amount": 12.5, "age": 40.0})
+>>> InferenceEvent.from_json(e.to_json()) == e
+True
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from schemas._base import Event, EventId, PipelineName, UtcDatetime, utcnow
+
+Label = int | float | str
+"""A ground-truth label or a prediction: a class (int or str) or a regression target."""
+
+
+class InferenceEvent(Event):
+    """One inference input as a producer sends it to ``{p}.inputs``: the features a model
+    version saw, and optionally what it predicted."""
+
+    schema_name: ClassVar[str] = "inference_event"
+
+    event_id: EventId
+    timestamp: UtcDatetime
+    pipeline: PipelineName
+    features: dict[str, float] = Field(min_length=1)
+    model_version: str | None = None
+    prediction: Label | None = None
+    probabilities: list[float] | None = None
+
+    @field_validator("probabilities")
+    @classmethod
+    def _probabilities_in_range(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and any(not 0.0 <= p <= 1.0 for p in value):
+            raise ValueError(f"probabilities must lie in [0, 1], got {value}")
+        return value
+
+
+class LabelEvent(Event):
+    """Delayed ground truth for an earlier inference event, joined by ``event_id``."""
+
+    schema_name: ClassVar[str] = "label_event"
+
+    event_id: EventId
+    label: Label
+    timestamp: UtcDatetime
+    pipeline: PipelineName | None = None
+
+
+class FeatureScore(BaseModel):
+    """A feature and its contribution to a drift statistic (larger = more drifted)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    name: str
+    score: float
+
+
+class SourceRange(BaseModel):
+    """Offsets ``[start_offset, end_offset]`` (inclusive) of one topic partition."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    topic: str
+    partition: int = Field(ge=0)
+    start_offset: int = Field(ge=0)
+    end_offset: int = Field(ge=0)
+
+
+class DriftEvent(Event):
+    """A detector's alarm, published to ``{p}.drift``.
+
+    The drift *episode* is ``(pipeline, reference_data_version)``: all alarms raised
+    against one reference belong to one episode.
+    """
+
+    schema_name: ClassVar[str] = "drift_event"
+
+    drift_id: EventId
+    pipeline: PipelineName
+    detector: str
+    statistic: float
+    threshold: float
+    features: list[FeatureScore] = Field(default_factory=list)
+    window_start: UtcDatetime
+    window_end: UtcDatetime
+    offsets: list[SourceRange] = Field(default_factory=list)
+    rows_seen: int = Field(ge=0, description="events monitored since the detector was reset")
+    reference_data_version: str | None = None
+    detected_at: UtcDatetime = Field(default_factory=utcnow)
+
+    @property
+    def episode_key(self) -> str:
+        """One key per drift episode: alarms against the same reference share it."""
+        return f"{self.pipeline}/{self.reference_data_version or 'bootstrap'}"
+
+
+class ModelVersionEvent(Event):
+    """A deployed model version, published to the compacted ``{p}.model-versions`` topic.
+
+    A pointer, never the weights: consumers load ``artifact_uri`` and check ``content_hash``
+    (sha256 hex of the artifact bytes) before swapping.
+    """
+
+    schema_name: ClassVar[str] = "model_version_event"
+
+    pipeline: PipelineName
+    alias: str = Field(default="champion", min_length=1, max_length=64)
+    deployment_id: str
+    model_version_id: str
+    artifact_uri: str
+    content_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    framework: str
+    feature_names: list[str]
+    metrics: dict[str, float] = Field(default_factory=dict)
+    data_version_id: str | None = None
+    parent_model_version_id: str | None = None
+    reason: str = ""
+    deployed_at: UtcDatetime = Field(default_factory=utcnow)
+
+    @property
+    def key(self) -> bytes:
+        """Kafka key: one compacted slot per pipeline and alias."""
+        return f"{self.pipeline}/{self.alias}".encode()
+
+
+class DeadLetterReason(StrEnum):
+    """Why an input message was dead-lettered (stable codes for alerting)."""
+
+    MALFORMED = "malformed"
+    SCHEMA_VERSION = "schema_version"
+    SCHEMA_VIOLATION = "schema_violation"
+    FEATURE_MISMATCH = "feature_mismatch"
+    NON_FINITE = "non_finite"
+    OVERSIZED = "oversized"
+    UNKNOWN_CONTENT_TYPE = "unknown_content_type"
+    WRONG_PIPELINE = "wrong_pipeline"
+
+
+class DeadLetter(Event):
+    """An input that could not be used, kept whole on ``{p}.dlq`` with the reason."""
+
+    schema_name: ClassVar[str] = "dead_letter"
+    # Raw bytes in Python, base64 in JSON: the original message survives byte for byte.
+    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+
+    pipeline: PipelineName
+    reason: DeadLetterReason
+    detail: str
+    source_topic: str
+    source_partition: int | None = None
+    source_offset: int | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    key: bytes | None = None
+    payload: bytes
+    failed_at: UtcDatetime = Field(default_factory=utcnow)
+
+
+class LabelRequest(Event):
+    """A request for ground truth: the most informative unlabeled events of a drifted window."""
+
+    schema_name: ClassVar[str] = "label_request"
+
+    request_id: str
+    pipeline: PipelineName
+    event_ids: list[EventId] = Field(min_length=1)
+    reason: str
+    drift_id: str | None = None
+    training_id: str | None = None
+    created_at: UtcDatetime = Field(default_factory=utcnow)
+
+
+class OODFlag(Event):
+    """An event whose features lie far from the reference data (for filtering consumers)."""
+
+    schema_name: ClassVar[str] = "ood_flag"
+
+    event_id: EventId
+    pipeline: PipelineName
+    score: float = Field(ge=0)
+    threshold: float = Field(ge=0)
+    timestamp: UtcDatetime
+
+
+JSON_EVENTS: tuple[type[Event], ...] = (
+    InferenceEvent,
+    LabelEvent,
+    DriftEvent,
+    ModelVersionEvent,
+    DeadLetter,
+    LabelRequest,
+    OODFlag,
+)
+"""Every event sent as JSON; each has a schema file ``schemas/json/{schema_name}.json``."""

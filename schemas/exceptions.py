@@ -1,0 +1,33 @@
+"""Errors raised by the event contracts.
+
+    SchemaError (ValueError)          an event does not match its contract
+    └── SchemaVersionError            the event was written for another schema version
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+
+class SchemaError(ValueError):
+    """An event does not match its contract; `reason` is a stable machine-readable code."""
+
+    reason = "schema_violation"
+
+    @classmethod
+    def from_validation(cls, model: str, exc: ValidationError) -> SchemaError:
+        problems = []
+        version_problem = False
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(event)"
+            problems.append(f"{where}: {err['msg']}")
+            if err["loc"][:1] == ("schema_version",):
+                version_problem = True
+        kind = SchemaVersionError if version_problem else cls
+        return kind(f"invalid {model}: " + "; ".join(problems))
+
+
+class SchemaVersionError(SchemaError):
+    """The event carries a schema version this release does not read."""
+
+    reason = "schema_version"

@@ -1,0 +1,60 @@
+"""Kafka topic names of a pipeline, derived from its name in one place.
+
+>>> Topics("fraud").model_versions
+'fraud.model-versions'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas._base import _check_pipeline
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The topics of pipeline ``{p}``."""
+
+    pipeline: str
+
+    def __post_init__(self) -> None:
+        _check_pipeline(self.pipeline)
+
+    @property
+    def inputs(self) -> str:
+        return f"{self.pipeline}.inputs"
+
+    @property
+    def labels(self) -> str:
+        return f"{self.pipeline}.labels"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.pipeline}.dlq"
+
+    @property
+    def drift(self) -> str:
+        return f"{self.pipeline}.drift"
+
+    @property
+    def ood(self) -> str:
+        return f"{self.pipeline}.ood"
+
+    @property
+    def model_versions(self) -> str:
+        return f"{self.pipeline}.model-versions"
+
+    @property
+    def label_requests(self) -> str:
+        return f"{self.pipeline}.label-requests"
+
+    def all(self) -> list[str]:
+        return [
+            self.inputs,
+            self.labels,
+            self.dlq,
+            self.drift,
+            self.ood,
+            self.model_versions,
+            self.label_requests,
+        ]

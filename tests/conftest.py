@@ -1,0 +1,83 @@
+"""Shared fixtures: the real Kafka broker and factories for topics and pipeline names.
+
+The broker comes from ``KAFKA_BOOTSTRAP_SERVERS`` (``.ci/run`` starts one with
+``scripts/kafka.sh``). Without it, the session starts one with the same script and stops it at
+the end. A test that needs Kafka fails, never skips, when no broker can be had.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _broker_answers(bootstrap: str, timeout: float = 10.0) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=timeout)
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap servers of a real Apache Kafka broker."""
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    started = False
+    if not bootstrap:
+        subprocess.run(["bash", str(REPO / "scripts" / "kafka.sh"), "start"], check=True)
+        bootstrap = f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}"
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+        started = True
+    if not _broker_answers(bootstrap):
+        pytest.fail(f"no Kafka broker answers at {bootstrap}: start one with scripts/kafka.sh")
+    yield bootstrap
+    if started:
+        subprocess.run(["bash", str(REPO / "scripts" / "kafka.sh"), "stop"], check=False)
+
+
+@pytest.fixture
+def unique_name() -> Callable[[str], str]:
+    """Names unique to one test, so tests sharing a broker never see each other's topics."""
+
+    def make(prefix: str = "t") -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+    return make
+
+
+@pytest.fixture
+def topic_factory(kafka_bootstrap: str, unique_name: Callable[[str], str]) -> Iterator[
+    Callable[..., str]
+]:
+    """Create real topics for a test (deleted afterwards)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    created: list[str] = []
+
+    def make(prefix: str = "topic", partitions: int = 1, config: dict[str, str] | None = None) -> str:
+        name = unique_name(prefix)
+        futures = admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})]
+        )
+        futures[name].result(timeout=30)
+        created.append(name)
+        return name
+
+    yield make
+    if created:
+        for future in admin.delete_topics(created).values():
+            try:
+                future.result(timeout=30)
+            except Exception:  # a topic already gone is fine at teardown
+                pass
