@@ -17,6 +17,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Programs that tests run as subprocesses, not test modules.
+collect_ignore = ["kafka/echo_app.py"]
+
 
 def _broker_answers(bootstrap: str, timeout: float = 10.0) -> bool:
     from confluent_kafka.admin import AdminClient

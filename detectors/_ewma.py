@@ -1,0 +1,126 @@
+"""Exponentially weighted mean of a feature map, and threshold calibration by simulation.
+
+Every detector here is the same chart: map each event to a feature vector ``z`` whose
+reference mean is 0, follow ``m_t = (1 - lam) * m_{t-1} + lam * z_t`` from ``m_0 = 0``, and
+alarm when a statistic of ``m_t`` exceeds a threshold. The per-event cost depends only on the
+feature dimension, never on the reference size or on history.
+
+The threshold is set so that the *run length* (events until a false alarm, starting from
+``m = 0`` as after ``reset()``) has mean ``ert``: no-drift streams are simulated by drawing
+held-out reference rows with replacement (which keeps correlations, ties and discreteness of
+real data), and the mean run length at threshold ``h`` is the censored-exponential estimate
+``exposure / alarms`` over many runs. When even the lowest threshold that meets ``ert``
+would leave too few simulated alarms to trust, ``log(run length)`` is extrapolated linearly
+in ``h`` from thresholds with enough alarms (the tail of an EWMA chart's run length is
+close to exponential in the threshold).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy.signal import lfilter
+
+from detectors.exceptions import DetectorError
+
+# Runs are this many windows long: long enough that the quiet start after a reset is a small
+# part of each run, short enough for many runs (many alarms) per simulated event.
+_RUN_WINDOWS = 20
+_MIN_RUNS = 64
+_MIN_ALARMS = 40
+_CHUNK_ELEMENTS = 2_000_000
+
+Statistic = Callable[[np.ndarray], np.ndarray]
+
+
+def lam_for_window(window: int) -> float:
+    """EWMA weight whose effective window (span) is ``window`` events."""
+    return 2.0 / (window + 1.0)
+
+
+def ewma(z: np.ndarray, m0: np.ndarray, lam: float) -> np.ndarray:
+    """All states ``m_t`` for the rows of ``z`` (axis ``-2``), starting after ``m0``."""
+    a = 1.0 - lam
+    zi = (a * m0)[..., None, :]
+    out, _ = lfilter([lam], [1.0, -a], z, axis=-2, zi=zi)
+    return np.asarray(out)
+
+
+def ewma_weights(n: int, lam: float) -> np.ndarray:
+    """Weights ``w`` with ``m_{n-1} = (1-lam)^n m_0 + w @ z[:n]``."""
+    return lam * (1.0 - lam) ** np.arange(n - 1, -1, -1)
+
+
+def calibrate_threshold(
+    z_hold: np.ndarray,
+    statistic: Statistic,
+    lam: float,
+    ert: int,
+    n_simulated: int,
+    rng: np.random.Generator,
+) -> float:
+    """Threshold whose simulated mean run length without drift is ``ert`` events."""
+    runmax = simulate_running_max(z_hold, statistic, lam, n_simulated, rng)
+    n_runs, length = runmax.shape
+
+    def mean_run_length(h: float) -> tuple[float, int]:
+        first = np.array([np.searchsorted(r, h, side="right") for r in runmax])
+        alarms = int((first < length).sum())
+        exposure = float(np.minimum(first + 1, length).sum())
+        return (exposure / alarms if alarms else np.inf), alarms
+
+    lo, hi = float(runmax[:, 0].min()), float(runmax[:, -1].max())
+    if mean_run_length(lo)[0] >= ert:
+        return lo
+    h_target = _bisect(lambda h: mean_run_length(h)[0] >= ert, lo, hi)
+    if mean_run_length(h_target)[1] >= _MIN_ALARMS:
+        return h_target
+    # Too few alarms near the target: fit log run length against h where alarms are plenty.
+    h_ok = _bisect(lambda h: mean_run_length(h)[1] < _MIN_ALARMS, lo, hi)
+    h_lo = _bisect(lambda h: mean_run_length(h)[0] >= max(2.0, length / 20.0), lo, h_ok)
+    grid = np.linspace(h_lo + 0.5 * (h_ok - h_lo), h_ok, 12)
+    arl = np.array([mean_run_length(h)[0] for h in grid])
+    slope, icept = np.polyfit(grid, np.log(arl), 1)
+    if not slope > 0:
+        raise DetectorError(
+            f"cannot calibrate ert={ert}: simulated run lengths do not grow with the threshold; "
+            "pass a larger or more varied reference, or a smaller ert"
+        )
+    return float(max((np.log(ert) - icept) / slope, h_target))
+
+
+def simulate_running_max(
+    z_hold: np.ndarray, statistic: Statistic, lam: float, n_simulated: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Running maximum of the statistic over bootstrap no-drift runs, shape ``(runs, length)``."""
+    window = 2.0 / lam - 1.0
+    length = int(min(max(_RUN_WINDOWS * window, 1000), max(n_simulated // _MIN_RUNS, 100)))
+    n_runs = max(n_simulated // length, _MIN_RUNS)
+    dim = z_hold.shape[1]
+    step = max(1, min(length, _CHUNK_ELEMENTS // (n_runs * dim)))
+    state = np.zeros((n_runs, dim))
+    best = np.full(n_runs, -np.inf)
+    runmax = np.empty((n_runs, length), dtype=np.float64)
+    for start in range(0, length, step):
+        stop = min(start + step, length)
+        idx = rng.integers(0, len(z_hold), size=(n_runs, stop - start))
+        m = ewma(z_hold[idx].astype(np.float64), state, lam)
+        state = m[:, -1, :]
+        stats = statistic(m)
+        np.maximum.accumulate(stats, axis=1, out=stats)
+        np.maximum(stats, best[:, None], out=stats)
+        best = stats[:, -1]
+        runmax[:, start:stop] = stats
+    return runmax
+
+
+def _bisect(pred: Callable[[float], bool], lo: float, hi: float, iters: int = 60) -> float:
+    """Smallest h in [lo, hi] (to tolerance) with ``pred(h)`` true, pred monotone in h."""
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        if pred(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi

@@ -1,0 +1,278 @@
+"""The detector contract shared by every drift detector (River-like)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from detectors._ewma import calibrate_threshold, ewma, lam_for_window
+from detectors._serialization import pack, unpack
+from detectors._validation import (
+    as_matrix,
+    check_ert,
+    check_feature_names,
+    check_positive_int,
+)
+from detectors.exceptions import InvalidInputError, NotFittedError
+from detectors.result import DriftResult
+
+__all__ = ["DriftDetector"]
+
+_MIN_REFERENCE = 40
+
+
+class DriftDetector:
+    """Base class: an EWMA chart over a feature map, with a threshold calibrated to ``ert``.
+
+    The constructor only stores parameters. ``fit(reference)`` splits the reference in two
+    halves (seeded): one fixes the feature map, the other is resampled to simulate no-drift
+    runs and set the threshold so that, without drift, there are on average ``ert`` events
+    between false alarms (counted from ``fit`` or ``reset``).
+
+    Alarm behaviour: ``update`` reports ``drift=True`` for every batch in which the statistic
+    is above the threshold at some row, with ``index`` the first such row. ``drift_detected``
+    latches: it stays True until ``reset()``, which restarts monitoring against the same
+    reference; updates after an alarm keep working (the chart keeps following the data).
+    Subclasses: :class:`~detectors.OnlineMMD`, :class:`~detectors.FeatureDrift`,
+    :class:`~detectors.OutputDrift`.
+
+    Example:
+        >>> import numpy as np
+        >>> from detectors import OnlineMMD
+        >>> det = OnlineMMD(ert=1000, seed=0).fit(np.random.default_rng(0).normal(size=(500, 2)))
+        >>> restored = DriftDetector.from_bytes(det.to_bytes())
+        >>> type(restored).__name__, restored.n_features
+        ('OnlineMMD', 2)
+    """
+
+    _registry: ClassVar[dict[str, type[DriftDetector]]] = {}
+    #: names of fitted ndarray attributes that ``to_bytes`` must carry (set by subclasses)
+    _fitted_arrays: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        DriftDetector._registry[cls.__name__] = cls
+
+    def __init__(self, ert: int = 10_000, window: int = 500, seed: int = 0,
+                 n_simulated: int = 1_000_000) -> None:
+        self.ert = ert
+        self.window = window
+        self.seed = seed
+        self.n_simulated = n_simulated
+        self._fitted = False
+        self._feature_names: tuple[str, ...] = ()
+        self._n_features = 0
+        self._threshold = np.inf
+        self._state = np.zeros(0)
+        self._n_seen = 0
+        self._drift = False
+
+    # ------------------------------------------------------------------ parameters
+    def get_params(self) -> dict[str, Any]:
+        """Constructor parameters: ``type(det)(**det.get_params())`` is an unfitted clone."""
+        sig = inspect.signature(type(self).__init__)
+        return {name: getattr(self, name) for name in sig.parameters if name != "self"}
+
+    def _check_params(self) -> None:
+        check_ert(self.ert)
+        check_positive_int("window", self.window, "effective number of recent events")
+        check_positive_int("n_simulated", self.n_simulated, "events simulated to calibrate")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
+            raise InvalidInputError(f"seed must be an integer, got {self.seed!r}")
+
+    # ------------------------------------------------------------------ read-only state
+    @property
+    def drift_detected(self) -> bool:
+        """True once an alarm fired, until :meth:`reset`."""
+        return self._drift
+
+    @property
+    def n_features(self) -> int:
+        """Columns of the reference (0 before fit)."""
+        return self._n_features
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """Names used in ``DriftResult.features`` ("x0", "x1", ... unless given to fit)."""
+        return self._feature_names
+
+    @property
+    def n_seen(self) -> int:
+        """Events seen since ``fit`` or the last ``reset``."""
+        return self._n_seen
+
+    @property
+    def threshold(self) -> float:
+        """Calibrated alarm threshold of the statistic."""
+        return float(self._threshold)
+
+    @property
+    def lam(self) -> float:
+        """EWMA weight of the newest event."""
+        return lam_for_window(self.window)
+
+    # ------------------------------------------------------------------ fit / update
+    def fit(self, reference: np.ndarray, feature_names: Sequence[str] | None = None) -> Any:
+        """Learn the reference distribution and calibrate the threshold; returns ``self``."""
+        self._check_params()
+        x = self._reference_matrix(reference)
+        if x.shape[0] < _MIN_REFERENCE:
+            raise InvalidInputError(
+                f"reference has {x.shape[0]} rows; pass at least {_MIN_REFERENCE} "
+                "(half are held out to calibrate the false-alarm rate)"
+            )
+        self._n_features = x.shape[1]
+        self._feature_names = check_feature_names(feature_names, self._reference_width(x))
+        rng = np.random.default_rng(self.seed)
+        order = rng.permutation(x.shape[0])
+        half = x.shape[0] // 2
+        fit_rows, hold_rows = x[order[:half]], x[order[half:]]
+        self._fit_map(fit_rows, rng)
+        z_hold = self._feature_map(hold_rows)
+        # The held-out mean is off the fitted one by two sampling errors (fit + held-out);
+        # live data only by the fit's, so shrink the held-out part of that offset away.
+        keep = np.sqrt(len(hold_rows) / (len(hold_rows) + len(fit_rows)))
+        z_hold = z_hold - (1.0 - keep) * z_hold.mean(axis=0)
+        self._prepare_statistic(z_hold, rng)
+        self._threshold = calibrate_threshold(
+            z_hold, self._statistic, self.lam, int(self.ert), int(self.n_simulated), rng
+        )
+        self._fitted = True
+        self.reset()
+        return self
+
+    def reset(self) -> None:
+        """Monitor again against the same reference (clears the alarm and ``n_seen``)."""
+        self._require_fitted()
+        self._state = np.zeros(self._map_dim())
+        self._n_seen = 0
+        self._drift = False
+        self._reset_extra()
+
+    def update(self, batch: np.ndarray) -> DriftResult:
+        """Feed ``(b, d)`` rows (or one row of length ``d``) in stream order."""
+        self._require_fitted()
+        x = self._batch_matrix(batch)
+        m = ewma(self._feature_map(x), self._state, self.lam)
+        stats = self._statistic(m)
+        over = np.flatnonzero(stats > self._threshold)
+        row = int(over[0]) if over.size else len(stats) - 1
+        scores = self._attribution(x, m, row)
+        self._advance_extra(x)
+        self._state = m[-1]
+        self._n_seen += len(x)
+        self._drift = self._drift or bool(over.size)
+        ranked = sorted(
+            zip(self._attribution_names(), scores.tolist(), strict=True), key=lambda p: -p[1]
+        )
+        return DriftResult(
+            drift=bool(over.size),
+            index=int(over[0]) if over.size else None,
+            statistic=float(stats[row]),
+            threshold=float(self._threshold),
+            features=tuple((n, float(s)) for n, s in ranked),
+        )
+
+    def _require_fitted(self) -> None:
+        if not self._fitted:
+            raise NotFittedError(
+                f"{type(self).__name__} is not fitted; call fit(reference) before update/reset"
+            )
+
+    # ------------------------------------------------------------------ hooks
+    def _reference_matrix(self, reference: np.ndarray) -> np.ndarray:
+        return as_matrix(reference, "reference", allow_row=False)
+
+    def _batch_matrix(self, batch: np.ndarray) -> np.ndarray:
+        return as_matrix(batch, "batch", self._n_features)
+
+    def _reference_width(self, x: np.ndarray) -> int:
+        return int(x.shape[1])
+
+    def _attribution_names(self) -> tuple[str, ...]:
+        return self._feature_names
+
+    def _fit_map(self, x: np.ndarray, rng: np.random.Generator) -> None:
+        raise NotImplementedError
+
+    def _feature_map(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _map_dim(self) -> int:
+        raise NotImplementedError
+
+    def _prepare_statistic(self, z_hold: np.ndarray, rng: np.random.Generator) -> None:
+        """Fit anything the statistic needs from held-out features (default: nothing)."""
+
+    def _statistic(self, m: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _attribution(self, x: np.ndarray, m: np.ndarray, row: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def _reset_extra(self) -> None:
+        """Clear subclass monitoring state (default: none)."""
+
+    def _advance_extra(self, x: np.ndarray) -> None:
+        """Move subclass monitoring state past the batch (default: none)."""
+
+    def _extra_state(self) -> dict[str, np.ndarray]:
+        return {}
+
+    # ------------------------------------------------------------------ state
+    def to_bytes(self) -> bytes:
+        """Pickle-free snapshot of parameters, fitted reference summary and monitoring state."""
+        header: dict[str, Any] = {
+            "kind": type(self).__name__,
+            "params": _jsonable(self.get_params()),
+            "fitted": self._fitted,
+            "feature_names": list(self._feature_names),
+            "n_features": self._n_features,
+            "threshold": float(self._threshold),
+            "n_seen": self._n_seen,
+            "drift": self._drift,
+        }
+        arrays: dict[str, np.ndarray] = {}
+        if self._fitted:
+            arrays = {name: getattr(self, name) for name in self._fitted_arrays}
+            arrays["_state"] = self._state
+            arrays.update(self._extra_state())
+        return pack(header, arrays)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Any:
+        """Restore any detector written by ``to_bytes`` (the right subclass is chosen)."""
+        header, arrays = unpack(data)
+        kind = header.get("kind")
+        target = DriftDetector._registry.get(str(kind))
+        if target is None or not issubclass(target, cls):
+            raise InvalidInputError(
+                f"bytes hold a {kind!r}, which is not a {cls.__name__}; "
+                "call from_bytes on DriftDetector or on the matching class"
+            )
+        det = target(**header["params"])
+        det._fitted = bool(header["fitted"])
+        det._feature_names = tuple(header["feature_names"])
+        det._n_features = int(header["n_features"])
+        det._threshold = float(header["threshold"])
+        det._n_seen = int(header["n_seen"])
+        det._drift = bool(header["drift"])
+        for name, value in arrays.items():
+            setattr(det, name, value)
+        return det
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        out[key] = value
+    return out

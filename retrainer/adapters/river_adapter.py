@@ -1,0 +1,245 @@
+"""River (online) models behind the adapter protocol, persisted with skops (no pickle).
+
+An online model warm-starts naturally: the child is the parent's model, learning on.
+Class labels are mapped to strings inside the model so that its state stays skops-safe.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+from collections.abc import Sequence
+from typing import Any, Self
+
+import numpy as np
+import skops.io as sio
+
+from retrainer.adapters.base import Budget, Deadline, FitReport, check_xy, metrics
+from retrainer.exceptions import AdapterError, ArtifactFormatError, NotBuiltError
+
+__all__ = ["RiverAdapter"]
+
+_DEFAULTS: dict[str, Any] = {"model": None, "model_params": {}, "scale": None, "seed": 0}
+_DEFAULT_MODEL = {
+    True: ("river.tree.HoeffdingTreeClassifier", {"grace_period": 50}, False),
+    False: ("river.linear_model.LinearRegression", {}, True),
+}
+# Standard-library containers river models keep in their state; anything else outside
+# river/numpy is refused at load time.
+_SAFE_TYPES = {
+    "builtins.frozenset",
+    "builtins.set",
+    "collections.Counter",
+    "collections.OrderedDict",
+    "collections.defaultdict",
+    "collections.deque",
+    "copy.deepcopy",
+    "functools.partial",
+    "random.Random",
+}
+
+
+class RiverAdapter:
+    """A river model learning one row at a time (default ``HoeffdingTreeClassifier`` /
+    scaled ``LinearRegression``).
+
+    Example:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(400, 2)); y = (X[:, 0] > 0).astype(int)
+        >>> m = RiverAdapter(); m.build({}, n_features=2, classes=[0, 1])
+        >>> _ = m.fit(X, y, budget=Budget(max_epochs=1))
+        >>> m.evaluate(X, y)["accuracy"] > 0.8
+        True
+        >>> RiverAdapter.load(m.save()).predict(X[:3]).tolist() == m.predict(X[:3]).tolist()
+        True
+    """
+
+    framework = "river"
+
+    def __init__(self) -> None:
+        self._params: dict[str, Any] = {}
+        self._classes: list[Any] | None = None
+        self._n_features = 0
+        self._model: Any = None
+        self._fitted = False
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return copy.deepcopy(self._params)
+
+    @property
+    def classes(self) -> list[Any] | None:
+        return None if self._classes is None else list(self._classes)
+
+    @property
+    def n_features(self) -> int:
+        return self._n_features
+
+    def build(
+        self, params: dict[str, Any], n_features: int, classes: Sequence[Any] | None
+    ) -> None:
+        unknown = sorted(set(params) - set(_DEFAULTS))
+        if unknown:
+            raise AdapterError(f"unknown river params {unknown}; allowed: {sorted(_DEFAULTS)}")
+        p = {**_DEFAULTS, **params}
+        if p["model"] is None:
+            p["model"], kwargs, scale = _DEFAULT_MODEL[classes is not None]
+            p["model_params"] = {**kwargs, **p["model_params"]}
+            p["scale"] = scale if p["scale"] is None else p["scale"]
+        self._params = p
+        self._n_features = int(n_features)
+        self._classes = None if classes is None else [_plain(c) for c in classes]
+        self._model = _make_model(p["model"], p["model_params"], bool(p["scale"]))
+        self._fitted = False
+
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        *,
+        warm_start: Any = None,
+        budget: Budget | None = None,
+        validation: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> FitReport:
+        if self._model is None:
+            raise NotBuiltError("this river adapter has no model yet; call build(...) first")
+        budget = budget or Budget(max_epochs=1)
+        deadline = Deadline(budget.timeout_s)
+        x = check_xy(X, y, self._n_features).astype(np.float64)
+        warm, note = False, ""
+        if warm_start is not None:
+            if isinstance(warm_start, RiverAdapter) and warm_start._fitted and (
+                warm_start._params["model"] == self._params["model"]
+            ):
+                self._model, self._fitted, warm = copy.deepcopy(warm_start._model), True, True
+                note = "continued learning from the parent model"
+            else:
+                note = "parent is not a fitted river model of the same kind; from scratch"
+        metric = budget.metric or ("accuracy" if self._classes is not None else "mse")
+        start = self._val_metric(validation, metric)
+        targets = [self._encode(v) for v in y]
+        names = [str(i) for i in range(self._n_features)]
+        history: list[float] = []
+        stopped, epochs = "epochs", 0
+        while epochs < budget.max_epochs:
+            for i, row in enumerate(x):
+                self._model.learn_one(dict(zip(names, row.tolist(), strict=True)), targets[i])
+                if i % 1024 == 0:
+                    deadline.check()
+            self._fitted, epochs = True, epochs + 1
+            current = self._val_metric(validation, metric)
+            if current is not None:
+                history.append(current)
+            if budget.max_seconds is not None and deadline.elapsed > budget.max_seconds:
+                stopped = "max_seconds"
+                break
+        train = self.evaluate(x, np.asarray(y))
+        loss = 1.0 - train["accuracy"] if self._classes is not None else train["mse"]
+        return FitReport(
+            epochs=epochs,
+            loss=loss,
+            seconds=deadline.elapsed,
+            stopped=stopped,
+            warm_started=warm,
+            note=note,
+            start_metric=start,
+            history=tuple(history),
+        )
+
+    def _encode(self, label: Any) -> Any:
+        if self._classes is None:
+            return float(label)
+        return f"c{self._classes.index(_plain(label))}"
+
+    def _val_metric(
+        self, val: tuple[np.ndarray, np.ndarray] | None, metric: str
+    ) -> float | None:
+        if val is None or len(val[1]) == 0 or not self._fitted:
+            return None
+        return self.evaluate(val[0], val[1]).get(metric)
+
+    def _rows(self, X: np.ndarray) -> list[dict[str, float]]:
+        x = check_xy(X, None, self._n_features).astype(np.float64)
+        names = [str(i) for i in range(self._n_features)]
+        return [dict(zip(names, row.tolist(), strict=True)) for row in x]
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if not self._fitted:
+            raise NotBuiltError("this river model has not learned anything; call fit(...) first")
+        out = [self._model.predict_one(r) for r in self._rows(X)]
+        if self._classes is None:
+            return np.asarray([0.0 if v is None else v for v in out], dtype=np.float64)
+        classes = self._classes
+        return np.asarray([classes[int(v[1:])] if v else classes[0] for v in out])
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        if not self._fitted or self._classes is None:
+            raise AdapterError("predict_proba needs a fitted river classifier")
+        rows = [self._model.predict_proba_one(r) for r in self._rows(X)]
+        codes = [f"c{i}" for i in range(len(self._classes))]
+        return np.asarray([[p.get(c, 0.0) for c in codes] for p in rows], dtype=np.float64)
+
+    def evaluate(self, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        return metrics(self._classes, np.asarray(y), self.predict(X))
+
+    def save(self) -> bytes:
+        if not self._fitted:
+            raise NotBuiltError("this river model has not learned anything; call fit(...) first")
+        meta = {
+            "adapter": self.framework,
+            "params": self._params,
+            "classes": self._classes,
+            "n_features": self._n_features,
+        }
+        return bytes(sio.dumps({"meta": meta, "model": self._model}))
+
+    @classmethod
+    def load(cls, data: bytes) -> Self:
+        try:
+            untrusted = sio.get_untrusted_types(data=bytes(data))
+        except Exception as exc:
+            raise ArtifactFormatError(
+                f"these {len(data)} bytes are not a skops artifact ({exc}); load them with the "
+                "adapter named in the model version's framework"
+            ) from None
+        unsafe = [
+            t for t in untrusted if not t.startswith(("river.", "numpy.")) and t not in _SAFE_TYPES
+        ]
+        if unsafe:
+            raise ArtifactFormatError(
+                f"artifact holds types outside river/numpy {unsafe}; refusing to load it"
+            )
+        doc = sio.loads(bytes(data), trusted=untrusted)
+        meta = doc.get("meta", {}) if isinstance(doc, dict) else {}
+        if meta.get("adapter") != cls.framework:
+            raise ArtifactFormatError(
+                f"artifact was written by {meta.get('adapter')!r}, not river; load it with "
+                "that adapter"
+            )
+        out = cls()
+        out._params, out._classes = meta["params"], meta["classes"]
+        out._n_features, out._model, out._fitted = meta["n_features"], doc["model"], True
+        return out
+
+
+def _make_model(path: str, kwargs: dict[str, Any], scale: bool) -> Any:
+    module_name, _, name = path.rpartition(".")
+    if not path.startswith("river.") or not module_name:
+        raise AdapterError(
+            f"model {path!r} is not a river class path such as "
+            "'river.tree.HoeffdingTreeClassifier'; wrap other libraries in your own adapter"
+        )
+    try:
+        model = getattr(importlib.import_module(module_name), name)(**kwargs)
+    except (ImportError, AttributeError, TypeError) as exc:
+        raise AdapterError(f"cannot build river model {path!r} with {kwargs}: {exc}") from None
+    if scale:
+        from river import preprocessing
+
+        return preprocessing.StandardScaler() | model
+    return model
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value

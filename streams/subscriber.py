@@ -1,0 +1,472 @@
+"""ModelSubscriber: a consumer service follows the deployed model of a pipeline by itself.
+
+A few lines in the consumer service::
+
+    with ModelSubscriber("kafka:9092", "fraud") as sub:
+        y = sub.predict(X)          # always the current champion
+
+or from asyncio::
+
+    async with ModelSubscriber("kafka:9092", "fraud") as sub:
+        await sub.wait_for_version()
+        y = sub.predict(X)
+
+How it works. ``{p}.model-versions`` is a compacted topic keyed ``{p}/{alias}``, so its
+latest record per key is the model deployed under that alias. The subscriber assigns itself
+every partition from the beginning (no consumer group offsets: each subscriber reads the whole
+topic, so a new one finds the current champion at once), reads up to the end, loads only the
+newest version of its alias, and then follows new records as they come.
+
+Each new version is loaded from its ``artifact_uri`` (any pyarrow filesystem URI; no
+database needed), its sha256 is checked against ``content_hash``, the bytes go through the
+``loader`` (by default the retrainer's model adapter named by ``framework``) and the result
+replaces the served model in one reference assignment: a ``predict`` already running keeps
+the model it started with. When anything fails the old model keeps serving and the reason is
+logged and kept in :attr:`ModelSubscriber.last_error`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+from lifecycle_store.artifacts import sha256_hex
+from lifecycle_store.exceptions import ArtifactCorruptedError
+from schemas import ModelVersionEvent, SchemaError, Topics
+
+__all__ = [
+    "Loader",
+    "ModelSubscriber",
+    "ServedModel",
+    "SwapCallback",
+    "SwapFailure",
+    "read_artifact",
+]
+
+log = logging.getLogger(__name__)
+
+_FALLBACK_DEPTH = 5
+
+Loader = Callable[[ModelVersionEvent, bytes], Any]
+"""Turns verified artifact bytes into a model object with ``predict``."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A loaded model and the deployment it came from.
+
+    >>> event = ModelVersionEvent(pipeline="fraud", deployment_id="d1", model_version_id="mv1",
+    ...     artifact_uri="file:///m.bin", content_hash="0" * 64, framework="torch",
+    ...     feature_names=["x"])
+    >>> ServedModel(event=event, model="weights").model_version_id
+    'mv1'
+    """
+
+    event: ModelVersionEvent
+    model: Any
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def model_version_id(self) -> str:
+        return self.event.model_version_id
+
+
+@dataclass(frozen=True)
+class SwapFailure:
+    """A deployment the subscriber could not serve, and why (the old model kept serving)."""
+
+    event: ModelVersionEvent | None
+    reason: str
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+SwapCallback = Callable[[ServedModel, "ServedModel | None"], None]
+"""Called after each swap with the new and the previous served model."""
+
+
+def default_loader(event: ModelVersionEvent, data: bytes) -> Any:
+    """Load ``data`` with the retrainer's model adapter registered for ``event.framework``."""
+    from retrainer.adapters import load_model
+
+    return load_model(event.framework, data)
+
+
+class ModelSubscriber:
+    """Follow the model deployed under ``alias`` of ``pipeline`` on ``{p}.model-versions``.
+
+    ``on_swap(new, old)`` runs on the subscriber's thread after each swap; ``loader(event,
+    bytes)`` replaces the adapter-based loading (e.g. to wrap the model). ``consumer_config``
+    adds or overrides confluent-kafka settings (security, timeouts).
+
+    >>> sub = ModelSubscriber("127.0.0.1:9092", "fraud", loader=lambda event, data: data)
+    >>> sub.topic, sub.key, sub.current_version is None
+    ('fraud.model-versions', b'fraud/champion', True)
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        pipeline: str,
+        alias: str = "champion",
+        on_swap: SwapCallback | None = None,
+        loader: Loader | None = None,
+        *,
+        consumer_config: Mapping[str, Any] | None = None,
+        poll_timeout_s: float = 0.2,
+    ) -> None:
+        if poll_timeout_s <= 0:
+            raise ValueError(f"poll_timeout_s must be > 0, got {poll_timeout_s}")
+        self.bootstrap_servers = bootstrap_servers
+        self.pipeline = pipeline
+        self.alias = alias
+        self.topic = Topics(pipeline).model_versions
+        self.key = f"{pipeline}/{alias}".encode()
+        self._on_swap = on_swap
+        self._loader: Loader = loader or default_loader
+        self._consumer_config = dict(consumer_config or {})
+        self._poll_timeout_s = poll_timeout_s
+        self._served: ServedModel | None = None
+        self._seen_deployments: set[str] = set()
+        self._changed = threading.Condition()
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: SwapFailure | None = None
+        self.swaps = 0
+        self.failures = 0
+
+    # -- what a consumer service reads -------------------------------------------------------
+
+    @property
+    def served(self) -> ServedModel | None:
+        """The model being served and its deployment event, or None before the first one."""
+        return self._served
+
+    @property
+    def model(self) -> Any:
+        """The served model object; :class:`LookupError` when none is deployed yet."""
+        served = self._served
+        if served is None:
+            raise LookupError(
+                f"no model deployed under {self.key.decode()!r} yet; wait with "
+                "wait()/wait_for_version() or check current_version first"
+            )
+        return served.model
+
+    @property
+    def current_version(self) -> ModelVersionEvent | None:
+        """The deployment event of the served model (id, metrics, lineage), or None."""
+        served = self._served
+        return None if served is None else served.event
+
+    @property
+    def ready(self) -> bool:
+        """True once the topic has been read to its end at start-up."""
+        return self._ready.is_set()
+
+    def predict(self, x: Any) -> Any:
+        """``model.predict(x)`` on the served model; a swap during the call does not affect it."""
+        return self.model.predict(x)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Start following the topic on a background thread (returns at once)."""
+        if self._thread is not None and self._thread.is_alive():
+            return self
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name=f"model-subscriber-{self.pipeline}-{self.alias}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the background thread; the served model stays readable."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        self._thread = None
+
+    def wait_until_ready(self, timeout: float | None = 30.0) -> bool:
+        """Block until the start-up read reached the end of the topic; False on timeout."""
+        return self._ready.wait(timeout)
+
+    def wait(
+        self,
+        model_version_id: str | None = None,
+        *,
+        deployment_id: str | None = None,
+        timeout: float | None = 30.0,
+    ) -> ModelVersionEvent:
+        """Block until the served deployment matches (any deployment when both are None).
+
+        Raises :class:`TimeoutError` naming what was awaited and what is served.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            while True:
+                event = self.current_version
+                if event is not None and _matches(event, model_version_id, deployment_id):
+                    return event
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(self._timeout_message(model_version_id, deployment_id))
+                self._changed.wait(remaining)
+
+    async def wait_for_version(
+        self,
+        model_version_id: str | None = None,
+        *,
+        deployment_id: str | None = None,
+        timeout: float | None = 30.0,
+        interval_s: float = 0.05,
+    ) -> ModelVersionEvent:
+        """Await the served deployment matching (any when both are None) without blocking
+        the event loop; cancellable. Raises :class:`TimeoutError` on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            event = self.current_version
+            if event is not None and _matches(event, model_version_id, deployment_id):
+                return event
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(self._timeout_message(model_version_id, deployment_id))
+            await asyncio.sleep(interval_s)
+
+    def __enter__(self) -> Self:
+        self.start()
+        self.wait_until_ready()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        self.start()
+        await asyncio.to_thread(self.wait_until_ready)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+    # -- applying one deployment event --------------------------------------------------------
+
+    def apply(self, event: ModelVersionEvent) -> bool:
+        """Load, verify and swap to ``event``'s model; True when it is now served.
+
+        Called by the background thread for each record; callable directly (e.g. in tests or
+        with another transport). A deployment already applied is ignored.
+        """
+        if event.pipeline != self.pipeline or event.alias != self.alias:
+            return False
+        if event.deployment_id in self._seen_deployments:
+            return False
+        self._seen_deployments.add(event.deployment_id)
+        previous = self._served
+        try:
+            model = self._load(event, previous)
+        except Exception as exc:
+            self._fail(event, f"{type(exc).__name__}: {exc}")
+            return False
+        served = ServedModel(event=event, model=model)
+        with self._changed:
+            # One reference assignment: in-flight predict() calls hold the old object.
+            self._served = served
+            self.swaps += 1
+            self._changed.notify_all()
+        log.info(
+            "serving model version %s of %s (deployment %s, was %s)",
+            event.model_version_id,
+            self.key.decode(),
+            event.deployment_id,
+            None if previous is None else previous.model_version_id,
+        )
+        if self._on_swap is not None:
+            try:
+                self._on_swap(served, previous)
+            except Exception:
+                log.exception("on_swap callback raised; the new model is served regardless")
+        return True
+
+    def _load(self, event: ModelVersionEvent, previous: ServedModel | None) -> Any:
+        if previous is not None and previous.event.content_hash == event.content_hash:
+            # A rollback or re-deployment of the bytes we already hold: no reload needed.
+            return previous.model
+        data = read_artifact(event.artifact_uri)
+        digest = sha256_hex(data)
+        if digest != event.content_hash:
+            raise ArtifactCorruptedError(
+                f"artifact {event.artifact_uri!r} has sha256 {digest}, the deployment says "
+                f"{event.content_hash}; the file was changed or replaced after registration"
+            )
+        return self._loader(event, data)
+
+    def _fail(self, event: ModelVersionEvent | None, reason: str) -> None:
+        self.failures += 1
+        self.last_error = SwapFailure(event=event, reason=reason)
+        served = self._served
+        log.warning(
+            "cannot serve %s: %s; keeping %s",
+            "a record" if event is None else f"model version {event.model_version_id}",
+            reason,
+            "no model" if served is None else f"model version {served.model_version_id}",
+        )
+
+    def _timeout_message(self, model_version_id: str | None, deployment_id: str | None) -> str:
+        wanted = model_version_id or deployment_id or "any model version"
+        served = self.current_version
+        now = "nothing" if served is None else served.model_version_id
+        hint = "" if self.last_error is None else f"; last failure: {self.last_error.reason}"
+        return f"timed out waiting for {wanted} on {self.key.decode()!r}, serving {now}{hint}"
+
+    # -- the background thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        from confluent_kafka import Consumer
+
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            # Offsets are never committed: each subscriber reads the whole compacted topic.
+            "group.id": f"driftline-subscriber-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+        config.update(self._consumer_config)
+        consumer = Consumer(config)
+        try:
+            if self._catch_up(consumer):
+                self._follow(consumer)
+        except Exception:
+            log.exception("model subscriber for %s stopped on an error", self.key.decode())
+        finally:
+            consumer.close()
+
+    def _assign(self, consumer: Any) -> list[Any] | None:
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+        while not self._stop.is_set():
+            try:
+                metadata = consumer.list_topics(self.topic, timeout=5.0)
+            except Exception as exc:  # broker not reachable yet: keep trying
+                log.debug("no metadata for %s yet: %s", self.topic, exc)
+                self._stop.wait(1.0)
+                continue
+            topic = metadata.topics.get(self.topic)
+            if topic is not None and topic.error is None and topic.partitions:
+                partitions = [
+                    TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in topic.partitions
+                ]
+                consumer.assign(partitions)
+                return partitions
+            # The topic appears when the first retrainer starts; until then nothing is deployed.
+            self._stop.wait(1.0)
+        return None
+
+    def _catch_up(self, consumer: Any) -> bool:
+        partitions = self._assign(consumer)
+        if partitions is None:
+            return False
+        ends: dict[int, int] = {}
+        for tp in partitions:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10.0)
+            if high > low:
+                ends[tp.partition] = high
+        # Compaction may not have run yet: keep the last few deployments of our alias.
+        recent: deque[ModelVersionEvent] = deque(maxlen=_FALLBACK_DEPTH)
+        while ends and not self._stop.is_set():
+            message = consumer.poll(self._poll_timeout_s)
+            if message is None:
+                continue
+            if message.error() is None:
+                event = self._decode(message)
+                if event is not None:
+                    recent.append(event)
+            end = ends.get(message.partition())
+            if end is not None and message.offset() is not None and message.offset() + 1 >= end:
+                del ends[message.partition()]
+        # Serve the newest deployment; if it cannot be loaded, the newest one that can.
+        for event in reversed(recent):
+            if self.apply(event):
+                break
+        self._ready.set()
+        with self._changed:
+            self._changed.notify_all()
+        return not self._stop.is_set()
+
+    def _follow(self, consumer: Any) -> None:
+        while not self._stop.is_set():
+            message = consumer.poll(self._poll_timeout_s)
+            if message is None:
+                continue
+            if message.error() is not None:
+                log.debug("consumer error on %s: %s", self.topic, message.error())
+                continue
+            event = self._decode(message)
+            if event is not None:
+                self.apply(event)
+
+    def _decode(self, message: Any) -> ModelVersionEvent | None:
+        if message.key() != self.key:
+            return None
+        value = message.value()
+        if value is None:  # a tombstone: the alias was deleted; keep serving what we have
+            return None
+        try:
+            return ModelVersionEvent.from_json(value)
+        except SchemaError as exc:
+            self._fail(None, f"undecodable record at offset {message.offset()}: {exc}")
+            return None
+
+
+def read_artifact(uri: str) -> bytes:
+    """The bytes at ``uri``: a local path or any URI a pyarrow filesystem understands.
+
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "model.bin"
+    >>> _ = path.write_bytes(b"weights")
+    >>> read_artifact(path.as_uri()), read_artifact(str(path))
+    (b'weights', b'weights')
+    """
+    import pyarrow.fs as pafs
+
+    if "://" in uri:
+        fs, path = pafs.FileSystem.from_uri(uri)
+    else:
+        fs, path = pafs.LocalFileSystem(), uri
+    try:
+        with fs.open_input_stream(path) as source:
+            return bytes(source.read())
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(
+            f"artifact {uri!r} does not exist; is the artifact store reachable from here?"
+        ) from exc
+
+
+def _matches(
+    event: ModelVersionEvent, model_version_id: str | None, deployment_id: str | None
+) -> bool:
+    if model_version_id is not None and event.model_version_id != model_version_id:
+        return False
+    return deployment_id is None or event.deployment_id == deployment_id
