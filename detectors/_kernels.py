@@ -7,11 +7,7 @@ import numpy as np
 
 def sqdist(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Pairwise squared Euclidean distances, shape ``(len(x), len(y))``, clipped at 0."""
-    d2 = (
-        np.einsum("ij,ij->i", x, x)[:, None]
-        - 2.0 * x @ y.T
-        + np.einsum("ij,ij->i", y, y)[None, :]
-    )
+    d2 = np.einsum("ij,ij->i", x, x)[:, None] - 2.0 * x @ y.T + np.einsum("ij,ij->i", y, y)[None, :]
     return np.maximum(d2, 0.0)
 
 

@@ -23,7 +23,7 @@ def pack(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
     """Serialize a JSON-able header and named arrays."""
     head = json.dumps(header, sort_keys=True).encode()
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, allow_pickle=False, **arrays)
     return _MAGIC + struct.pack(">I", len(head)) + head + buf.getvalue()
 
 

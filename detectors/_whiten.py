@@ -6,7 +6,7 @@ import numpy as np
 
 # Directions with less variance than this fraction of the largest are not blown up: they are
 # estimated too poorly to trust, and on real data they are often exactly constant.
-_EIG_FLOOR = 1e-4
+_EIG_FLOOR = 1e-2
 
 
 def whitening(z: np.ndarray) -> np.ndarray:

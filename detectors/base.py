@@ -28,9 +28,11 @@ class DriftDetector:
     """Base class: an EWMA chart over a feature map, with a threshold calibrated to ``ert``.
 
     The constructor only stores parameters. ``fit(reference)`` splits the reference in two
-    halves (seeded): one fixes the feature map, the other is resampled to simulate no-drift
-    runs and set the threshold so that, without drift, there are on average ``ert`` events
-    between false alarms (counted from ``fit`` or ``reset``).
+    halves (seeded): one fixes the feature map (scales, kernel, whitening), the whole
+    reference fixes its mean, and the other half is resampled to simulate no-drift runs
+    (each with its own draw of the reference mean's sampling error) and set the threshold
+    so that, without drift, there are on average ``ert`` events between false alarms
+    (counted from ``fit`` or ``reset``).
 
     Alarm behaviour: ``update`` reports ``drift=True`` for every batch in which the statistic
     is above the threshold at some row, with ``index`` the first such row. ``drift_detected``
@@ -56,8 +58,9 @@ class DriftDetector:
         super().__init_subclass__(**kwargs)
         DriftDetector._registry[cls.__name__] = cls
 
-    def __init__(self, ert: int = 10_000, window: int = 500, seed: int = 0,
-                 n_simulated: int = 1_000_000) -> None:
+    def __init__(
+        self, ert: int = 10_000, window: int = 500, seed: int = 0, n_simulated: int = 1_000_000
+    ) -> None:
         self.ert = ert
         self.window = window
         self.seed = seed
@@ -67,6 +70,7 @@ class DriftDetector:
         self._n_features = 0
         self._threshold = np.inf
         self._state = np.zeros(0)
+        self._center = np.zeros(0, dtype=np.float32)
         self._n_seen = 0
         self._drift = False
 
@@ -129,16 +133,23 @@ class DriftDetector:
         rng = np.random.default_rng(self.seed)
         order = rng.permutation(x.shape[0])
         half = x.shape[0] // 2
-        fit_rows, hold_rows = x[order[:half]], x[order[half:]]
-        self._fit_map(fit_rows, rng)
-        z_hold = self._feature_map(hold_rows)
-        # The held-out mean is off the fitted one by two sampling errors (fit + held-out);
-        # live data only by the fit's, so shrink the held-out part of that offset away.
-        keep = np.sqrt(len(hold_rows) / (len(hold_rows) + len(fit_rows)))
-        z_hold = z_hold - (1.0 - keep) * z_hold.mean(axis=0)
-        self._prepare_statistic(z_hold, rng)
+        self._fit_map(x[order[:half]], rng)
+        self._center = np.zeros(self._map_dim(), dtype=np.float32)
+        self._center = _mean_rows(self._feature_map, x).astype(np.float32)
+        hold = self._feature_map(x[order[half:]])
+        hold = hold - hold.mean(axis=0)
+        self._prepare_statistic(hold, rng)
+        # Live data differ from the reference mean by its sampling error; each simulated run
+        # draws its own such error, so the threshold holds on average over references.
+        offset_cov = np.atleast_2d(np.cov(hold, rowvar=False)) / x.shape[0]
         self._threshold = calibrate_threshold(
-            z_hold, self._statistic, self.lam, int(self.ert), int(self.n_simulated), rng
+            hold.astype(np.float32),
+            self._statistic,
+            self.lam,
+            int(self.ert),
+            int(self.n_simulated),
+            rng,
+            offset_cov,
         )
         self._fitted = True
         self.reset()
@@ -199,6 +210,10 @@ class DriftDetector:
         raise NotImplementedError
 
     def _feature_map(self, x: np.ndarray) -> np.ndarray:
+        """Features of rows, centered on the reference mean (``self._center``)."""
+        return self._raw_features(x) - self._center
+
+    def _raw_features(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
     def _map_dim(self) -> int:
@@ -222,6 +237,9 @@ class DriftDetector:
     def _extra_state(self) -> dict[str, np.ndarray]:
         return {}
 
+    def _after_restore(self) -> None:
+        """Turn restored 0-d arrays back into Python scalars (default: none)."""
+
     # ------------------------------------------------------------------ state
     def to_bytes(self) -> bytes:
         """Pickle-free snapshot of parameters, fitted reference summary and monitoring state."""
@@ -239,6 +257,7 @@ class DriftDetector:
         if self._fitted:
             arrays = {name: getattr(self, name) for name in self._fitted_arrays}
             arrays["_state"] = self._state
+            arrays["_center"] = self._center
             arrays.update(self._extra_state())
         return pack(header, arrays)
 
@@ -262,11 +281,19 @@ class DriftDetector:
         det._drift = bool(header["drift"])
         for name, value in arrays.items():
             setattr(det, name, value)
+        det._after_restore()
         return det
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"
+
+
+def _mean_rows(fn: Any, x: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+    total = sum(
+        fn(x[i : i + chunk]).astype(np.float64).sum(axis=0) for i in range(0, len(x), chunk)
+    )
+    return np.asarray(total) / len(x)
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:

@@ -37,7 +37,7 @@ class OnlineMMD(DriftDetector):
     Example:
         >>> import numpy as np
         >>> rng = np.random.default_rng(0)
-        >>> det = OnlineMMD(ert=1000, window=100, seed=0).fit(rng.normal(size=(2000, 3)))
+        >>> det = OnlineMMD(ert=10_000, window=100, seed=0).fit(rng.normal(size=(2000, 3)))
         >>> det.update(rng.normal(size=(500, 3))).drift
         False
         >>> shifted = rng.normal(size=(500, 3)) + np.array([2.0, 0.0, 0.0])
@@ -47,7 +47,13 @@ class OnlineMMD(DriftDetector):
     """
 
     _fitted_arrays: ClassVar[tuple[str, ...]] = (
-        "_mean", "_scale", "_omega", "_phase", "_white", "_shift", "_marg_center", "_marg_var",
+        "_mean",
+        "_scale",
+        "_omega",
+        "_phase",
+        "_white",
+        "_marg_center",
+        "_marg_var",
     )
 
     def __init__(
@@ -67,9 +73,7 @@ class OnlineMMD(DriftDetector):
     def _check_params(self) -> None:
         super()._check_params()
         check_positive_int("n_components", self.n_components, "random Fourier features")
-        if self.bandwidth is not None and not (
-            np.isfinite(self.bandwidth) and self.bandwidth > 0
-        ):
+        if self.bandwidth is not None and not (np.isfinite(self.bandwidth) and self.bandwidth > 0):
             raise InvalidInputError(
                 f"bandwidth must be > 0 (in reference standard deviations) or None for the "
                 f"median heuristic, got {self.bandwidth!r}"
@@ -83,9 +87,7 @@ class OnlineMMD(DriftDetector):
         self._omega = (rng.normal(size=(d, n_comp)) / bw).astype(np.float32)
         self._phase = rng.uniform(0.0, 2.0 * np.pi, n_comp).astype(np.float32)
         raw = self._fourier(x).astype(np.float64)
-        white = whitening(raw)
-        self._white = white.astype(np.float32)
-        self._shift = (raw.mean(axis=0) @ white).astype(np.float32)
+        self._white = whitening(raw).astype(np.float32)
         sq = xs**2
         self._marg_center = np.concatenate([np.zeros(d), sq.mean(axis=0)])
         var = np.concatenate([xs.var(axis=0), sq.var(axis=0)])
@@ -95,8 +97,8 @@ class OnlineMMD(DriftDetector):
         xs = ((x - self._mean) / self._scale).astype(np.float32)
         return np.cos(xs @ self._omega + self._phase)
 
-    def _feature_map(self, x: np.ndarray) -> np.ndarray:
-        return self._fourier(x) @ self._white - self._shift
+    def _raw_features(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self._fourier(x) @ self._white)
 
     def _map_dim(self) -> int:
         return int(self._omega.shape[1])
@@ -105,13 +107,16 @@ class OnlineMMD(DriftDetector):
         return np.einsum("...i,...i->...", m, m) * ((2.0 - self.lam) / self.lam)
 
     # Marginal mean/variance tracker, only for attribution.
-    def _marginals(self, x: np.ndarray) -> np.ndarray:
-        xs = (x - self._mean) / self._scale
-        return np.concatenate([xs, xs**2], axis=1) - self._marg_center
-
     def _marg_after(self, x: np.ndarray, n: int) -> np.ndarray:
-        decay = (1.0 - self.lam) ** n
-        return decay * self._marg + ewma_weights(n, self.lam) @ self._marginals(x[:n])
+        # Weighted sums of x and x^2 give the weighted standardized moments without
+        # materializing the standardized batch.
+        w = ewma_weights(n, self.lam)
+        sw, s1, s2 = w.sum(), w @ x[:n], w @ (x[:n] ** 2)
+        mu, sc = self._mean, self._scale
+        first = (s1 - mu * sw) / sc
+        second = (s2 - 2.0 * mu * s1 + mu**2 * sw) / sc**2
+        fresh = np.concatenate([first, second]) - self._marg_center * sw
+        return (1.0 - self.lam) ** n * self._marg + fresh
 
     def _attribution(self, x: np.ndarray, m: np.ndarray, row: int) -> np.ndarray:
         marg = self._marg_after(x, row + 1)

@@ -73,8 +73,10 @@ def exact_mmd2(x: np.ndarray, y: np.ndarray, bandwidth: float | None = None) -> 
     ya = as_matrix(y, "y", xa.shape[1], allow_row=False)
     if bandwidth is None:
         rng = np.random.default_rng(0)
-        sub = [arr[rng.choice(len(arr), min(len(arr), _BANDWIDTH_SAMPLE // 2), replace=False)]
-               for arr in (xa, ya)]
+        sub = [
+            arr[rng.choice(len(arr), min(len(arr), _BANDWIDTH_SAMPLE // 2), replace=False)]
+            for arr in (xa, ya)
+        ]
         pooled = np.concatenate(sub)
         bandwidth = weighted_median_distance(pooled, np.full(len(pooled), 1.0 / len(pooled)))
     gamma = _gamma(bandwidth)

@@ -309,7 +309,7 @@ def _first_per_event(table: pa.Table) -> pa.Table:
     )
     if len(firsts) == len(table):
         return table
-    return table.take(pc.sort_indices(firsts))
+    return table.take(pa.array(np.sort(firsts.to_numpy())))
 
 
 def _newest_covering(segments: list[orm.ArchiveSegmentRow], n: int) -> list[orm.ArchiveSegmentRow]:
@@ -323,9 +323,11 @@ def _newest_covering(segments: list[orm.ArchiveSegmentRow], n: int) -> list[orm.
     rows = 0
     oldest_start: datetime | None = None
     for seg in ordered:
-        if rows >= n and oldest_start is not None and seg.max_time is not None:
-            if seg.max_time < oldest_start:
-                break
+        ends_before = (
+            oldest_start is not None and seg.max_time is not None and seg.max_time < oldest_start
+        )
+        if rows >= n and ends_before:
+            break
         picked.append(seg)
         rows += seg.row_count
         if seg.min_time is not None and (oldest_start is None or seg.min_time < oldest_start):

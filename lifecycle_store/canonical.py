@@ -18,9 +18,18 @@ import pyarrow.compute as pc
 
 from lifecycle_store.exceptions import SchemaMismatchError
 
-__all__ = ["canonical_table", "content_hash", "feature_matrix", "feature_stats"]
+__all__ = [
+    "canonical_table",
+    "check_feature_columns",
+    "content_hash",
+    "feature_matrix",
+    "feature_stats",
+    "profile_bytes",
+]
 
 _HASH_VERSION = b"driftline-table-v1"
+# Keeps log(std) finite for constant features.
+PROFILE_EPS = 1e-9
 
 
 def canonical_table(table: pa.Table) -> pa.Table:
@@ -86,53 +95,76 @@ def _hash_binary(h: Any, arr: pa.Array) -> None:
         h.update(memoryview(data_buf)[int(offsets[0]) : int(offsets[-1])])
 
 
-def feature_matrix(table: pa.Table, feature_names: Sequence[str], what: str) -> np.ndarray:
-    """The feature columns of ``table`` as a float64 matrix (rows × features).
-
-    Raises :class:`SchemaMismatchError` naming missing or non-numeric columns.
-    """
+def check_feature_columns(table: pa.Table, feature_names: Sequence[str], what: str) -> None:
+    """Raise :class:`SchemaMismatchError` naming missing or non-numeric feature columns."""
     missing = [f for f in feature_names if f not in table.column_names]
     if missing:
         raise SchemaMismatchError(
             f"{what} lacks feature columns {missing} (it has {table.column_names}); "
             "add them or snapshot into the pipeline whose features these are"
         )
-    columns = []
     for name in feature_names:
-        column = table.column(name)
-        if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
+        column_type = table.schema.field(name).type
+        if not (pa.types.is_floating(column_type) or pa.types.is_integer(column_type)):
             raise SchemaMismatchError(
-                f"{what}: feature column {name!r} has type {column.type}; features must be "
+                f"{what}: feature column {name!r} has type {column_type}; features must be "
                 "numeric (cast it to float64)"
             )
-        columns.append(column.to_numpy().astype(np.float64, copy=False))
-    if not columns:
-        return np.empty((len(table), 0))
-    return np.column_stack(columns)
 
 
-def feature_stats(x: np.ndarray, feature_names: Sequence[str]) -> dict[str, dict[str, float]]:
+def feature_matrix(table: pa.Table, feature_names: Sequence[str]) -> np.ndarray:
+    """The feature columns of ``table`` as a float64 matrix, one row per row (nulls are NaN).
+
+    >>> feature_matrix(pa.table({"a": [1, 2], "b": [0.5, None]}), ["b", "a"]).tolist()
+    [[0.5, 1.0], [nan, 2.0]]
+    """
+    x = np.empty((len(table), len(feature_names)))
+    for j, name in enumerate(feature_names):
+        x[:, j] = table.column(name).to_numpy()
+    return x
+
+
+def feature_stats(
+    table: pa.Table, feature_names: Sequence[str]
+) -> dict[str, dict[str, float | None]]:
     """Per-feature ``count``, ``nulls``, ``mean``, ``std``, ``min``, ``max`` (NaN is a null).
 
-    >>> feature_stats(np.array([[1.0], [3.0], [np.nan]]), ["a"])["a"]["mean"]
+    >>> feature_stats(pa.table({"a": [1.0, 3.0, None]}), ["a"])["a"]["mean"]
     2.0
     """
-    stats: dict[str, dict[str, float]] = {}
-    finite = ~np.isnan(x)
-    for j, name in enumerate(feature_names):
-        col = x[finite[:, j], j]
-        n = int(col.size)
+    stats: dict[str, dict[str, float | None]] = {}
+    for name in feature_names:
+        column = table.column(name)
+        if pa.types.is_floating(column.type) and pc.any(pc.is_nan(column)).as_py():
+            column = pc.drop_null(pc.if_else(pc.is_nan(column), None, column))
+        n = pc.count(column).as_py()
+        bounds = pc.min_max(column)
         stats[name] = {
             "count": n,
-            "nulls": int(x.shape[0] - n),
-            "mean": _num(col.mean()) if n else None,
-            "std": _num(col.std()) if n else None,
-            "min": _num(col.min()) if n else None,
-            "max": _num(col.max()) if n else None,
+            "nulls": len(table) - n,
+            "mean": _num(pc.mean(column).as_py()),
+            "std": _num(pc.stddev(column, ddof=0).as_py()),
+            "min": _num(bounds["min"].as_py()),
+            "max": _num(bounds["max"].as_py()),
         }
     return stats
 
 
+def profile_bytes(stats: dict[str, dict[str, float | None]], feature_names: Sequence[str]) -> bytes:
+    """Each feature's mean, then each feature's log std, as little-endian float64 bytes.
+
+    A compact vector per data version that similarity search shortlists by (nulls count 0).
+
+    >>> np.frombuffer(profile_bytes({"a": {"mean": 2.0, "std": 1.0}}, ["a"]), "<f8").round(6)
+    array([2., 0.])
+    """
+    means = [(stats.get(f) or {}).get("mean") or 0.0 for f in feature_names]
+    stds = [(stats.get(f) or {}).get("std") or 0.0 for f in feature_names]
+    return np.concatenate([means, np.log(np.asarray(stds) + PROFILE_EPS)]).astype("<f8").tobytes()
+
+
 def _num(value: Any) -> float | None:
+    if value is None:
+        return None
     f = float(value)
     return f if math.isfinite(f) else None

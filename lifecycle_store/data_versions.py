@@ -18,14 +18,24 @@ from detectors.coreset import Coreset
 from lifecycle_store import orm
 from lifecycle_store._base import PipelineRef, StoreBase, pipeline_name
 from lifecycle_store.artifacts import content_key
-from lifecycle_store.canonical import canonical_table, content_hash, feature_matrix, feature_stats
+from lifecycle_store.canonical import (
+    canonical_table,
+    check_feature_columns,
+    content_hash,
+    feature_matrix,
+    feature_stats,
+    profile_bytes,
+)
 from lifecycle_store.exceptions import NotFoundError, SchemaMismatchError, StoreError
 from lifecycle_store.records import DataVersion
 
 COMBINES = ("append", "merge", "filter", "root")
 TIMESTAMP_COLUMN = "timestamp"
+# Snappy for readers everywhere; no dictionary pages, since trying them on unique ids and
+# continuous features costs most of the write time and saves little space.
+PARQUET_OPTIONS: dict[str, Any] = {"compression": "snappy", "use_dictionary": False}
 # Rows fed to the coreset sketch at most (a seeded sample of bigger snapshots).
-CORESET_SAMPLE = 50_000
+CORESET_SAMPLE = 20_000
 
 
 def data_version_id(pipeline: str, digest: str) -> str:
@@ -82,7 +92,8 @@ class DataVersionsMixin(StoreBase):
                 sa.select(orm.PipelineRow.feature_names).where(orm.PipelineRow.id == pid)
             )
             self._check_parents(session, pid, name, parents)
-        x = feature_matrix(table, list(features or ()), f"table for pipeline {name!r}")
+        features = list(features or ())
+        check_feature_columns(table, features, f"table for pipeline {name!r}")
         canonical = canonical_table(table)
         digest = content_hash(canonical)
         dv_id = data_version_id(name, digest)
@@ -92,8 +103,9 @@ class DataVersionsMixin(StoreBase):
         if event_time_range is None:
             event_time_range = _time_range(table)
         artifact_key = content_key("data", digest, ".parquet")
-        uri = self._artifacts.put_table(artifact_key, canonical)
-        coreset = _coreset_bytes(x, coreset_k)
+        uri = self._artifacts.put_table(artifact_key, canonical, **PARQUET_OPTIONS)
+        coreset = _coreset_bytes(canonical, features, coreset_k)
+        stats = feature_stats(canonical, features)
         row = orm.DataVersionRow(
             id=dv_id,
             pipeline_id=pid,
@@ -108,7 +120,8 @@ class DataVersionsMixin(StoreBase):
             combine=combine,
             coreset=coreset,
             coreset_k=coreset_k,
-            stats=feature_stats(x, list(features or ())),
+            stats=stats,
+            profile=profile_bytes(stats, features) if coreset is not None else None,
             created_at=orm.utcnow(),
         )
         try:
@@ -220,16 +233,19 @@ class DataVersionsMixin(StoreBase):
         ]
 
 
-def _coreset_bytes(x: np.ndarray, k: int) -> bytes | None:
-    complete = x[~np.isnan(x).any(axis=1)] if x.size else x
-    if len(complete) == 0:
-        return None
-    if len(complete) > CORESET_SAMPLE:
+def _coreset_bytes(table: pa.Table, features: list[str], k: int) -> bytes | None:
+    if len(table) > CORESET_SAMPLE:
         # A seeded uniform sample keeps the sketch's cost flat for huge snapshots; the
         # coreset of the sample summarizes the same distribution.
-        pick = np.random.default_rng(0).choice(len(complete), CORESET_SAMPLE, replace=False)
-        complete = complete[np.sort(pick)]
-    return Coreset.from_array(complete, k=k, seed=0).to_bytes()
+        pick = np.random.default_rng(0).choice(len(table), CORESET_SAMPLE, replace=False)
+        table = table.take(pa.array(np.sort(pick)))
+    x = feature_matrix(table, features)
+    incomplete = np.isnan(x).any(axis=1)
+    if incomplete.any():
+        x = x[~incomplete]
+    if len(x) == 0:
+        return None
+    return Coreset.from_array(x, k=k, seed=0).to_bytes()
 
 
 def _chunks(ids: Sequence[str], size: int = 500) -> list[Sequence[str]]:

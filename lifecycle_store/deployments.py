@@ -53,7 +53,7 @@ class DeploymentsMixin(StoreBase):
         model_version_id: str,
         *,
         reason: str,
-        expected_current: str | None | _Unset = UNSET,
+        expected_current: str | _Unset | None = UNSET,
         outbox: Outbox = None,
         deployed_at: datetime | None = None,
     ) -> Deployment:
@@ -227,7 +227,7 @@ class DeploymentsMixin(StoreBase):
         *,
         kind: str,
         reason: str,
-        expected_current: str | None | _Unset,
+        expected_current: str | _Unset | None,
         outbox: Outbox,
         deployed_at: datetime | None,
     ) -> Deployment:

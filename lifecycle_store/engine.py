@@ -9,6 +9,8 @@ waits for it, instead of failing half-way when it upgrades a read lock.
 from __future__ import annotations
 
 import logging
+import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,6 @@ from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.pool import NullPool
 
 from lifecycle_store.exceptions import StoreError
 
@@ -60,11 +61,25 @@ def make_engine(url: str | sa.URL, **engine_options: Any) -> Engine:
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
         engine_options.setdefault("pool_pre_ping", True)
-        return sa.create_engine(parsed, **engine_options)
+        engine = sa.create_engine(parsed, **engine_options)
+        _dispose_after_fork(engine)
+        return engine
     raise StoreError(
         f"database {parsed.get_backend_name()!r} in {safe_url(parsed)!r} is not supported; "
         "use a sqlite:/// or postgresql+psycopg:// URL"
     )
+
+
+def _dispose_after_fork(engine: Engine) -> None:
+    # A forked child must not reuse the parent's pooled connections, nor close them.
+    ref = weakref.ref(engine)
+
+    def forget_parent_connections() -> None:
+        alive = ref()
+        if alive is not None:
+            alive.dispose(close=False)
+
+    os.register_at_fork(after_in_child=forget_parent_connections)
 
 
 def _sqlite_engine(url: sa.URL, **engine_options: Any) -> Engine:
@@ -73,13 +88,11 @@ def _sqlite_engine(url: sa.URL, **engine_options: Any) -> Engine:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     if database in ("", ":memory:"):
         engine_options.setdefault("poolclass", sa.StaticPool)
-    else:
-        # Connections are cheap for SQLite; pooling them would keep file locks across forks.
-        engine_options.setdefault("poolclass", NullPool)
     connect_args = engine_options.pop("connect_args", {})
     connect_args.setdefault("check_same_thread", False)
     connect_args.setdefault("timeout", BUSY_TIMEOUT_MS / 1000)
     engine = sa.create_engine(url, connect_args=connect_args, **engine_options)
+    _dispose_after_fork(engine)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -190,6 +190,4 @@ class ModelVersionsMixin(StoreBase):
                 sa.select(orm.TrainingRow.pipeline_id).where(orm.TrainingRow.id == training_id)
             )
             if training_pid != pid:
-                raise NotFoundError(
-                    f"training {training_id!r} does not exist in pipeline {name!r}"
-                )
+                raise NotFoundError(f"training {training_id!r} does not exist in pipeline {name!r}")

@@ -99,7 +99,10 @@ class DataVersionRow(Base):
     event_time_max: Mapped[datetime | None]
     source_offsets: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     combine: Mapped[str] = mapped_column(String(16))
-    coreset: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Deferred: sketches are read only by similarity search, which selects them explicitly.
+    coreset: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    # Per-feature mean and log std (float64), the similarity search's shortlist vector.
+    profile: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     coreset_k: Mapped[int]
     stats: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
@@ -163,9 +166,7 @@ class TrainingRow(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     trigger: Mapped[dict[str, Any]]
     config: Mapped[dict[str, Any]]
-    data_version_id: Mapped[str | None] = mapped_column(
-        ForeignKey("data_versions.id"), index=True
-    )
+    data_version_id: Mapped[str | None] = mapped_column(ForeignKey("data_versions.id"), index=True)
     model_version_id: Mapped[str | None] = mapped_column(
         ForeignKey("model_versions.id"), index=True
     )
@@ -181,7 +182,7 @@ class DriftEventRow(Base):
     __tablename__ = "drift_events"
     __table_args__ = (Index(None, "pipeline_id", "detected_at"),)
 
-    drift_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    drift_id: Mapped[str] = mapped_column(String(256), primary_key=True)
     pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id"))
     training_id: Mapped[str | None] = mapped_column(ForeignKey("trainings.id"), index=True)
     detected_at: Mapped[datetime]

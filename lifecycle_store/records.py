@@ -363,7 +363,12 @@ class LineageNode:
 class Lifecycle:
     """The whole lifecycle of one model version: data → training → model → deployments.
 
-    >>> Lifecycle(None, None, None, None, (), ()).deployments  # doctest: +SKIP
+    >>> mv = ModelVersion("mv-1", "p", 1, "ab", "file:///m", 3, "torch", {}, {}, "dv-1",
+    ...                   None, None, None)
+    >>> dv = DataVersion("dv-1", "p", "ab", "file:///d", 10, (), None, None, None, "root", (),
+    ...                  256, {}, None)
+    >>> Lifecycle(mv, dv, None, None, ()).data_version.id
+    'dv-1'
     """
 
     model_version: ModelVersion
@@ -381,7 +386,10 @@ class SimilarLifecycle:
     ``best_model`` is the one to transfer from (the best by the chosen metric, else the
     latest), ``None`` when nothing was trained on that data yet.
 
-    >>> SimilarLifecycle(None, 0.9, (), None).similarity  # doctest: +SKIP
+    >>> dv = DataVersion("dv-1", "p", "ab", "file:///d", 10, (), None, None, None, "root", (),
+    ...                  256, {}, None)
+    >>> SimilarLifecycle(dv, 0.9, (), None).best_model is None
+    True
     """
 
     data_version: DataVersion

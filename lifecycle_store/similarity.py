@@ -19,34 +19,39 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Collection
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from threadpoolctl import ThreadpoolController
 
 from detectors.coreset import Coreset
 from detectors.similarity import similarity
 from lifecycle_store import orm
 from lifecycle_store._base import PipelineRef, pipeline_name
+from lifecycle_store.canonical import PROFILE_EPS
 from lifecycle_store.data_versions import DataVersionsMixin
 from lifecycle_store.exceptions import NotFoundError, SchemaMismatchError, StoreError
 from lifecycle_store.model_versions import ModelVersionsMixin
 from lifecycle_store.records import ModelVersion, SimilarLifecycle
 
 _CORESET_CACHE = 512
-_EPS = 1e-9
+_BLAS: ThreadpoolController | None = None
 
 
 @dataclass
 class _Index:
+    versions: int  # data versions of the pipeline when loaded, with or without a coreset
     ids: list[str]
-    means: np.ndarray  # versions × features
+    means: np.ndarray  # one row per data version, one column per feature
     log_stds: np.ndarray
 
 
 class SimilarityMixin(DataVersionsMixin, ModelVersionsMixin):
     _sim: SimilarityCache
+
     def most_similar(
         self,
         pipeline: PipelineRef,
@@ -94,12 +99,13 @@ class SimilarityMixin(DataVersionsMixin, ModelVersionsMixin):
                 f"{index.means.shape[1]}; sketch the pipeline's feature columns"
             )
         shortlist = _shortlist(index, points, weights, excluded, candidates or 2 * k)
-        bandwidth = _median_distance(points)
+        stored = [(dv_id, self._coreset(dv_id)) for dv_id in shortlist]
         scored = []
-        for dv_id in shortlist:
-            stored = self._coreset(dv_id)
-            if stored is not None:
-                scored.append((similarity(query_coreset, stored, bandwidth=bandwidth), dv_id))
+        with _single_threaded_blas():
+            bandwidth = _median_distance(points)
+            for dv_id, coreset in stored:
+                if coreset is not None:
+                    scored.append((similarity(query_coreset, coreset, bandwidth=bandwidth), dv_id))
         scored.sort(key=lambda s: (-s[0], s[1]))
         top = scored[:k]
         return self._similar_lifecycles(name, top, metric, higher_is_better)
@@ -119,9 +125,7 @@ class SimilarityMixin(DataVersionsMixin, ModelVersionsMixin):
                     sa.select(orm.DataVersionRow).where(orm.DataVersionRow.id.in_(ids))
                 )
             }
-            records = {
-                r.id: r for r in self._data_version_records(session, [rows[i] for i in ids])
-            }
+            records = {r.id: r for r in self._data_version_records(session, [rows[i] for i in ids])}
             models: dict[str, list[ModelVersion]] = {}
             for mv in session.scalars(
                 sa.select(orm.ModelVersionRow)
@@ -143,36 +147,38 @@ class SimilarityMixin(DataVersionsMixin, ModelVersionsMixin):
         state = self._sim
         with state.lock:
             index = state.indexes.get(pid)
+            # Counting every version (not only those with a coreset) is answered from the
+            # (pipeline_id, created_at) index without touching the coreset blobs.
             count = session.scalar(
                 sa.select(sa.func.count())
                 .select_from(orm.DataVersionRow)
-                .where(orm.DataVersionRow.pipeline_id == pid, orm.DataVersionRow.coreset.is_not(None))
+                .where(orm.DataVersionRow.pipeline_id == pid)
             )
-            if index is not None and len(index.ids) == count:
+            if index is not None and index.versions == count:
                 return index
-            features = session.scalar(
-                sa.select(orm.PipelineRow.feature_names).where(orm.PipelineRow.id == pid)
-            )
             known = set(index.ids) if index is not None else set()
             fresh = [
-                (dv_id, stats)
-                for dv_id, stats in session.execute(
-                    sa.select(orm.DataVersionRow.id, orm.DataVersionRow.stats).where(
+                (dv_id, profile)
+                for dv_id, profile in session.execute(
+                    sa.select(orm.DataVersionRow.id, orm.DataVersionRow.profile).where(
                         orm.DataVersionRow.pipeline_id == pid,
-                        orm.DataVersionRow.coreset.is_not(None),
+                        orm.DataVersionRow.profile.is_not(None),
                     )
                 )
                 if dv_id not in known
             ]
-            means, log_stds = _vectors([s for _, s in fresh], list(features or ()))
+            means, log_stds = _vectors([p for _, p in fresh])
             if index is None:
-                index = _Index([i for i, _ in fresh], means, log_stds)
-            else:
+                index = _Index(count or 0, [i for i, _ in fresh], means, log_stds)
+            elif fresh:
                 index = _Index(
+                    count or 0,
                     index.ids + [i for i, _ in fresh],
                     np.vstack([index.means, means]),
                     np.vstack([index.log_stds, log_stds]),
                 )
+            else:
+                index.versions = count or 0
             state.indexes[pid] = index
             return index
 
@@ -207,17 +213,12 @@ class SimilarityCache:
         self.coresets: OrderedDict[str, Coreset | None] = OrderedDict()
 
 
-def _vectors(stats: list[dict[str, dict[str, float | None]]], features: list[str]) -> tuple[
-    np.ndarray, np.ndarray
-]:
-    means = np.zeros((len(stats), len(features)))
-    log_stds = np.zeros((len(stats), len(features)))
-    for i, s in enumerate(stats):
-        for j, f in enumerate(features):
-            entry = s.get(f) or {}
-            means[i, j] = entry.get("mean") or 0.0
-            log_stds[i, j] = np.log((entry.get("std") or 0.0) + _EPS)
-    return means, log_stds
+def _vectors(profiles: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    if not profiles:
+        return np.zeros((0, 0)), np.zeros((0, 0))
+    matrix = np.frombuffer(b"".join(profiles), dtype="<f8").reshape(len(profiles), -1)
+    d = matrix.shape[1] // 2
+    return matrix[:, :d], matrix[:, d:]
 
 
 def _shortlist(
@@ -228,11 +229,13 @@ def _shortlist(
     w = weights / weights.sum()
     mean = w @ points
     std = np.sqrt(np.maximum(w @ (points - mean) ** 2, 0.0))
-    scale = np.where(std > _EPS, std, 1.0)
+    scale = np.where(std > PROFILE_EPS, std, 1.0)
     d = (((index.means - mean) / scale) ** 2).sum(axis=1) + (
-        (index.log_stds - np.log(std + _EPS)) ** 2
+        (index.log_stds - np.log(std + PROFILE_EPS)) ** 2
     ).sum(axis=1)
-    order = np.argsort(d, kind="stable")
+    reach = min(len(d), n + len(excluded))
+    nearest = np.argpartition(d, reach - 1)[:reach] if reach < len(d) else np.arange(len(d))
+    order = nearest[np.argsort(d[nearest], kind="stable")]
     picked: list[str] = []
     for i in order:
         if index.ids[i] not in excluded:
@@ -240,6 +243,15 @@ def _shortlist(
             if len(picked) == n:
                 break
     return picked
+
+
+def _single_threaded_blas() -> AbstractContextManager[object]:
+    # Kernel matrices of a few hundred points are far too small for BLAS threads: on a busy
+    # machine their hand-offs cost 10-30x the arithmetic itself.
+    global _BLAS
+    if _BLAS is None:
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
 
 
 def _median_distance(points: np.ndarray) -> float:
@@ -261,4 +273,3 @@ def _best(
             sign = 1.0 if higher_is_better else -1.0
             return max(scored, key=lambda m: (sign * float(m.metrics[metric]), m.version))
     return models[0]
-

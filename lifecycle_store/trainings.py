@@ -216,9 +216,7 @@ class TrainingsMixin(StoreBase):
             row = session.get(orm.DriftEventRow, drift_id)
             if row is None:
                 raise NotFoundError(f"drift event {drift_id!r} has not been recorded")
-            return DriftEventRecord._from_row(
-                row, self._pipeline_name_of(session, row.pipeline_id)
-            )
+            return DriftEventRecord._from_row(row, self._pipeline_name_of(session, row.pipeline_id))
 
     def drift_events(
         self,

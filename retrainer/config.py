@@ -186,8 +186,8 @@ class PerformanceTriggerConfig(_TriggerBase):
 class EnsembleTriggerConfig(_TriggerBase):
     """Combine triggers: fire when at least ``n`` members fire, or when a majority does.
 
-    >>> t = EnsembleTriggerConfig(policy="majority", members=[
-    ...     {"kind": "drift"}, {"kind": "data_amount", "rows": 100}, {"kind": "time", "every_s": 60}])
+    >>> t = EnsembleTriggerConfig(policy="majority", members=[{"kind": "drift"},
+    ...     {"kind": "data_amount", "rows": 100}, {"kind": "time", "every_s": 60}])
     >>> t.required
     2
     """
@@ -254,14 +254,20 @@ class ModelConfig(_Section):
     ``pkg.mod:Class`` to your own :class:`retrainer.adapters.ModelAdapter`. ``epochs`` is the
     most a training may run, ``patience`` stops it after that many epochs without improvement
     on a validation split, ``max_seconds`` stops it gracefully (the model so far is kept) and
-    ``timeout_s`` fails it.
+    ``timeout_s`` fails it. ``warm_start`` says where a training starts: from the model of
+    the most similar past data (``similar``, falling back to the champion, then scratch),
+    from the ``champion``, or from scratch (``none``). When even the most similar past data
+    is less similar than ``min_similarity`` (core-set similarity in (0, 1]), the concept is
+    new and the model trains from scratch: unrelated weights start worse than fresh ones.
 
-    >>> ModelConfig().adapter
-    'torch-mlp'
+    >>> ModelConfig().adapter, ModelConfig().warm_start
+    ('torch-mlp', 'similar')
     """
 
     adapter: str = "torch-mlp"
     params: dict[str, Any] = Field(default_factory=dict)
+    warm_start: Literal["similar", "champion", "none"] = "similar"
+    min_similarity: float = Field(default=0.1, ge=0, le=1)
     epochs: int = Field(default=30, ge=1)
     patience: int | None = Field(default=3, ge=1)
     max_seconds: float | None = Field(default=None, gt=0)
@@ -299,7 +305,8 @@ class GuardConfig(_Section):
 
     The guard estimates the deployment probability from past trainings in similar
     situations; it skips only when that estimate is below ``threshold`` *and* at least
-    ``min_history`` past trainings with known outcomes exist. ``mode="shadow"`` records the
+    ``min_history`` past trainings with known outcomes exist; after ``explore_every`` skips
+    in a row it trains once anyway, to keep learning. ``mode="shadow"`` records the
     guard's prediction but trains anyway (to measure it).
 
     >>> GuardConfig().enabled, GuardConfig().min_history
@@ -311,6 +318,11 @@ class GuardConfig(_Section):
     threshold: float = Field(default=0.2, ge=0, le=1)
     min_history: int = Field(default=6, ge=1)
     bandwidth: float = Field(default=0.15, gt=0)
+    explore_every: int = Field(default=5, ge=1)
+
+
+def _default_triggers() -> list[TriggerConfig]:
+    return [DriftTriggerConfig()]
 
 
 class PipelineConfig(_Section):
@@ -328,7 +340,7 @@ class PipelineConfig(_Section):
     feature_names: list[str] | None = None
     label: LabelConfig = Field(default_factory=LabelConfig)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
-    triggers: list[TriggerConfig] = Field(default_factory=lambda: [DriftTriggerConfig()])
+    triggers: list[TriggerConfig] = Field(default_factory=_default_triggers)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     gate: GateConfig = Field(default_factory=GateConfig)

@@ -1,13 +1,13 @@
 """driftline event contracts: pydantic models plus JSON Schema files shipped as package data.
 
-    InferenceEvent      one inference input (JSON) on {p}.inputs
-    InferenceBatch      many inference rows as an Arrow IPC stream on {p}.inputs
-    LabelEvent          delayed ground truth on {p}.labels
-    DriftEvent          a detector alarm on {p}.drift
-    ModelVersionEvent   a deployed model version on {p}.model-versions (compacted)
-    DeadLetter          a rejected input, kept whole with its reason, on {p}.dlq
-    LabelRequest        events a human or labelling service should label, on {p}.label-requests
-    OODFlag             one out-of-distribution input, on {p}.ood
+InferenceEvent      one inference input (JSON) on {p}.inputs
+InferenceBatch      many inference rows as an Arrow IPC stream on {p}.inputs
+LabelEvent          delayed ground truth on {p}.labels
+DriftEvent          a detector alarm on {p}.drift
+ModelVersionEvent   a deployed model version on {p}.model-versions (compacted)
+DeadLetter          a rejected input, kept whole with its reason, on {p}.dlq
+LabelRequest        events a human or labelling service should label, on {p}.label-requests
+OODFlag             one out-of-distribution input, on {p}.ood
 """
 
 from schemas._base import SCHEMA_VERSION, Event, utcnow

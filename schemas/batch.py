@@ -71,7 +71,10 @@ class InferenceBatch:
     def to_ipc(self) -> bytes:
         """Encode as an Arrow IPC stream, with the contract metadata."""
         table = self.table.replace_schema_metadata(
-            {META_SCHEMA_VERSION: str(SCHEMA_VERSION).encode(), META_PIPELINE: self.pipeline.encode()}
+            {
+                META_SCHEMA_VERSION: str(SCHEMA_VERSION).encode(),
+                META_PIPELINE: self.pipeline.encode(),
+            }
         )
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:
@@ -117,7 +120,9 @@ class InferenceBatch:
         }
         for name, value in optional.items():
             if name not in RESERVED_COLUMNS:
-                raise SchemaError(f"unknown optional column {name!r}: use one of {RESERVED_COLUMNS}")
+                raise SchemaError(
+                    f"unknown optional column {name!r}: use one of {RESERVED_COLUMNS}"
+                )
             columns[name] = pa.array(value)
         for i, name in enumerate(feature_names):
             columns[name] = pa.array(features[:, i])

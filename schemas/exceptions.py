@@ -1,7 +1,7 @@
 """Errors raised by the event contracts.
 
-    SchemaError (ValueError)          an event does not match its contract
-    └── SchemaVersionError            the event was written for another schema version
+SchemaError (ValueError)          an event does not match its contract
+└── SchemaVersionError            the event was written for another schema version
 """
 
 from __future__ import annotations

@@ -1,9 +1,307 @@
-"""Commands of the driftline CLI for this part of streams (registered by streams.cli)."""
+"""Commands that close the loop: ``retrainer``, ``status``, ``lineage``, ``rollback``,
+``subscribe`` (registered by :mod:`streams.cli`).
+
+Heavy imports (torch, the store, Kafka clients) happen inside the commands, so
+``driftline --help`` stays fast.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+if TYPE_CHECKING:
+    from lifecycle_store.store import LifecycleStore
+    from streams.admin import ModelLineage, PipelineStatus
+    from streams.settings import Settings
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML config file (default: $DRIFTLINE_CONFIG)."),
+]
+PipelineOption = Annotated[
+    str | None, typer.Option("--pipeline", "-p", help="Pipeline name (default: from config).")
+]
+AliasOption = Annotated[str, typer.Option("--alias", "-a", help="Deployment alias.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `driftline` app."""
+    app.command("retrainer")(retrainer)
+    app.command("status")(status)
+    app.command("lineage")(lineage)
+    app.command("rollback")(rollback)
+    app.command("subscribe")(subscribe)
+
+
+def _settings(config: Path | None, pipeline: str | None, **overrides: Any) -> Settings:
+    from streams.exceptions import ConfigError
+    from streams.settings import Settings
+
+    try:
+        return Settings.load(config, pipeline=pipeline, **overrides)
+    except ConfigError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+def _store(settings: Settings) -> LifecycleStore:
+    from lifecycle_store.store import LifecycleStore
+
+    return LifecycleStore.open(settings.store_url.get_secret_value(), settings.artifacts)
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def retrainer(
+    config: ConfigOption = None,
+    pipeline: PipelineOption = None,
+    group_id: Annotated[
+        str | None, typer.Option(help="Consumer group (default: driftline-retrainer-{p}).")
+    ] = None,
+    tick_interval: Annotated[
+        float, typer.Option(help="Seconds between time/data-amount trigger checks.")
+    ] = 5.0,
+    stale_after: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds after which a NEW/RUNNING training is taken as interrupted "
+            "(default: 2 x model.timeout_s, at least 600)."
+        ),
+    ] = None,
+    max_events: Annotated[
+        int | None, typer.Option(help="Stop after this many drift events (testing).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Train and publish model versions from {p}.drift (a Kafka consumer group member)."""
+    import signal
+
+    from streams.retrainer_service import RetrainerService
+
+    _logging(verbose)
+    settings = _settings(config, pipeline)
+    service = RetrainerService(
+        settings, group_id=group_id, tick_interval_s=tick_interval, stale_after_s=stale_after
+    )
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: service.stop())
+    try:
+        stats = service.run(max_events=max_events)
+    finally:
+        service.close()
+    typer.echo(f"retrainer stopped: {stats}")
+
+
+def status(
+    config: ConfigOption = None,
+    pipeline: PipelineOption = None,
+    alias: AliasOption = "champion",
+    limit: Annotated[int, typer.Option(help="Rows per table.")] = 10,
+    as_json: JsonOption = False,
+) -> None:
+    """Current champion, recent drift events, and trainings with their outcome."""
+    from streams.admin import pipeline_status
+
+    settings = _settings(config, pipeline)
+    with _store(settings) as store:
+        report = pipeline_status(store, settings.pipeline, alias=alias, limit=limit)
+    if as_json:
+        typer.echo(json.dumps(_status_dict(report), indent=2, default=str))
+    else:
+        _print_status(report, alias)
+
+
+def lineage(
+    model_version: Annotated[str, typer.Argument(help="Model version id (mv-…).")],
+    config: ConfigOption = None,
+    pipeline: PipelineOption = None,
+    hops: Annotated[int, typer.Option(help="Edges to follow each way.")] = 3,
+    as_json: JsonOption = False,
+) -> None:
+    """The lifecycle of MODEL_VERSION: data, training, parent model, deployments."""
+    from lifecycle_store.exceptions import NotFoundError
+    from streams.admin import model_lineage
+
+    settings = _settings(config, pipeline)
+    with _store(settings) as store:
+        try:
+            result = model_lineage(store, model_version, hops=hops)
+        except NotFoundError as exc:
+            typer.secho(str(exc), fg="red", err=True)
+            raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(_lineage_dict(result), indent=2, default=str))
+    else:
+        _print_lineage(result)
+
+
+def rollback(
+    config: ConfigOption = None,
+    pipeline: PipelineOption = None,
+    alias: AliasOption = "champion",
+    reason: Annotated[str, typer.Option(help="Recorded in the history.")] = "manual rollback",
+) -> None:
+    """Re-deploy the previous model of ALIAS as a new deployment (history keeps both)."""
+    from lifecycle_store.exceptions import StoreError
+    from streams.admin import rollback as do_rollback
+    from streams.publisher import KafkaPublisher
+
+    settings = _settings(config, pipeline)
+    publisher = KafkaPublisher(settings)
+    with _store(settings) as store:
+        try:
+            result = do_rollback(store, settings.pipeline, publisher, alias=alias, reason=reason)
+        except StoreError as exc:
+            typer.secho(str(exc), fg="red", err=True)
+            raise typer.Exit(1) from None
+        finally:
+            publisher.close()
+    event = result.event
+    typer.echo(
+        f"{settings.pipeline}/{alias} -> {event.model_version_id} "
+        f"(deployment {event.deployment_id}, published to {settings.topics.model_versions})"
+    )
+
+
+def subscribe(
+    config: ConfigOption = None,
+    pipeline: PipelineOption = None,
+    alias: AliasOption = "champion",
+) -> None:
+    """Follow ALIAS on {p}.model-versions and print each model a consumer would load."""
+    import threading
+
+    from streams.subscriber import ModelSubscriber, ServedModel
+
+    _logging(False)
+    settings = _settings(config, pipeline)
+    done = threading.Event()
+
+    def show(new: ServedModel, old: ServedModel | None) -> None:
+        e = new.event
+        typer.echo(f"{e.deployed_at:%Y-%m-%d %H:%M:%S} {e.alias}: {e.model_version_id} {e.reason}")
+
+    sub = ModelSubscriber(settings.kafka_bootstrap_servers, settings.pipeline, alias, show)
+    try:
+        with sub:
+            done.wait()
+    except KeyboardInterrupt:
+        pass
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+def _status_dict(report: PipelineStatus) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {
+        "pipeline": report.pipeline,
+        "aliases": {a: asdict(mv) for a, mv in report.aliases.items()},
+        "history": [asdict(d) for d in report.history],
+        "drift_events": [asdict(d) for d in report.drift_events],
+        "trainings": [asdict(t) for t in report.trainings],
+        "pending_outbox": report.pending_outbox,
+    }
+
+
+def _lineage_dict(result: ModelLineage) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {
+        "lifecycle": asdict(result.lifecycle),
+        "upstream": [asdict(n) for n in result.upstream],
+        "downstream": [asdict(n) for n in result.downstream],
+    }
+
+
+def _when(value: Any) -> str:
+    return "" if value is None else f"{value:%Y-%m-%d %H:%M:%S}"
+
+
+def _metrics(metrics: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(metrics.items())
+    )
+
+
+def _print_status(report: PipelineStatus, alias: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]pipeline {report.pipeline}[/bold]")
+    if not report.aliases:
+        console.print("no model deployed yet")
+    for name, mv in sorted(report.aliases.items()):
+        console.print(f"  {name}: {mv.id} (v{mv.version}, {mv.framework}) {_metrics(mv.metrics)}")
+    if report.pending_outbox:
+        console.print(
+            f"[yellow]{report.pending_outbox} event(s) recorded but not yet published; "
+            "a running retrainer publishes them[/yellow]"
+        )
+    table = Table(title=f"deployments of {alias}")
+    for col in ("seq", "when", "kind", "model version", "reason"):
+        table.add_column(col)
+    for d in report.history:
+        table.add_row(str(d.seq), _when(d.deployed_at), d.kind, d.model_version_id, d.reason)
+    console.print(table)
+    table = Table(title="recent drift events")
+    for col in ("detected", "drift id", "statistic", "training"):
+        table.add_column(col)
+    for e in report.drift_events:
+        stat = "" if e.statistic is None else f"{e.statistic:.4g}"
+        table.add_row(_when(e.detected_at), e.drift_id, stat, e.training_id or "")
+    console.print(table)
+    table = Table(title="recent trainings")
+    for col in ("created", "training", "status", "model version", "seconds", "reason"):
+        table.add_column(col)
+    for t in report.trainings:
+        seconds = "" if t.duration_s is None else f"{t.duration_s:.1f}"
+        table.add_row(
+            _when(t.created_at),
+            t.id,
+            t.status,
+            t.model_version_id or "",
+            seconds,
+            (t.reason or "")[:80],
+        )
+    console.print(table)
+
+
+def _print_lineage(result: ModelLineage) -> None:
+    from rich.console import Console
+    from rich.tree import Tree
+
+    life = result.lifecycle
+    mv = life.model_version
+    tree = Tree(f"[bold]{mv.id}[/bold] v{mv.version} {mv.framework} {_metrics(mv.metrics)}")
+    dv = life.data_version
+    tree.add(f"data version {dv.id}: {dv.row_count} rows, {dv.combine}, parents {list(dv.parents)}")
+    if life.training is not None:
+        t = life.training
+        node = tree.add(f"training {t.id}: {t.status} {t.reason or ''} (episode {t.episode_key})")
+        for drift in life.drift_events:
+            node.add(f"drift {drift.drift_id} at {_when(drift.detected_at)}")
+    if life.parent_model_version is not None:
+        p = life.parent_model_version
+        tree.add(f"warm-started from {p.id} v{p.version} {_metrics(p.metrics)}")
+    deployments = tree.add("deployments")
+    for d in life.deployments:
+        deployments.add(f"{_when(d.deployed_at)} {d.alias} #{d.seq} {d.kind}: {d.reason}")
+    for title, nodes in (("upstream", result.upstream), ("downstream", result.downstream)):
+        branch = tree.add(title)
+        for n in nodes:
+            branch.add(f"{n.distance} hop(s): {n.kind} {n.id} ({n.relation} via {n.via})")
+    Console().print(tree)

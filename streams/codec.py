@@ -112,7 +112,7 @@ class Rows:
             columns[name] = pa.array(self.features[:, j], pa.float64())
         if self.model_versions is not None:
             columns["model_version"] = pa.array(self.model_versions, pa.string())
-        columns["topic"] = pa.array(self.topics, pa.string()).dictionary_encode()
+        columns["topic"] = pa.array(self.topics, pa.string())
         columns["partition"] = pa.array(self.partitions, pa.int32())
         columns["offset"] = pa.array(self.offsets, pa.int64())
         return pa.table(columns)
@@ -225,7 +225,7 @@ class _Batch:
         except orjson.JSONDecodeError:
             doc = None
         fast = None if doc is None else _fast_event(doc, self.pipeline)
-        if fast is None:
+        if fast is None or (self.names is not None and len(fast[2]) != len(self.names)):
             item = self._json_slow(message)
         elif self.names is None and not self.check_names(message, list(fast[2])):
             return
@@ -280,7 +280,7 @@ class _Batch:
             pending = [item for item in map(self._recheck, pending) if item is not None]
             flat = [feats[n] for _, _, _, feats, _ in pending for n in names]
         x = np.array(flat, dtype=np.float64).reshape(len(pending), len(names))
-        finite = np.isfinite(x).all(axis=1)
+        finite = np.asarray(np.isfinite(x).all(axis=1), dtype=bool)
         if not finite.all():
             for i in np.flatnonzero(~finite):
                 bad = [n for n, v in zip(names, x[i], strict=True) if not np.isfinite(v)]
@@ -367,7 +367,7 @@ class _Batch:
             if "model_version" in table.column_names
             else None,
         )
-        finite = np.isfinite(x).all(axis=1)
+        finite = np.asarray(np.isfinite(x).all(axis=1), dtype=bool)
         if not finite.all():
             bad = np.flatnonzero(~finite)
             # The message is kept whole in the DLQ; its finite rows still count, and a replay

@@ -8,7 +8,7 @@ each segment is one *concept*:
 rows   concept          what changed
 =====  ===============  ===========================================================
 0      A  clean         nothing: the training distribution
-1      B  noisy         a worn sensor: a fifth of the pixels stuck at full ink
+1      B  noisy         a worn sensor: a tenth of the pixels stuck at full ink
 2      C  shifted       the camera moved: every image two pixels to the right
 3      A  clean         the old camera is back: concept A *recurs*
 4      D  class mix     same images, but only the digits 0-4 arrive
@@ -17,26 +17,38 @@ rows   concept          what changed
 Labels arrive ``label_delay`` rows after their inputs, as ground truth does in production.
 
 >>> s = digits_scenario(segment_rows=300)
->>> s.X.shape, [seg.concept for seg in s.segments], s.drifts[2].start
-((1500, 64), ['A', 'B', 'C', 'A', 'D'], 900)
+>>> s.X.shape, [seg.concept for seg in s.segments], [seg.start for seg in s.drifts]
+((1575, 64), ['A', 'B', 'C', 'A', 'D'], [360, 645, 975, 1290])
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DIGIT_FEATURES", "Scenario", "Segment", "digits_scenario"]
+from retrainer.config import PipelineConfig
+from streams.backtest import ProgressFactory, backtest, policy_configs
+from streams.embedded import LabelledStream
+from streams.evaluation import Concept
+from streams.report import Report
+
+__all__ = ["DEMO_PIPELINE", "DIGIT_FEATURES", "Scenario", "Segment", "digits_scenario", "run_demo"]
+
+DEMO_PIPELINE = "digits-demo"
 
 DIGIT_FEATURES = [f"px{r}{c}" for r in range(8) for c in range(8)]
 """Feature names of the digits stream: ``px{row}{column}`` of the 8x8 image."""
 
 _INK = 16.0
-_STUCK_FRACTION = 0.2
+_STUCK_FRACTION = 0.1
 _SHIFT_PIXELS = 2
 _MIX_CLASSES = (0, 1, 2, 3, 4)
+# Concept lengths in units of segment_rows: uneven, so drifts do not fall on the rows a
+# periodic schedule happens to retrain at.
+_LENGTHS = (1.2, 0.95, 1.1, 1.05, 0.95)
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,27 @@ class Scenario:
         """When row ``row`` happened."""
         return self.t0 + row * self.step
 
+    def stream(self) -> LabelledStream:
+        """The rows, labels and event times as the embedded runner replays them."""
+        return LabelledStream.from_arrays(
+            self.X,
+            self.y,
+            self.feature_names,
+            label_delay=self.label_delay,
+            t0=self.t0,
+            step=self.step,
+            event_ids=[f"{self.name}-{i}" for i in range(len(self.X))],
+        )
+
+    def concepts(self) -> list[Concept]:
+        """The segments as the evaluation and the report know them."""
+        return [
+            Concept(
+                start=s.start, end=s.end, concept=s.concept, kind=s.kind, description=s.description
+            )
+            for s in self.segments
+        ]
+
     def concept_at(self, row: int) -> Segment:
         """The segment that row ``row`` belongs to."""
         for segment in self.segments:
@@ -103,14 +136,15 @@ def digits_scenario(segment_rows: int = 2000, label_delay: int = 200, seed: int 
         ("D", "class-mix", f"only digits {_MIX_CLASSES[0]}-{_MIX_CLASSES[-1]} arrive"),
     ]
     X_parts, y_parts, segments = [], [], []
-    for i, (concept, kind, description) in enumerate(plan):
+    start = 0
+    for (concept, kind, description), share in zip(plan, _LENGTHS, strict=True):
+        length = round(share * segment_rows)
         pool = np.isin(labels, _MIX_CLASSES) if kind == "class-mix" else np.ones(len(labels), bool)
-        rows = rng.choice(np.flatnonzero(pool), size=segment_rows, replace=True)
+        rows = rng.choice(np.flatnonzero(pool), size=length, replace=True)
         X_parts.append(_apply(kind, images[rows], rng))
         y_parts.append(labels[rows])
-        segments.append(
-            Segment(i * segment_rows, (i + 1) * segment_rows, concept, kind, description)
-        )
+        segments.append(Segment(start, start + length, concept, kind, description))
+        start += length
     return Scenario(
         name="digits",
         X=np.concatenate(X_parts),
@@ -132,3 +166,34 @@ def _apply(kind: str, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         shifted[:, :, _SHIFT_PIXELS:] = images[:, :, :-_SHIFT_PIXELS]
         return shifted.reshape(-1, 64)
     return X.copy()
+
+
+def run_demo(
+    out_dir: Path,
+    *,
+    scenario: Scenario | None = None,
+    config: PipelineConfig | None = None,
+    periodic_rows: int | None = None,
+    progress: ProgressFactory | None = None,
+) -> Report:
+    """Run the demo scenario under the drift-triggered, periodic and never-retrain policies.
+
+    ``config`` defaults to the library's defaults for pipeline ``digits-demo``; the periodic
+    baseline retrains every ``periodic_rows`` rows (default: twice per concept).
+    """
+    scenario = scenario or digits_scenario()
+    config = config or PipelineConfig(name=DEMO_PIPELINE)
+    segment = scenario.segments[0].end - scenario.segments[0].start
+    configs = policy_configs(config, periodic_rows=periodic_rows or max(1, segment // 2))
+    return backtest(
+        scenario.stream(),
+        configs,
+        out_dir,
+        title="driftline demo: handwritten digits with drifts injected at known rows",
+        description=(
+            f"{len(scenario.X)} rows of scikit-learn's digits in {len(scenario.segments)} "
+            f"concepts of {segment} rows; labels arrive {scenario.label_delay} rows late"
+        ),
+        concepts=scenario.concepts(),
+        progress=progress,
+    )

@@ -112,7 +112,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
 def to_raw_message(message: Message) -> RawMessage:
     """Convert a confluent-kafka message (not an error event) to a `RawMessage`."""
     kind, millis = message.timestamp()
-    headers = message.headers() or []
+    headers: list[tuple[str, bytes | None]] = message.headers() or []  # type: ignore[assignment]
     return RawMessage(
         value=message.value() or b"",
         key=message.key(),

@@ -29,8 +29,13 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from schemas import CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE, LabelRequest, ModelVersionEvent
-
+from schemas import (
+    CONTENT_TYPE_HEADER,
+    JSON_CONTENT_TYPE,
+    LabelRequest,
+    ModelVersionEvent,
+    Topics,
+)
 from streams.exceptions import StreamsError
 
 if TYPE_CHECKING:
@@ -39,13 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["KafkaPublisher", "PublishError"]
 
 log = logging.getLogger(__name__)
-
-# Delivery guarantees that make "confirmed" mean "on every in-sync replica, exactly once".
-PRODUCER_GUARANTEES: dict[str, Any] = {
-    "acks": "all",
-    "enable.idempotence": True,
-    "max.in.flight.requests.per.connection": 5,
-}
 
 
 class PublishError(StreamsError):
@@ -71,24 +69,25 @@ class KafkaPublisher:
         self.settings = settings
         self.topics = settings.topics
         self.delivery_timeout_s = delivery_timeout_s
-        timeout_ms = int(delivery_timeout_s * 1000)
-        self._producer = make_producer(
-            settings,
-            **PRODUCER_GUARANTEES,
-            **{"delivery.timeout.ms": timeout_ms, "message.timeout.ms": timeout_ms},
-        )
+        # make_producer is acks=all and idempotent: confirmed means on every in-sync replica.
+        self._producer = make_producer(settings, delivery_timeout_ms=int(delivery_timeout_s * 1000))
         # confluent-kafka producers are thread-safe, but flush() waits for *all* records:
         # one publish at a time keeps each call's confirmation its own.
         self._lock = threading.Lock()
         self.published = 0
 
     def publish_model_version(self, event: ModelVersionEvent) -> None:
-        """Send a deployment to the compacted ``{p}.model-versions``, keyed ``{p}/{alias}``."""
-        self.publish(self.topics.model_versions, event.key, event.to_json())
+        """Send a deployment to the compacted ``{p}.model-versions``, keyed ``{p}/{alias}``.
+
+        The topic follows the event's pipeline: one store may hold several pipelines, and
+        the outbox is flushed for all of them.
+        """
+        self.publish(Topics(event.pipeline).model_versions, event.key, event.to_json())
 
     def publish_label_request(self, request: LabelRequest) -> None:
         """Send a request for labels to ``{p}.label-requests``, keyed by pipeline."""
-        self.publish(self.topics.label_requests, request.pipeline.encode(), request.to_json())
+        topic = Topics(request.pipeline).label_requests
+        self.publish(topic, request.pipeline.encode(), request.to_json())
 
     def publish(self, topic: str, key: bytes | None, value: bytes) -> None:
         """Send one JSON record and wait for the broker's confirmation."""

@@ -4,8 +4,8 @@ Values come from, highest priority first:
 
 1. keyword overrides given to :meth:`Settings.load` (the CLI's options),
 2. environment variables ``DRIFTLINE_<FIELD>`` (``DRIFTLINE_PIPELINE``,
-   ``DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS`` — or plain ``KAFKA_BOOTSTRAP_SERVERS`` —,
-   ``DRIFTLINE_STORE_URL``, ``DRIFTLINE_ARTIFACTS``, ``DRIFTLINE_PARTITIONS``, ...),
+   ``DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS``, ``DRIFTLINE_STORE_URL``, ``DRIFTLINE_ARTIFACTS``,
+   ``DRIFTLINE_PARTITIONS``, ...),
 3. the TOML config file: the path given to ``load``, else ``DRIFTLINE_CONFIG``, else
    ``driftline.toml`` in the working directory when it exists. Its top-level keys are the
    fields below; its ``[pipeline]`` table is the :class:`retrainer.config.PipelineConfig`
@@ -21,7 +21,8 @@ Values come from, highest priority first:
        [pipeline.detector]
        ert = 20000
 
-4. the defaults, which run everything locally (SQLite, ``artifacts/``, a broker on
+4. plain ``KAFKA_BOOTSTRAP_SERVERS`` for the brokers, when nothing above names them,
+5. the defaults, which run everything locally (SQLite, ``artifacts/``, a broker on
    127.0.0.1:9092).
 
 The pipeline name is ``pipeline`` when given (environment or override), else the
@@ -38,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import (
-    AliasChoices,
     Field,
     SecretStr,
     ValidationError,
@@ -61,6 +61,7 @@ __all__ = ["CONFIG_ENV", "DEFAULT_CONFIG_FILE", "Settings"]
 
 CONFIG_ENV = "DRIFTLINE_CONFIG"
 DEFAULT_CONFIG_FILE = "driftline.toml"
+_PLAIN_KAFKA_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 
 # Set only while `Settings.load` builds an instance, so the TOML source knows which file.
 _config_path: ContextVar[Path | None] = ContextVar("driftline_config_path", default=None)
@@ -82,11 +83,7 @@ class Settings(BaseSettings):
 
     pipeline: str = Field(default="", description="pipeline name {p}; topics derive from it")
     kafka_bootstrap_servers: str = Field(
-        default="127.0.0.1:9092",
-        validation_alias=AliasChoices(
-            "DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS",
-            "KAFKA_BOOTSTRAP_SERVERS",
-        ),
+        default="127.0.0.1:9092", description="comma-separated host:port of Kafka brokers"
     )
     partitions: int = Field(default=1, ge=1, description="partitions of every pipeline topic")
     store_url: SecretStr = SecretStr("sqlite:///driftline.db")
@@ -168,7 +165,12 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, _EnvSource(settings_cls), _TomlSource(settings_cls))
+        return (
+            init_settings,
+            _EnvSource(settings_cls),
+            _TomlSource(settings_cls),
+            _PlainKafkaEnv(settings_cls),
+        )
 
 
 def _resolve_config_path(path: str | os.PathLike[str] | None) -> Path | None:
@@ -196,6 +198,18 @@ class _EnvSource(EnvSettingsSource):
         if field_name == "config":
             return None, field_name, False
         return super().get_field_value(field, field_name)
+
+
+class _PlainKafkaEnv(PydanticBaseSettingsSource):
+    """``KAFKA_BOOTSTRAP_SERVERS``, the variable every Kafka tool reads: a fallback below the
+    config file, so a file naming its cluster is not overridden by a generic variable."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        value = os.environ.get(_PLAIN_KAFKA_ENV)
+        return {"kafka_bootstrap_servers": value} if value else {}
 
 
 class _TomlSource(PydanticBaseSettingsSource):

@@ -95,9 +95,9 @@ SwapCallback = Callable[[ServedModel, "ServedModel | None"], None]
 
 def default_loader(event: ModelVersionEvent, data: bytes) -> Any:
     """Load ``data`` with the retrainer's model adapter registered for ``event.framework``."""
-    from retrainer.adapters import load_model
+    from retrainer.adapters import load_adapter
 
-    return load_model(event.framework, data)
+    return load_adapter(event.framework, data)
 
 
 class ModelSubscriber:

@@ -101,9 +101,7 @@ class ModelAdapter(Protocol):
         """Width of the feature vector."""
         ...
 
-    def build(
-        self, params: dict[str, Any], n_features: int, classes: Sequence[Any] | None
-    ) -> None:
+    def build(self, params: dict[str, Any], n_features: int, classes: Sequence[Any] | None) -> None:
         """Create a fresh model; ``classes=None`` means regression."""
         ...
 
@@ -141,9 +139,9 @@ class ModelAdapter(Protocol):
         ...
 
 
-def metrics(task_classes: Sequence[Any] | None, y_true: np.ndarray, y_pred: np.ndarray) -> dict[
-    str, float
-]:
+def metrics(
+    task_classes: Sequence[Any] | None, y_true: np.ndarray, y_pred: np.ndarray
+) -> dict[str, float]:
     """Classification (``accuracy``, ``f1_macro``) or regression (``mse``, ``mae``, ``r2``).
 
     >>> metrics(None, np.array([1.0, 2.0]), np.array([1.0, 3.0]))["mse"]

@@ -76,9 +76,7 @@ class RiverAdapter:
     def n_features(self) -> int:
         return self._n_features
 
-    def build(
-        self, params: dict[str, Any], n_features: int, classes: Sequence[Any] | None
-    ) -> None:
+    def build(self, params: dict[str, Any], n_features: int, classes: Sequence[Any] | None) -> None:
         unknown = sorted(set(params) - set(_DEFAULTS))
         if unknown:
             raise AdapterError(f"unknown river params {unknown}; allowed: {sorted(_DEFAULTS)}")
@@ -109,8 +107,10 @@ class RiverAdapter:
         x = check_xy(X, y, self._n_features).astype(np.float64)
         warm, note = False, ""
         if warm_start is not None:
-            if isinstance(warm_start, RiverAdapter) and warm_start._fitted and (
-                warm_start._params["model"] == self._params["model"]
+            if (
+                isinstance(warm_start, RiverAdapter)
+                and warm_start._fitted
+                and (warm_start._params["model"] == self._params["model"])
             ):
                 self._model, self._fitted, warm = copy.deepcopy(warm_start._model), True, True
                 note = "continued learning from the parent model"
@@ -152,9 +152,7 @@ class RiverAdapter:
             return float(label)
         return f"c{self._classes.index(_plain(label))}"
 
-    def _val_metric(
-        self, val: tuple[np.ndarray, np.ndarray] | None, metric: str
-    ) -> float | None:
+    def _val_metric(self, val: tuple[np.ndarray, np.ndarray] | None, metric: str) -> float | None:
         if val is None or len(val[1]) == 0 or not self._fitted:
             return None
         return self.evaluate(val[0], val[1]).get(metric)

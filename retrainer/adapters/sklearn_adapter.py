@@ -70,9 +70,7 @@ class SklearnAdapter:
     def n_features(self) -> int:
         return self._n_features
 
-    def build(
-        self, params: dict[str, Any], n_features: int, classes: Sequence[Any] | None
-    ) -> None:
+    def build(self, params: dict[str, Any], n_features: int, classes: Sequence[Any] | None) -> None:
         unknown = sorted(set(params) - set(_DEFAULTS))
         if unknown:
             raise AdapterError(f"unknown sklearn params {unknown}; allowed: {sorted(_DEFAULTS)}")
@@ -180,9 +178,7 @@ class SklearnAdapter:
     def _scale(self, x: np.ndarray) -> np.ndarray:
         return x if self._scaler is None else self._scaler.transform(x)
 
-    def _val_metric(
-        self, val: tuple[np.ndarray, np.ndarray] | None, metric: str
-    ) -> float | None:
+    def _val_metric(self, val: tuple[np.ndarray, np.ndarray] | None, metric: str) -> float | None:
         if val is None or len(val[1]) == 0 or not self._fitted:
             return None
         return self.evaluate(val[0], val[1]).get(metric)
@@ -275,7 +271,7 @@ def _make_estimator(path: str, kwargs: dict[str, Any], seed: int) -> BaseEstimat
     est = cls(**kwargs)
     if "random_state" in est.get_params() and "random_state" not in kwargs:
         est.set_params(random_state=seed)
-    return est  # type: ignore[no-any-return]
+    return est
 
 
 def _plain(value: Any) -> Any:

@@ -31,7 +31,7 @@ __all__ = ["TorchMLP"]
 _DEFAULTS: dict[str, Any] = {
     "hidden": [64, 64],
     "lr": 3e-3,
-    "batch_size": 256,
+    "batch_size": None,
     "weight_decay": 0.0,
     "dropout": 0.0,
     "seed": 0,
@@ -44,11 +44,17 @@ class TorchMLP:
     Warm start copies the parent's hidden layers and input scaler, and maps the parent's
     output rows *by class label*, so it also works when the class set grows.
 
+    Params: ``hidden`` layer sizes (default ``[64, 64]``), ``lr`` (Adam, ``3e-3``),
+    ``batch_size`` (default: about 64 steps per epoch, a power of two in [32, 1024], so
+    small data still gets many updates per epoch and large data few, cheap ones),
+    ``weight_decay``, ``dropout``, ``seed``.
+
     Example:
         >>> import numpy as np
         >>> rng = np.random.default_rng(0)
         >>> X = rng.normal(size=(400, 3)).astype("float32"); y = (X[:, 0] > 0).astype(int)
-        >>> m = TorchMLP(); m.build({"hidden": [16], "batch_size": 32}, n_features=3, classes=[0, 1])
+        >>> m = TorchMLP()
+        >>> m.build({"hidden": [16], "batch_size": 32}, n_features=3, classes=[0, 1])
         >>> report = m.fit(X, y, budget=Budget(max_epochs=20, patience=None))
         >>> m.evaluate(X, y)["accuracy"] > 0.9
         True
@@ -82,14 +88,10 @@ class TorchMLP:
     def n_features(self) -> int:
         return self._n_features
 
-    def build(
-        self, params: dict[str, Any], n_features: int, classes: Sequence[Any] | None
-    ) -> None:
+    def build(self, params: dict[str, Any], n_features: int, classes: Sequence[Any] | None) -> None:
         unknown = sorted(set(params) - set(_DEFAULTS))
         if unknown:
-            raise AdapterError(
-                f"unknown torch-mlp params {unknown}; allowed: {sorted(_DEFAULTS)}"
-            )
+            raise AdapterError(f"unknown torch-mlp params {unknown}; allowed: {sorted(_DEFAULTS)}")
         p = {**_DEFAULTS, **params}
         p["hidden"] = [int(h) for h in p["hidden"]]
         if any(h < 1 for h in p["hidden"]):
@@ -155,8 +157,8 @@ class TorchMLP:
             weight_decay=float(self._params["weight_decay"]),
         )
         loss_fn: nn.Module = nn.CrossEntropyLoss() if self._classes is not None else nn.MSELoss()
-        bs = int(self._params["batch_size"])
         n = len(xt)
+        bs = _batch_size(self._params["batch_size"], n)
         start_metric = self._val_metric(val, metric)
         history: list[float] = []
         best_loss, best_state, best_epoch, stale = math.inf, None, 0, 0
@@ -373,6 +375,12 @@ def _read_metadata(data: bytes) -> dict[str, Any]:
             "load it with that adapter"
         )
     return dict(meta)
+
+
+def _batch_size(configured: int | None, n: int) -> int:
+    if configured is not None:
+        return int(configured)
+    return int(np.clip(2 ** round(math.log2(max(n, 1) / 64)), 32, 1024))
 
 
 def _reached(value: float | None, target: float | None, metric: str) -> bool:

@@ -132,7 +132,9 @@ def test_bad_inference_events_name_the_problem(patch: dict[str, object], message
 
 def test_timestamps_are_normalized_to_utc() -> None:
     plus_two = timezone(timedelta(hours=2))
-    e = schemas.LabelEvent(event_id="a", label=1, timestamp=datetime(2026, 1, 1, 14, tzinfo=plus_two))
+    e = schemas.LabelEvent(
+        event_id="a", label=1, timestamp=datetime(2026, 1, 1, 14, tzinfo=plus_two)
+    )
     assert e.timestamp == datetime(2026, 1, 1, 12, tzinfo=UTC)
     assert e.timestamp.tzinfo == UTC
 

@@ -55,12 +55,14 @@ def test_environment_beats_file_and_overrides_beat_environment(
 
 
 def test_bootstrap_servers_fall_back_to_plain_kafka_variable(
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "plain:1")
     assert Settings.load(pipeline="p").kafka_bootstrap_servers == "plain:1"
+    # A file naming its cluster beats the generic variable; the DRIFTLINE_ one beats both.
+    assert Settings.load(write(tmp_path)).kafka_bootstrap_servers == "file-broker:9092"
     monkeypatch.setenv("DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS", "prefixed:2")
-    assert Settings.load(pipeline="p").kafka_bootstrap_servers == "prefixed:2"
+    assert Settings.load(write(tmp_path)).kafka_bootstrap_servers == "prefixed:2"
 
 
 def test_config_file_from_environment_and_default_name(

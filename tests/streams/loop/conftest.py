@@ -6,13 +6,18 @@ import contextlib
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from lifecycle_store.artifacts import sha256_hex
-from schemas import ModelVersionEvent, Topics
+from lifecycle_store.store import LifecycleStore
+from schemas import InferenceEvent, LabelEvent, ModelVersionEvent, Topics
+from streams.settings import Settings
 
 
 @pytest.fixture
@@ -98,3 +103,130 @@ def produce(kafka_bootstrap: str) -> Callable[[ModelVersionEvent], None]:
         assert producer.flush(30) == 0
 
     return send
+
+
+# -- a whole pipeline: settings, store, topics, a labelled stream with a concept change -------
+
+
+class ConceptStream:
+    """Labelled rows of four features; ``drifted`` shifts the inputs *and* changes the concept,
+    so a model trained before the drift is near chance after it.
+
+    Event ids and timestamps count up across calls, like one long stream.
+    """
+
+    features = ("f0", "f1", "f2", "f3")
+
+    def __init__(self, pipeline: str, seed: int = 0) -> None:
+        self.pipeline = pipeline
+        self.rng = np.random.default_rng(seed)
+        self.next_id = 0
+        self.t0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def sample(self, n: int, drifted: bool) -> tuple[np.ndarray, np.ndarray]:
+        x = self.rng.normal(size=(n, 4))
+        if drifted:
+            x[:, 0] += 1.5
+            return x, (x[:, 0] - x[:, 1] > 1.5).astype(int)
+        return x, (x[:, 0] + x[:, 1] > 0).astype(int)
+
+    def events(
+        self, n: int, drifted: bool
+    ) -> tuple[list[InferenceEvent], list[LabelEvent], np.ndarray, np.ndarray]:
+        x, y = self.sample(n, drifted)
+        inputs, labels = [], []
+        for i in range(n):
+            k = self.next_id + i
+            ts = self.t0 + timedelta(seconds=k)
+            inputs.append(
+                InferenceEvent(
+                    event_id=f"e{k}",
+                    timestamp=ts,
+                    pipeline=self.pipeline,
+                    features={f: float(x[i, j]) for j, f in enumerate(self.features)},
+                )
+            )
+            labels.append(LabelEvent(event_id=f"e{k}", label=int(y[i]), timestamp=ts))
+        self.next_id += n
+        return inputs, labels, x, y
+
+
+def write_config(path: Path, values: dict[str, Any], pipeline: dict[str, Any]) -> Path:
+    """A driftline.toml: top-level settings plus a [pipeline] table with sub-tables."""
+    lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    lines.append("[pipeline]")
+    tables = {k: v for k, v in pipeline.items() if isinstance(v, dict)}
+    lines += [f"{k} = {json.dumps(v)}" for k, v in pipeline.items() if k not in tables]
+    for name, table in tables.items():
+        lines.append(f"[pipeline.{name}]")
+        for k, v in table.items():
+            if isinstance(v, dict):
+                inner = ", ".join(f"{ik} = {json.dumps(iv)}" for ik, iv in v.items())
+                lines.append(f"{k} = {{ {inner} }}")
+            else:
+                lines.append(f"{k} = {json.dumps(v)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# Small and quick, but a real MLP trained by the real retrainer.
+PIPELINE_TABLE: dict[str, Any] = {
+    "bootstrap_rows": 500,
+    "detector": {"reference_rows": 500, "ert": 2000},
+    "model": {"epochs": 15, "params": {"hidden": [32]}},
+    "selection": {"min_labelled_rows": 200},
+}
+
+
+@dataclass
+class LoopPipeline:
+    """A pipeline with its topics on the real broker, a SQLite store and a config file."""
+
+    settings: Settings
+    config_file: Path
+    stream: ConceptStream
+
+    @property
+    def name(self) -> str:
+        return self.settings.pipeline
+
+    def open_store(self) -> LifecycleStore:
+        return LifecycleStore.open(
+            self.settings.store_url.get_secret_value(), self.settings.artifacts
+        )
+
+
+@pytest.fixture
+def loop_pipeline_factory(
+    kafka_bootstrap: str, tmp_path: Path
+) -> Iterator[Callable[..., LoopPipeline]]:
+    """Build :class:`LoopPipeline`s (topics deleted afterwards)."""
+    from streams.kafka_io import admin_client, ensure_topics
+
+    made: list[Settings] = []
+
+    def make(partitions: int = 1, **pipeline_overrides: Any) -> LoopPipeline:
+        name = f"loop-{uuid.uuid4().hex[:10]}"
+        root = tmp_path / name
+        root.mkdir()
+        # The broker comes from KAFKA_BOOTSTRAP_SERVERS, set whenever kafka_bootstrap is.
+        values = {
+            "partitions": partitions,
+            "store_url": f"sqlite:///{root / 'store.db'}",
+            "artifacts": str(root / "artifacts"),
+            "state_dir": str(root / "state"),
+            "metrics_port": 0,
+        }
+        table = {"name": name, **PIPELINE_TABLE, **pipeline_overrides}
+        config_file = write_config(root / "driftline.toml", values, table)
+        settings = Settings.load(config_file)
+        ensure_topics(settings)
+        made.append(settings)
+        return LoopPipeline(settings, config_file, ConceptStream(name))
+
+    yield make
+    for settings in made:
+        admin = admin_client(settings)
+        for future in admin.delete_topics(settings.topics.all()).values():
+            with contextlib.suppress(Exception):
+                future.result(timeout=30)

@@ -1,0 +1,190 @@
+"""OutputDrift: drift of a model's outputs, plus a label-free accuracy estimate."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from detectors._ewma import ewma_weights
+from detectors._validation import as_matrix, check_positive_int
+from detectors._whiten import whitening
+from detectors.base import DriftDetector
+from detectors.exceptions import InvalidInputError
+
+__all__ = ["OutputDrift"]
+
+_PROBA_TOL = 1e-3
+
+
+class OutputDrift(DriftDetector):
+    """Drift of predicted class probabilities (or predicted classes), CBPE-style accuracy.
+
+    Fit on reference outputs: probabilities ``(n, c)`` (rows in [0, 1] summing to 1) or
+    predicted classes as a 1-D integer array (one-hot encoded over ``n_classes``, inferred
+    as ``max + 1`` when not given). The monitored vector is the class probabilities plus,
+    for probabilities, the confidence ``max_c p_c``; its EWMA over an effective ``window`` is
+    compared with the reference mean by a whitened (Hotelling) norm, with the threshold
+    calibrated to ``ert`` like every detector here. ``features`` are the classes (and
+    "confidence") ranked by their standardized shift.
+
+    ``estimated_accuracy`` is the EWMA mean confidence of recent events: the expected
+    accuracy if the model's probabilities are calibrated (confidence-based performance
+    estimation), or None when fitted on class predictions or before any update.
+
+    Example:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> ref = rng.dirichlet([8.0, 1.0, 1.0], size=2000)
+        >>> det = OutputDrift(ert=1000, window=100).fit(ref)
+        >>> det.update(rng.dirichlet([8.0, 1.0, 1.0], size=300)).drift
+        False
+        >>> res = det.update(rng.dirichlet([1.0, 1.0, 1.0], size=300))
+        >>> res.drift, det.estimated_accuracy < 0.7
+        (True, True)
+    """
+
+    _fitted_arrays: ClassVar[tuple[str, ...]] = ("_white", "_mean_raw", "_var_raw")
+
+    def __init__(
+        self,
+        ert: int = 10_000,
+        window: int = 500,
+        n_classes: int | None = None,
+        seed: int = 0,
+        n_simulated: int = 1_000_000,
+    ) -> None:
+        super().__init__(ert=ert, window=window, seed=seed, n_simulated=n_simulated)
+        self.n_classes = n_classes
+        self._labels = False
+        self._n_out = 0
+        self._conf = np.zeros(2)
+        self._marg = np.zeros(0)
+
+    @property
+    def estimated_accuracy(self) -> float | None:
+        """Mean confidence of recent events (expected accuracy under calibration)."""
+        if self._labels or not self._fitted or self._conf[1] <= 0:
+            return None
+        return float(self._conf[0] / self._conf[1])
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.n_classes is not None:
+            check_positive_int("n_classes", self.n_classes, "number of model classes")
+
+    # ------------------------------------------------------------------ inputs
+    def _reference_matrix(self, reference: np.ndarray) -> np.ndarray:
+        arr = np.asarray(reference)
+        self._labels = arr.ndim == 1
+        if self._labels:
+            self._n_out = int(self.n_classes) if self.n_classes is not None else 0
+            if not self._n_out:
+                self._n_out = int(self._label_array(arr, "reference").max()) + 1
+            return self._one_hot(arr, "reference")
+        x = as_matrix(arr, "reference", allow_row=False)
+        self._check_probabilities(x, "reference")
+        self._n_out = x.shape[1]
+        return x
+
+    def _batch_matrix(self, batch: np.ndarray) -> np.ndarray:
+        if self._labels:
+            return self._one_hot(np.atleast_1d(np.asarray(batch)), "batch")
+        x = as_matrix(batch, "batch", self._n_out)
+        self._check_probabilities(x, "batch")
+        return x
+
+    def _label_array(self, arr: np.ndarray, name: str) -> np.ndarray:
+        if arr.size == 0:
+            raise InvalidInputError(f"{name} is empty; pass at least one predicted class")
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise InvalidInputError(
+                f"{name} is 1-D with dtype {arr.dtype}; pass predicted classes as integers, "
+                "or probabilities as a 2-D (n, n_classes) array"
+            )
+        return arr
+
+    def _one_hot(self, arr: np.ndarray, name: str) -> np.ndarray:
+        labels = self._label_array(arr, name)
+        bad = (labels < 0) | (labels >= self._n_out)
+        if bad.any():
+            raise InvalidInputError(
+                f"{name} has class {int(labels[bad][0])} outside 0..{self._n_out - 1}; "
+                "pass n_classes covering every class the model can predict"
+            )
+        out = np.zeros((len(labels), self._n_out))
+        out[np.arange(len(labels)), labels] = 1.0
+        return out
+
+    @staticmethod
+    def _check_probabilities(x: np.ndarray, name: str) -> None:
+        sums = x.sum(axis=1)
+        bad = (np.abs(sums - 1.0) > _PROBA_TOL) | (x.min(axis=1) < 0) | (x.max(axis=1) > 1)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InvalidInputError(
+                f"{name} row {row} is not a probability vector (sum {sums[row]:.4f}); pass "
+                "softmax outputs, or predicted classes as a 1-D integer array"
+            )
+
+    def _reference_width(self, x: np.ndarray) -> int:
+        return self._n_out
+
+    def _attribution_names(self) -> tuple[str, ...]:
+        return self._feature_names if self._labels else (*self._feature_names, "confidence")
+
+    # ------------------------------------------------------------------ chart
+    def _outputs(self, x: np.ndarray) -> np.ndarray:
+        if self._labels:
+            return x
+        return np.concatenate([x, x.max(axis=1, keepdims=True)], axis=1)
+
+    def _fit_map(self, x: np.ndarray, rng: np.random.Generator) -> None:
+        raw = self._outputs(x)
+        self._mean_raw = raw.mean(axis=0)
+        var = raw.var(axis=0)
+        self._var_raw = np.where(var > 0, var, 1.0)
+        # Probabilities sum to one, so the covariance is singular; whitening's eigenvalue
+        # floor keeps that direction harmless.
+        self._white = whitening(raw).astype(np.float32)
+
+    def _raw_features(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self._outputs(x).astype(np.float32) @ self._white)
+
+    def _map_dim(self) -> int:
+        return int(self._white.shape[0])
+
+    def _statistic(self, m: np.ndarray) -> np.ndarray:
+        return np.einsum("...i,...i->...", m, m) * ((2.0 - self.lam) / self.lam)
+
+    def _marg_after(self, x: np.ndarray, n: int) -> np.ndarray:
+        w = ewma_weights(n, self.lam)
+        fresh = w @ (self._outputs(x[:n]) - self._mean_raw)
+        return (1.0 - self.lam) ** n * self._marg + fresh
+
+    def _attribution(self, x: np.ndarray, m: np.ndarray, row: int) -> np.ndarray:
+        marg = self._marg_after(x, row + 1)
+        return np.asarray(marg**2 / self._var_raw * ((2.0 - self.lam) / self.lam))
+
+    def _advance_extra(self, x: np.ndarray) -> None:
+        self._marg = self._marg_after(x, len(x))
+        if not self._labels:
+            w = ewma_weights(len(x), self.lam)
+            decay = (1.0 - self.lam) ** len(x)
+            self._conf = decay * self._conf + np.array([w @ x.max(axis=1), w.sum()])
+
+    def _reset_extra(self) -> None:
+        self._marg = np.zeros(len(self._mean_raw))
+        self._conf = np.zeros(2)
+
+    def _after_restore(self) -> None:
+        self._labels = bool(self._labels)
+        self._n_out = int(self._n_out)
+
+    def _extra_state(self) -> dict[str, np.ndarray]:
+        return {
+            "_marg": self._marg,
+            "_conf": self._conf,
+            "_labels": np.array(self._labels),
+            "_n_out": np.array(self._n_out),
+        }

@@ -1,0 +1,723 @@
+"""The retrainer: drift events and clock ticks in, deployed model versions out.
+
+One call runs one lifecycle step, every decision recorded in the store::
+
+    trigger policy ─► claim the episode (store.begin_training; a duplicate stops here)
+      ─► select rows + join labels ─(too few)─► SKIPPED + LabelRequest
+      ─► snapshot data version ─► guard ─(unlikely to deploy)─► SKIPPED
+      ─► choose parent (similar lifecycle / champion / scratch) ─► fit (budget, timeout)
+      ─► gate vs champion on the holdout ─► register model ─► deploy + outbox ─► publish
+
+**Executor: a thread pool, one worker.** ``submit_*`` run a call off the caller's loop so
+monitoring never stalls. Threads, not processes: torch and numpy release the GIL in their
+kernels (the training's heavy part), the store's engine and open artifacts are shared
+instead of re-opened per process, nothing needs pickling (the config, the store, loaded
+models), and there is no process start-up (importing torch costs seconds). One worker
+serializes trainings of a pipeline, and ``model.threads`` caps torch's threads, so the
+monitor keeps a core. For isolation across machines, run retrainers as separate processes
+(a consumer group); the store's episode claim keeps them from training the same episode.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from detectors.similarity import similarity
+from lifecycle_store.exceptions import ConcurrentUpdateError, NotFoundError
+from lifecycle_store.records import OutboxMessage
+from retrainer.adapters import Budget, load_adapter, make_adapter
+from retrainer.config import PipelineConfig
+from retrainer.exceptions import TrainingError, WarmStartError
+from retrainer.gate import compare, holdout_mask
+from retrainer.guard import GuardFeatures, WastedComputationGuard, history_from_trainings
+from retrainer.outcome import TrainingOutcome
+from retrainer.publisher import Publisher, flush_outbox
+from retrainer.selection import Selection, feature_matrix, informative_event_ids, join_labels
+from retrainer.selection import select_training_data as _select
+from retrainer.transfer import ParentChoice, choose_parent
+from retrainer.triggers import TriggerContext, TriggerDecision, make_trigger, reacts_to_drift
+from schemas import DriftEvent, LabelRequest, ModelVersionEvent, Topics, utcnow
+
+__all__ = ["Retrainer"]
+
+logger = logging.getLogger(__name__)
+
+_HISTORY = 200
+_ACTIVE = ("NEW", "RUNNING", "COMPLETE")
+
+
+class Retrainer:
+    """Turns drift events and clock ticks into trained, gated, published model versions.
+
+    ``store`` is a ``LifecycleStore``; ``publisher`` any :class:`~retrainer.publisher.Publisher`;
+    ``executor`` runs ``submit_*`` calls (default: a one-thread pool owned by the retrainer).
+
+    Example:
+        >>> import tempfile
+        >>> from lifecycle_store import LifecycleStore
+        >>> from retrainer.publisher import InMemoryPublisher
+        >>> d = tempfile.mkdtemp()
+        >>> store = LifecycleStore.open(f"sqlite:///{d}/s.db", artifacts=f"{d}/a")
+        >>> config = PipelineConfig(name="demo", feature_names=["x", "y"])
+        >>> with Retrainer(store, config, InMemoryPublisher()) as r:
+        ...     r.tick()  # no labelled rows yet: nothing to train
+        []
+        >>> store.close()
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        config: PipelineConfig,
+        publisher: Publisher,
+        executor: Executor | None = None,
+        *,
+        alias: str = "champion",
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.publisher = publisher
+        self.alias = alias
+        self.pipeline = config.name
+        self.topics = Topics(config.name)
+        self._triggers = [(cfg, make_trigger(cfg)) for cfg in config.triggers]
+        self._guard = WastedComputationGuard(config.guard)
+        self._executor = executor
+        self._owns_executor = executor is None
+        self._lock = threading.Lock()
+        self._champion_cache: tuple[str, Any] | None = None
+        self._config_json = config.model_dump(mode="json")
+        if config.feature_names:
+            store.ensure_pipeline(config.name, config.feature_names, self._config_json)
+
+    # ------------------------------------------------------------------ public API
+    def handle_drift(self, event: DriftEvent) -> TrainingOutcome:
+        """Record a drift alarm and, if a trigger fires, run one training for its episode.
+
+        Idempotent: a re-delivered alarm, or a second alarm of an episode that already has a
+        NEW/RUNNING/COMPLETE training, returns ``DUPLICATE`` and trains nothing.
+        """
+        if event.pipeline != self.pipeline:
+            return TrainingOutcome(
+                "IGNORED",
+                f"drift event of pipeline {event.pipeline!r}, this retrainer serves "
+                f"{self.pipeline!r}",
+            )
+        self.store.record_drift(event)
+        self._flush_quietly()
+        policies = [(c, p) for c, p in self._triggers if reacts_to_drift(c)]
+        if not policies:
+            return TrainingOutcome("IGNORED", "no trigger in the config reacts to drift alarms")
+        now = event.window_end
+        ctx = self._context(now, drift=event)
+        decisions = [p.decide(ctx) for _, p in policies]
+        decision = next((d for d in decisions if d.fired), decisions[0])
+        trigger = self._trigger_record(decision, now, ctx)
+        training, created = self.store.begin_training(
+            self.pipeline,
+            episode_key=event.episode_key,
+            trigger=trigger,
+            config=self._config_json,
+            drift_ids=[event.drift_id],
+        )
+        if not created:
+            return TrainingOutcome(
+                "DUPLICATE",
+                f"episode {event.episode_key} already has training {training.id} "
+                f"({training.status})",
+                training_id=training.id,
+                trigger=trigger,
+            )
+        if not decision.fired:
+            reason = "; ".join(d.reason for d in decisions)
+            self.store.update_training(training.id, status="SKIPPED", reason=reason)
+            return TrainingOutcome("SKIPPED", reason, training_id=training.id, trigger=trigger)
+        since = self._episode_start(event)
+        ratio = event.statistic / event.threshold if event.threshold > 0 else None
+        return self._run(training.id, trigger, since=since, ratio=ratio, drift=event)
+
+    def tick(self, now: datetime | None = None) -> list[TrainingOutcome]:
+        """Check the clock-driven triggers (time, data amount, performance) and the bootstrap.
+
+        Without a champion, trains the first model once ``bootstrap_rows`` labelled rows
+        exist. At most one training per call. Pass event time as ``now`` when replaying.
+        Also re-publishes outbox items a crash or an unreachable broker left pending.
+        """
+        now = now or utcnow()
+        self._flush_quietly()
+        try:
+            self.store.pipeline(self.pipeline)
+        except NotFoundError:
+            return []  # the monitor creates the pipeline when it sees the first rows
+        champion = self.store.current(self.pipeline, self.alias)
+        if champion is None:
+            return self._bootstrap(now)
+        policies = [(c, p) for c, p in self._triggers if not reacts_to_drift(c)]
+        if not policies:
+            return []
+        ctx = self._context(now, champion=champion)
+        for _, policy in policies:
+            decision = policy.decide(ctx)
+            if not decision.fired or decision.key is None:
+                continue
+            trigger = self._trigger_record(decision, now, ctx)
+            outcome = self._claim_and_run(decision.key, trigger, since=ctx.last_training_at)
+            if outcome is not None:
+                return [outcome]
+        return []
+
+    def train(self, reason: str = "manual", *, since: datetime | None = None) -> TrainingOutcome:
+        """Run one training now, whatever the triggers say (e.g. from the CLI)."""
+        now = utcnow()
+        trigger = {"kind": "manual", "fired": True, "reason": reason, "at": now.isoformat()}
+        key = f"{self.pipeline}/manual/{uuid.uuid4().hex[:12]}"
+        outcome = self._claim_and_run(key, trigger, since=since)
+        assert outcome is not None  # a fresh key cannot be held already
+        return outcome
+
+    def submit_drift(self, event: DriftEvent) -> Future[TrainingOutcome]:
+        """:meth:`handle_drift` on the executor; returns at once."""
+        return self._pool().submit(self.handle_drift, event)
+
+    def submit_tick(self, now: datetime | None = None) -> Future[list[TrainingOutcome]]:
+        """:meth:`tick` on the executor; returns at once."""
+        return self._pool().submit(self.tick, now)
+
+    def submit_train(self, reason: str = "manual") -> Future[TrainingOutcome]:
+        """:meth:`train` on the executor; returns at once."""
+        return self._pool().submit(self.train, reason)
+
+    def close(self) -> None:
+        """Wait for submitted work and stop the executor the retrainer created."""
+        if self._owns_executor and self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def __enter__(self) -> Retrainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ triggers
+    def _pool(self) -> Executor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix=f"retrainer-{self.pipeline}"
+                )
+            return self._executor
+
+    def _context(
+        self, now: datetime, drift: DriftEvent | None = None, champion: Any = None
+    ) -> TriggerContext:
+        last = self._last_training()
+        at = None
+        rows_at = 0
+        if last is not None:
+            at = _parse_time(last.trigger.get("at")) or last.created_at
+            rows_at = int(last.trigger.get("rows_total", 0))
+        if champion is None and drift is None:
+            champion = self.store.current(self.pipeline, self.alias)
+        return TriggerContext(
+            pipeline=self.pipeline,
+            now=now,
+            drift=drift,
+            last_training_at=at,
+            rows_total=self.store.archive(self.pipeline).row_count(),
+            rows_at_last_training=rows_at,
+            champion_id=None if champion is None else champion.id,
+            champion_metric=self._champion_metric,
+        )
+
+    def _last_training(self) -> Any | None:
+        for t in self.store.trainings(self.pipeline, limit=_HISTORY):
+            if t.status in _ACTIVE:
+                return t
+        return None
+
+    def _trigger_record(
+        self, decision: TriggerDecision, now: datetime, ctx: TriggerContext
+    ) -> dict[str, Any]:
+        return {
+            **decision.to_dict(),
+            "at": now.isoformat(),
+            "rows_total": ctx.rows_total,
+            "labels_total": self._labels_total(),
+        }
+
+    def _labels_total(self) -> int:
+        return sum(s.row_count for s in self.store.archive(self.pipeline).segments("labels"))
+
+    def _bootstrap(self, now: datetime) -> list[TrainingOutcome]:
+        labels = self._labels_total()
+        if labels < self.config.bootstrap_rows:
+            return []
+        trigger = {
+            "kind": "bootstrap",
+            "fired": True,
+            "reason": f"no champion and {labels} labels >= bootstrap_rows "
+            f"{self.config.bootstrap_rows}",
+            "at": now.isoformat(),
+            "rows_total": self.store.archive(self.pipeline).row_count(),
+            "labels_total": labels,
+        }
+        outcome = self._claim_and_run(f"{self.pipeline}/bootstrap-model", trigger, since=None)
+        return [] if outcome is None else [outcome]
+
+    def _claim_and_run(
+        self, key: str, trigger: dict[str, Any], *, since: datetime | None
+    ) -> TrainingOutcome | None:
+        previous = self.store.trainings(self.pipeline, limit=1, episode_key=key)
+        if (
+            previous
+            and previous[0].status in ("SKIPPED", "FAILED")
+            and all(
+                previous[0].trigger.get(k) == trigger.get(k) for k in ("rows_total", "labels_total")
+            )
+        ):
+            return None  # nothing changed since the last attempt of this episode
+        training, created = self.store.begin_training(
+            self.pipeline, episode_key=key, trigger=trigger, config=self._config_json
+        )
+        if not created:
+            return None
+        return self._run(training.id, trigger, since=since, ratio=None, drift=None)
+
+    def _episode_start(self, event: DriftEvent) -> datetime:
+        """Where the drifted data starts: the first alarm of this episode's window start."""
+        start = event.window_start
+        for rec in self.store.drift_events(self.pipeline, limit=_HISTORY):
+            payload = rec.payload
+            if payload.get("reference_data_version") == event.reference_data_version:
+                t = _parse_time(payload.get("window_start"))
+                if t is not None and t < start:
+                    start = t
+        return start
+
+    def _champion_metric(self, metric: str, window: int, min_rows: int) -> float | None:
+        champion = self.store.current(self.pipeline, self.alias)
+        if champion is None:
+            return None
+        archive = self.store.archive(self.pipeline)
+        features = self.feature_names()
+        rows = archive.read_rows(last_n=window * 4).select(["event_id", "timestamp", *features])
+        labelled, _ = join_labels(archive, rows, self.config.label.task)
+        labelled = labelled.slice(max(0, len(labelled) - window))
+        if len(labelled) < min_rows:
+            return None
+        model = self._champion_adapter(champion)
+        y = labelled.column("label").to_numpy(zero_copy_only=False)
+        return model.evaluate(feature_matrix(labelled, features), y).get(metric)
+
+    def feature_names(self) -> list[str]:
+        """The pipeline's features: from the config, else as the store recorded them."""
+        if self.config.feature_names:
+            return list(self.config.feature_names)
+        return list(self.store.pipeline(self.pipeline).feature_names)
+
+    # ------------------------------------------------------------------ one training
+    def _run(
+        self,
+        training_id: str,
+        trigger: dict[str, Any],
+        *,
+        since: datetime | None,
+        ratio: float | None,
+        drift: DriftEvent | None,
+    ) -> TrainingOutcome:
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+        started = clock
+        self.store.update_training(training_id, status="RUNNING")
+        try:
+            return self._train(training_id, trigger, since, ratio, drift, timings, started)
+        except TrainingError as exc:
+            reason = str(exc)
+        except Exception as exc:
+            logger.exception("training %s failed", training_id)
+            reason = f"{type(exc).__name__}: {exc}"
+        timings["total_s"] = time.perf_counter() - started
+        self.store.update_training(
+            training_id, status="FAILED", reason=reason, resources={"timings": timings}
+        )
+        return TrainingOutcome(
+            "FAILED", reason, training_id=training_id, timings=timings, trigger=trigger
+        )
+
+    def _train(
+        self,
+        training_id: str,
+        trigger: dict[str, Any],
+        since: datetime | None,
+        ratio: float | None,
+        drift: DriftEvent | None,
+        timings: dict[str, float],
+        started: float,
+    ) -> TrainingOutcome:
+        cfg = self.config
+        features = self.feature_names()
+        lap = _Lap(timings)
+
+        sel = _select(
+            self.store.archive(self.pipeline),
+            features,
+            cfg.selection,
+            since=since,
+            task=cfg.label.task,
+        )
+        lap("select_s")
+        ids = [str(e) for e in sel.table.column("event_id").to_pylist()]
+        hold = holdout_mask(ids, sel.is_new, cfg.gate.holdout_fraction, cfg.selection.seed)
+        y_all = sel.table.column("label").to_numpy(zero_copy_only=False)
+        short = self._too_few(sel, hold, y_all)
+        if short is not None:
+            return self._skip_for_labels(training_id, trigger, sel, short, drift, timings, started)
+
+        champion = self.store.current(self.pipeline, self.alias)
+        parents: tuple[str, ...] = ()
+        if champion is not None and cfg.selection.strategy != "new":
+            parents = (champion.data_version_id,)
+        dv = self.store.snapshot(
+            self.pipeline,
+            sel.table,
+            parents=parents,
+            combine="append" if parents else "root",
+            coreset_k=cfg.selection.coreset_k,
+        )
+        self.store.update_training(training_id, data_version_id=dv.id)
+        lap("snapshot_s")
+
+        x_all = feature_matrix(sel.table, features)
+        x_hold, y_hold = x_all[hold], y_all[hold]
+        x_fit, y_fit = x_all[~hold], y_all[~hold]
+        champ_model = None if champion is None else self._champion_adapter(champion)
+        champ_metrics = None if champ_model is None else champ_model.evaluate(x_hold, y_hold)
+
+        guard_record = self._guard_check(dv.id, champion, champ_metrics, ratio)
+        lap("guard_s")
+        if guard_record["skipped"]:
+            reason = str(guard_record["reason"])
+            self.store.update_training(
+                training_id,
+                status="SKIPPED",
+                reason=reason,
+                metrics={"guard": guard_record, "selection": sel.describe()},
+                resources={"timings": {**timings, "total_s": time.perf_counter() - started}},
+            )
+            return TrainingOutcome(
+                "SKIPPED",
+                reason,
+                training_id=training_id,
+                data_version_id=dv.id,
+                metrics={"guard": guard_record},
+                timings=timings,
+                trigger=trigger,
+            )
+
+        parent = choose_parent(
+            self.store, self.pipeline, dv.id, cfg.model, champion, metric=cfg.metric
+        )
+        lap("transfer_s")
+        model, report, parent = self._fit(parent, x_fit, y_fit)
+        lap("fit_s")
+
+        metric = cfg.metric
+        ch_metrics = model.evaluate(x_hold, y_hold)
+        gate = compare(cfg.gate, metric, ch_metrics, champ_metrics, int(hold.sum()))
+        lap("gate_s")
+        mv = self.store.register_model(
+            self.pipeline,
+            model.save(),
+            framework=cfg.model.adapter,
+            params=model.params,
+            metrics={**ch_metrics, "train_rows": len(y_fit), "holdout_rows": int(hold.sum())},
+            data_version_id=dv.id,
+            parent_model_version_id=parent.model_version_id,
+            training_id=training_id,
+        )
+        lap("register_s")
+        event, deploy_note = (None, "")
+        if gate.deploy:
+            event, deploy_note = self._deploy(mv, champion, gate.reason, features)
+        lap("deploy_s")
+        deployed = event is not None
+        reason = gate.reason + (f"; {deploy_note}" if deploy_note else "")
+        metrics = {
+            "deployed": deployed,
+            "gate": gate.to_dict(),
+            "challenger": ch_metrics,
+            "champion": champ_metrics,
+            "champion_model_version_id": None if champion is None else champion.id,
+            "parent": parent.to_dict(),
+            "fit": report.to_dict(),
+            "guard": guard_record,
+            "selection": sel.describe(),
+        }
+        timings["total_s"] = time.perf_counter() - started
+        self.store.update_training(
+            training_id,
+            status="COMPLETE",
+            reason=reason,
+            model_version_id=mv.id,
+            metrics=metrics,
+            resources={
+                "timings": timings,
+                "train_rows": len(y_fit),
+                "epochs": report.epochs,
+                "fit_seconds": report.seconds,
+            },
+        )
+        if deployed:
+            publish_note = self._flush_quietly()
+            if publish_note:
+                reason += f"; {publish_note}"
+            timings["publish_s"] = time.perf_counter() - started - timings["total_s"]
+            timings["total_s"] = time.perf_counter() - started
+        return TrainingOutcome(
+            "COMPLETE",
+            reason,
+            training_id=training_id,
+            model_version_id=mv.id,
+            deployed=deployed,
+            parent=parent.without_adapter(),
+            data_version_id=dv.id,
+            metrics=metrics,
+            timings=timings,
+            trigger=trigger,
+            event=event,
+        )
+
+    def _too_few(self, sel: Selection, hold: np.ndarray, y: np.ndarray) -> str | None:
+        cfg = self.config
+        if sel.labelled < cfg.selection.min_labelled_rows:
+            return (
+                f"too few labelled rows: {sel.labelled} of {sel.rows_considered} selected rows "
+                f"have labels, selection.min_labelled_rows={cfg.selection.min_labelled_rows}"
+            )
+        if int(hold.sum()) < cfg.gate.min_holdout_rows:
+            return (
+                f"too few labelled new rows for the gate's holdout: {int(hold.sum())} < "
+                f"gate.min_holdout_rows={cfg.gate.min_holdout_rows}"
+            )
+        if cfg.label.task == "classification" and len(np.unique(y[~hold])) < 2:
+            return f"the labelled rows hold a single class {np.unique(y).tolist()}"
+        return None
+
+    def _skip_for_labels(
+        self,
+        training_id: str,
+        trigger: dict[str, Any],
+        sel: Selection,
+        reason: str,
+        drift: DriftEvent | None,
+        timings: dict[str, float],
+        started: float,
+    ) -> TrainingOutcome:
+        request = None
+        if drift is not None:
+            ids = informative_event_ids(
+                sel.unlabelled,
+                self.feature_names(),
+                self.config.selection.label_request_size,
+                self.config.selection.seed,
+            )
+            if ids:
+                request = LabelRequest(
+                    request_id=f"lr-{uuid.uuid4().hex[:24]}",
+                    pipeline=self.pipeline,
+                    event_ids=ids,
+                    reason=f"{reason}; these {len(ids)} events span the drifted window",
+                    drift_id=drift.drift_id,
+                    training_id=training_id,
+                )
+                self.store.enqueue(
+                    OutboxMessage(
+                        self.topics.label_requests, self.pipeline.encode(), request.to_json()
+                    )
+                )
+        timings["total_s"] = time.perf_counter() - started
+        self.store.update_training(
+            training_id,
+            status="SKIPPED",
+            reason=reason,
+            metrics={
+                "selection": sel.describe(),
+                "label_request": None if request is None else request.request_id,
+            },
+            resources={"timings": timings},
+        )
+        if request is not None:
+            self._flush_quietly()
+        return TrainingOutcome(
+            "SKIPPED",
+            reason,
+            training_id=training_id,
+            timings=timings,
+            trigger=trigger,
+            label_request=request,
+        )
+
+    def _guard_check(
+        self,
+        dv_id: str,
+        champion: Any,
+        champ_metrics: dict[str, float] | None,
+        ratio: float | None,
+    ) -> dict[str, Any]:
+        features = None
+        if champion is not None and champ_metrics is not None:
+            new_cs = self.store.data_version_coreset(dv_id)
+            old_cs = self.store.data_version_coreset(champion.data_version_id)
+            sim = similarity(new_cs, old_cs) if new_cs is not None and old_cs is not None else 0.0
+            score = (
+                champ_metrics.get("accuracy", 0.0)
+                if self.config.label.task == "classification"
+                else champ_metrics.get("r2", 0.0)
+            )
+            features = GuardFeatures.from_raw(ratio, sim, score)
+        history, skips = history_from_trainings(self.store.trainings(self.pipeline, limit=_HISTORY))
+        verdict = self._guard.assess(features, history, skips)
+        enforce = self.config.guard.mode == "enforce"
+        return {
+            **verdict.to_dict(),
+            "mode": self.config.guard.mode,
+            "skipped": (not verdict.train) and enforce,
+        }
+
+    def _fit(
+        self, parent: ParentChoice, x: np.ndarray, y: np.ndarray
+    ) -> tuple[Any, Any, ParentChoice]:
+        cfg = self.config.model
+        n_val = round(cfg.validation_fraction * len(y))
+        rng = np.random.default_rng(cfg.seed)
+        order = rng.permutation(len(y))
+        val_idx, fit_idx = order[:n_val], order[n_val:]
+        validation = (x[val_idx], y[val_idx]) if n_val > 0 else None
+        classes = (
+            sorted({_plain(v) for v in y}) if self.config.label.task == "classification" else None
+        )
+        budget = Budget(
+            max_epochs=cfg.epochs,
+            patience=cfg.patience,
+            max_seconds=cfg.max_seconds,
+            timeout_s=cfg.timeout_s,
+            metric=self.config.metric,
+            threads=cfg.threads,
+        )
+        # Lifecycle transfer carries the parent's parameters along with its weights.
+        params = {**cfg.params, "seed": cfg.seed}
+        if parent.adapter is not None:
+            params = {**parent.adapter.params, "seed": cfg.seed}
+        model = make_adapter(cfg.adapter)
+        model.build(params, x.shape[1], classes)
+        try:
+            report = model.fit(
+                x[fit_idx],
+                y[fit_idx],
+                warm_start=parent.adapter,
+                budget=budget,
+                validation=validation,
+            )
+        except WarmStartError as exc:
+            parent = ParentChoice("scratch", f"from scratch: warm start failed ({exc})")
+            model = make_adapter(cfg.adapter)
+            model.build({**cfg.params, "seed": cfg.seed}, x.shape[1], classes)
+            report = model.fit(x[fit_idx], y[fit_idx], budget=budget, validation=validation)
+        return model, report, parent
+
+    def _champion_adapter(self, champion: Any) -> Any:
+        with self._lock:
+            cached = self._champion_cache
+        if cached is not None and cached[0] == champion.id:
+            return cached[1]
+        model = load_adapter(champion.framework, self.store.load_model_artifact(champion.id))
+        with self._lock:
+            self._champion_cache = (champion.id, model)
+        return model
+
+    def _deploy(
+        self, mv: Any, champion: Any, reason: str, features: list[str]
+    ) -> tuple[ModelVersionEvent | None, str]:
+        made: list[ModelVersionEvent] = []
+
+        def outbox(deployment: Any, model: Any) -> OutboxMessage:
+            event = ModelVersionEvent(
+                pipeline=self.pipeline,
+                alias=self.alias,
+                deployment_id=deployment.id,
+                model_version_id=model.id,
+                artifact_uri=model.artifact_uri,
+                content_hash=model.content_hash,
+                framework=model.framework,
+                feature_names=features,
+                metrics={
+                    k: float(v)
+                    for k, v in model.metrics.items()
+                    if isinstance(v, int | float) and np.isfinite(v)
+                },
+                data_version_id=model.data_version_id,
+                parent_model_version_id=model.parent_model_version_id,
+                reason=reason,
+                deployed_at=deployment.deployed_at or utcnow(),
+            )
+            made.append(event)
+            return OutboxMessage(self.topics.model_versions, event.key, event.to_json())
+
+        try:
+            self.store.deploy(
+                self.pipeline,
+                self.alias,
+                mv.id,
+                reason=reason,
+                expected_current=None if champion is None else champion.id,
+                outbox=outbox,
+            )
+        except ConcurrentUpdateError as exc:
+            return None, f"not deployed: the champion changed meanwhile ({exc})"
+        return made[-1], ""
+
+    def _flush_quietly(self) -> str:
+        """Publish pending outbox items; a broker outage leaves them for the next call."""
+        try:
+            flush_outbox(self.store, self.publisher)
+        except Exception as exc:
+            logger.warning("publishing pending outbox items failed, will retry: %s", exc)
+            return f"publishing deferred ({type(exc).__name__}: {exc})"
+        return ""
+
+
+class _Lap:
+    """Records seconds since the previous lap under a phase name."""
+
+    def __init__(self, timings: dict[str, float]) -> None:
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = now - self.last
+        self.last = now
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value

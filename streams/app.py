@@ -1,0 +1,268 @@
+"""The Faust app of a pipeline: thin agents around `MonitorStep`.
+
+``{p}.inputs``  → ``monitor`` agent: micro-batches (``noack_take``) → `MonitorStep.process`
+                   → ``{p}.dlq`` / ``{p}.drift`` / ``{p}.ood``
+``{p}.labels``  → ``labels`` agent: `MonitorStep.process_labels` → ``{p}.dlq``
+``{p}.model-versions`` → ``model_versions`` agent: `MonitorStep.on_model_version`
+
+Crash safety. Input events are *not* acknowledged when a batch is processed. Every
+``CHECKPOINT_INTERVAL_S`` the agent archives the pending rows (one Parquet segment), writes
+the step state of each touched partition into the ``monitor-state`` table — a Faust table,
+so a changelog topic partition next to the input partition backs it — and only then acks
+the events. Faust commits acked offsets only after flushing its producer (the changelog
+writes), so a committed offset is always covered by archived rows and a saved state. A
+worker killed with SIGKILL restarts from the last commit: the table is recovered from its
+changelog, re-delivered rows are archived again (deduplicated by event id on read) and
+skipped by the detectors (the state remembers the offsets it has folded in).
+
+Every worker also re-reads the champion from the lifecycle store every
+``REFERENCE_POLL_S`` seconds, because with several workers in one consumer group only the
+worker that owns the ``{p}/champion`` key's partition receives the ModelVersionEvent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from schemas import (
+    CONTENT_TYPE_HEADER,
+    JSON_CONTENT_TYPE,
+    DeadLetter,
+    ModelVersionEvent,
+    SchemaError,
+)
+from streams.kafka_io import DLQ_MAX_MESSAGE_BYTES
+from streams.messages import RawMessage
+from streams.metrics import MonitorMetrics
+from streams.monitor import MonitorOutput, MonitorStep
+from streams.settings import Settings
+
+if TYPE_CHECKING:
+    import faust
+
+    from lifecycle_store import LifecycleStore
+
+__all__ = ["CHECKPOINT_INTERVAL_S", "REFERENCE_POLL_S", "Checkpointer", "create_app"]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_INTERVAL_S = 1.0
+REFERENCE_POLL_S = 5.0
+STATE_TABLE = "monitor-state"
+_JSON_HEADERS = [(CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode())]
+
+
+def app_id(pipeline: str) -> str:
+    """The Faust app id, which is also the consumer group of the pipeline's monitor."""
+    return f"driftline-monitor-{pipeline}"
+
+
+def to_raw_message(message: Any) -> RawMessage:
+    """A Faust/aiokafka message as a `RawMessage`."""
+    from datetime import UTC, datetime
+
+    headers = message.headers or ()
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    return RawMessage(
+        value=message.value or b"",
+        key=message.key,
+        headers=tuple((str(k), bytes(v) if v is not None else b"") for k, v in pairs),
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        timestamp=datetime.fromtimestamp(message.timestamp, tz=UTC) if message.timestamp else None,
+    )
+
+
+class Checkpointer:
+    """Saves step state into the Faust table and then acks the events it covers."""
+
+    def __init__(self, step: MonitorStep, table: Any, metrics: MonitorMetrics | None) -> None:
+        self.step = step
+        self.table = table
+        self.metrics = metrics
+        self.stream: Any = None
+        self.pending: list[Any] = []
+        self.restored: set[int] = set()
+        self.last = time.monotonic()
+
+    @staticmethod
+    def key(partition: int) -> bytes:
+        return f"partition-{partition}".encode()
+
+    def restore(self, partitions: set[int]) -> None:
+        """Load the saved state of partitions this worker has not restored yet."""
+        for p in sorted(partitions - self.restored):
+            data = self.table.get(self.key(p))
+            if data:
+                self.step.restore(data, partitions=[p])
+                log.info("restored monitor state of partition %d (%d bytes)", p, len(data))
+            self.restored.add(p)
+
+    def forget(self, partitions: set[int]) -> None:
+        """Partitions moved to another worker: their state will come back from the table."""
+        self.step.drop_partitions(partitions)
+        self.restored -= partitions
+        self.pending = [e for e in self.pending if e.message.partition not in partitions]
+
+    def due(self) -> bool:
+        return bool(self.pending) and time.monotonic() - self.last >= CHECKPOINT_INTERVAL_S
+
+    async def save(self) -> None:
+        from faust.streams import _current_event
+
+        events, self.pending = self.pending, []
+        self.last = time.monotonic()
+        if not events:
+            return
+        last_of: dict[int, Any] = {}
+        for event in events:
+            last_of[event.message.partition] = event
+        started = time.perf_counter()
+        for partition, event in sorted(last_of.items()):
+            # A table write goes to the changelog partition of the current event; point it at
+            # an event of this partition so state stays co-partitioned with its input.
+            token = _current_event.set(weakref.ref(event))
+            try:
+                self.table[self.key(partition)] = self.step.state_bytes([partition])
+            finally:
+                _current_event.reset(token)
+        for event in events:
+            await self.stream.ack(event)
+        if self.metrics is not None:
+            self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
+
+
+def create_app(
+    settings: Settings,
+    store: LifecycleStore | None = None,
+    metrics: MonitorMetrics | None = None,
+) -> faust.App:
+    """The Faust app monitoring pipeline ``settings.pipeline`` (see the module docstring)."""
+    import faust
+
+    from lifecycle_store import LifecycleStore
+
+    topics = settings.topics
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    if store is None:
+        store = LifecycleStore.open(
+            settings.store_url.get_secret_value(), artifacts=settings.artifacts
+        )
+    step = MonitorStep(
+        settings.config,
+        store,
+        pipeline=settings.pipeline,
+        partitions=settings.partitions,
+        emit_ood=settings.emit_ood,
+        max_message_bytes=settings.max_message_bytes,
+        # Rows wait for the checkpoint, which archives them as one segment.
+        archive_rows=max(50_000, settings.batch_size),
+    )
+    app = faust.App(
+        app_id(settings.pipeline),
+        broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(",")],
+        value_serializer="raw",
+        key_serializer="raw",
+        datadir=str(settings.state_dir / settings.pipeline),
+        store="memory://",
+        topic_partitions=settings.partitions,
+        producer_acks=-1,
+        producer_max_request_size=DLQ_MAX_MESSAGE_BYTES,
+        consumer_auto_offset_reset="earliest",
+        consumer_max_fetch_size=max(4 * 1024 * 1024, 2 * settings.max_message_bytes),
+        broker_commit_interval=CHECKPOINT_INTERVAL_S,
+        broker_max_poll_records=max(500, settings.batch_size),
+        stream_buffer_maxsize=max(4096, 4 * settings.batch_size),
+        table_standby_replicas=0,
+        web_enabled=False,
+    )
+    app.step = step  # type: ignore[attr-defined]
+
+    def topic(name: str, partitions: int | None = None) -> Any:
+        # Raw bytes in and out: a bad message reaches the DLQ exactly as it was sent.
+        return app.topic(name, partitions=partitions, value_serializer="raw", key_serializer="raw")
+
+    inputs = topic(topics.inputs, settings.partitions)
+    labels = topic(topics.labels, settings.partitions)
+    versions = topic(topics.model_versions, settings.partitions)
+    dlq, drift, ood = topic(topics.dlq), topic(topics.drift), topic(topics.ood)
+    table = app.Table(STATE_TABLE, partitions=settings.partitions, key_type=bytes, value_type=bytes)
+    ckpt = Checkpointer(step, table, metrics)
+    app.checkpointer = ckpt  # type: ignore[attr-defined]
+
+    async def publish(out: MonitorOutput) -> None:
+        await send_dead_letters(out.dead_letters)
+        for event in out.drift_events:
+            await drift.send(
+                key=settings.pipeline.encode(), value=event.to_json(), headers=_JSON_HEADERS
+            )
+            log.warning(
+                "drift %s: statistic %.4g > %.4g", event.drift_id, event.statistic, event.threshold
+            )
+        for flag in out.ood_flags:
+            await ood.send(key=flag.event_id.encode(), value=flag.to_json(), headers=_JSON_HEADERS)
+
+    async def send_dead_letters(dead: Sequence[DeadLetter]) -> None:
+        for letter in dead:
+            await dlq.send(value=letter.to_json(), headers=_JSON_HEADERS)
+
+    @app.agent(inputs, name="monitor")
+    async def monitor(stream: Any) -> None:
+        ckpt.stream = stream
+        async for events in stream.noack_take(settings.batch_size, within=settings.batch_timeout_s):
+            messages = [to_raw_message(e.message) for e in events]
+            ckpt.restore({m.partition for m in messages})
+            started = time.perf_counter()
+            out = step.process(messages)
+            await publish(out)
+            ckpt.pending.extend(events)
+            if metrics is not None:
+                metrics.observe_batch(out, messages, time.perf_counter() - started)
+                metrics.observe_lag(app, messages)
+            if ckpt.due():
+                await ckpt.save()
+
+    @app.agent(labels, name="labels")
+    async def label_agent(stream: Any) -> None:
+        async for events in stream.take_events(
+            settings.batch_size, within=settings.batch_timeout_s
+        ):
+            out = step.process_labels([to_raw_message(e.message) for e in events])
+            await send_dead_letters(out.dead_letters)
+            if metrics is not None:
+                metrics.observe_labels(out)
+
+    @app.agent(versions, name="model_versions")
+    async def version_agent(stream: Any) -> None:
+        async for value in stream:
+            try:
+                event = ModelVersionEvent.from_json(value)
+            except SchemaError as exc:
+                log.error("ignoring a bad ModelVersionEvent on %s: %s", topics.model_versions, exc)
+                continue
+            step.on_model_version(event)
+
+    @app.timer(CHECKPOINT_INTERVAL_S)
+    async def checkpoint_when_idle() -> None:
+        if ckpt.due() and ckpt.stream is not None:
+            await ckpt.save()
+
+    @app.timer(REFERENCE_POLL_S)
+    async def poll_champion() -> None:
+        step.sync_reference()
+
+    def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        revoked = args[0] if args else kwargs.get("revoked", ())
+        # Unacked events of a revoked partition go to its new owner (their offsets were not
+        # committed); drop them and the partition's state, which the table brings back.
+        mine = {tp.partition for tp in revoked if tp.topic == topics.inputs}
+        if mine:
+            ckpt.forget(mine)
+
+    app.on_partitions_revoked.connect(cast(Any, on_revoked))
+    return app

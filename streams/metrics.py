@@ -1,0 +1,119 @@
+"""Prometheus metrics of the monitor, served over HTTP on ``Settings.metrics_port``.
+
+    driftline_events_total{pipeline}                 valid input rows
+    driftline_batches_total{pipeline}                micro-batches processed
+    driftline_dead_letters_total{pipeline,reason}    rejected messages, by reason code
+    driftline_drift_events_total{pipeline}           DriftEvents published
+    driftline_alarms_suppressed_total{pipeline}      alarms held back within an episode
+    driftline_ood_flags_total{pipeline}              OODFlags published
+    driftline_labels_total{pipeline}                 labels archived
+    driftline_detector_statistic{pipeline}           latest drift statistic
+    driftline_detector_threshold{pipeline}           its alarm threshold
+    driftline_consumer_lag{pipeline,partition}       messages behind the end of {p}.inputs
+    driftline_batch_seconds{pipeline}                processing time per micro-batch
+    driftline_checkpoint_seconds{pipeline}           time to save state and ack
+
+>>> m = MonitorMetrics("fraud")
+>>> m.dead_letters.labels(pipeline="fraud", reason="malformed").inc()
+>>> b"driftline_dead_letters_total" in m.exposition()
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
+
+from streams.messages import RawMessage
+from streams.monitor import LabelOutput, MonitorOutput
+
+__all__ = ["MonitorMetrics"]
+
+
+class MonitorMetrics:
+    """The monitor's metrics in a registry of their own (several pipelines, one process)."""
+
+    def __init__(self, pipeline: str, registry: CollectorRegistry | None = None) -> None:
+        self.pipeline = pipeline
+        self.registry = registry or CollectorRegistry()
+        r, p = self.registry, ["pipeline"]
+        self.events = Counter("driftline_events", "Valid input rows", p, registry=r)
+        self.batches = Counter("driftline_batches", "Micro-batches processed", p, registry=r)
+        self.dead_letters = Counter(
+            "driftline_dead_letters", "Rejected input messages", [*p, "reason"], registry=r
+        )
+        self.drift_events = Counter("driftline_drift_events", "DriftEvents", p, registry=r)
+        self.suppressed = Counter(
+            "driftline_alarms_suppressed", "Alarms held back within an episode", p, registry=r
+        )
+        self.ood_flags = Counter("driftline_ood_flags", "OODFlags published", p, registry=r)
+        self.labels = Counter("driftline_labels", "Labels archived", p, registry=r)
+        self.statistic = Gauge("driftline_detector_statistic", "Drift statistic", p, registry=r)
+        self.threshold = Gauge("driftline_detector_threshold", "Alarm threshold", p, registry=r)
+        self.lag = Gauge(
+            "driftline_consumer_lag",
+            "Messages behind the end of the input",
+            [*p, "partition"],
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "driftline_batch_seconds", "Processing time per micro-batch", p, registry=r
+        ).labels(pipeline=pipeline)
+        self.checkpoint_seconds = Histogram(
+            "driftline_checkpoint_seconds", "Time to save state and ack", p, registry=r
+        ).labels(pipeline=pipeline)
+
+    def observe_batch(
+        self, out: MonitorOutput, messages: Sequence[RawMessage], seconds: float
+    ) -> None:
+        """Count one processed micro-batch."""
+        p = self.pipeline
+        self.batches.labels(pipeline=p).inc()
+        self.events.labels(pipeline=p).inc(out.rows)
+        for letter in out.dead_letters:
+            self.dead_letters.labels(pipeline=p, reason=letter.reason.value).inc()
+        self.drift_events.labels(pipeline=p).inc(len(out.drift_events))
+        self.suppressed.labels(pipeline=p).inc(out.suppressed_alarms)
+        self.ood_flags.labels(pipeline=p).inc(len(out.ood_flags))
+        if out.statistic is not None:
+            self.statistic.labels(pipeline=p).set(out.statistic)
+        if out.threshold is not None:
+            self.threshold.labels(pipeline=p).set(out.threshold)
+        self.batch_seconds.observe(seconds)
+
+    def observe_labels(self, out: LabelOutput) -> None:
+        """Count archived and rejected labels."""
+        self.labels.labels(pipeline=self.pipeline).inc(out.labels)
+        for letter in out.dead_letters:
+            self.dead_letters.labels(pipeline=self.pipeline, reason=letter.reason.value).inc()
+
+    def observe_lag(self, app: Any, messages: Sequence[RawMessage]) -> None:
+        """Lag per partition: the partition's end offset minus the next offset to read."""
+        from faust.types import TP
+
+        last: dict[tuple[str, int], int] = {}
+        for m in messages:
+            last[(m.topic, m.partition)] = m.offset
+        for (topic, partition), offset in last.items():
+            high = app.consumer.highwater(TP(topic, partition))
+            if high is not None:
+                self.lag.labels(pipeline=self.pipeline, partition=str(partition)).set(
+                    max(0, high - offset - 1)
+                )
+
+    def exposition(self) -> bytes:
+        """The metrics in Prometheus text format."""
+        return generate_latest(self.registry)
+
+    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
+        """Serve ``/metrics`` on ``port`` from a background thread."""
+        start_http_server(port, addr=addr, registry=self.registry)

@@ -1,0 +1,659 @@
+"""MonitorStep: the one pure processing step behind every transport.
+
+``process(messages)`` takes a micro-batch of raw ``{p}.inputs`` messages and does, in order:
+decode and validate (bad ones become dead letters), archive the valid rows (Parquet segments
+in the lifecycle store), update the sketch and the drift detectors, and return what to
+publish (dead letters, drift events, OOD flags). The Faust agent and the embedded runner
+both call it; neither does any of this work itself.
+
+**One detector per partition, each with the user's ``ert``.** Inputs of ``P`` partitions are
+monitored per partition rather than merged into one stream, because a partition's state must
+live where the partition is processed: with ``W`` workers each one sees only its partitions,
+its state is checkpointed in a changelog partition next to the input partition, and a
+rebalance moves both together without any cross-worker coordination.
+
+Alarms of independent monitors add up, but ``ert`` counts *events*, not seconds: over ``N``
+pipeline events, partition ``i`` sees ``N_i`` of them and raises ``N_i / ert_i`` false
+alarms, so the pipeline raises ``sum(N_i / ert_i)``, which is ``N / ert`` exactly when every
+partition's detector keeps ``ert_i = ert`` — however unevenly the traffic is split and however
+the partitions are spread over workers. (Scaling each detector's ``ert`` by ``P`` would be
+right for a rate per unit of *time* of monitors that each see *all* events; here it would
+make the pipeline ``P`` times quieter than asked.) A test checks that ``P`` partition monitors
+raise as many false alarms on the same no-drift rows as one monitor does. The price is
+detection delay: each monitor sees ``1/P`` of the rows, so a drift that hits every partition
+is caught after about the same number of rows *per partition* as one pooled detector needs
+in total.
+
+**Reference.** With a champion deployed, the reference is the data version it was trained on
+(read from the store). Before any champion exists, the first ``reference_rows`` valid rows
+form a bootstrap reference, snapshotted as a root data version so every DriftEvent names its
+reference. After a DriftEvent the detector is reset and monitoring continues against the same
+reference (one drift *episode* per reference; the retrainer debounces by episode).
+
+**Exactly-once effect on state under at-least-once delivery.** The step remembers the next
+offset of every input partition it has folded into its state; rows re-delivered after a crash
+(offsets below it) are archived again (the archive drops them by event id) but never counted
+twice by the detectors, so a restored state plus a replay equals an uninterrupted run.
+
+>>> import tempfile, numpy as np
+>>> from datetime import datetime, timezone
+>>> from lifecycle_store import LifecycleStore
+>>> from retrainer.config import PipelineConfig
+>>> from schemas import InferenceEvent
+>>> d = tempfile.mkdtemp()
+>>> store = LifecycleStore.open(f"sqlite:///{d}/s.db", artifacts=f"{d}/a")
+>>> config = PipelineConfig(name="demo", detector={"reference_rows": 100, "ert": 1000,
+...                                                "params": {"n_simulated": 20000}})
+>>> step = MonitorStep(config, store, pipeline="demo")
+>>> t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+>>> x = np.random.default_rng(0).normal(size=(300, 2))
+>>> msgs = [RawMessage(InferenceEvent(event_id=f"e{i}", timestamp=t0, pipeline="demo",
+...             features={"a": x[i, 0], "b": x[i, 1]}).to_json(), topic="demo.inputs", offset=i)
+...         for i in range(300)]
+>>> out = step.process(msgs)
+>>> out.rows, out.dead_letters, out.drift_events, step.reference_data_version is not None
+(300, [], [], True)
+>>> store.archive("demo").row_count()
+300
+>>> store.close()
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from detectors import Coreset, DriftDetector, OODScorer, make_detector
+from lifecycle_store import LifecycleStore
+from lifecycle_store.exceptions import NotFoundError
+from retrainer.config import PipelineConfig
+from schemas import (
+    DeadLetter,
+    DriftEvent,
+    FeatureScore,
+    ModelVersionEvent,
+    OODFlag,
+    SourceRange,
+    Topics,
+)
+from streams.codec import Rows, decode_inputs, decode_labels
+from streams.messages import RawMessage
+
+__all__ = ["LabelOutput", "MonitorOutput", "MonitorStep"]
+
+# Rows per partition and batch fed to the sketch: a strided sample keeps its cost (O(k·d) per
+# row) a small, bounded share of a batch whatever the traffic, and stays uniform over time.
+# Samples are reduced into the core set in blocks, which amortizes the per-call overhead.
+SKETCH_ROWS_PER_BATCH = 32
+SKETCH_K = 64
+_SKETCH_BLOCK = 4 * SKETCH_K
+_STATE_MAGIC = b"DLMON\x00\x01\x00"
+
+
+@dataclass
+class MonitorOutput:
+    """What one `MonitorStep.process` call produced.
+
+    ``statistic``/``threshold`` are the detector's latest values (of the partition closest
+    to its threshold when several were updated), None before a reference exists;
+    ``rows_seen`` counts every valid row the step has processed since it started, so a report
+    can plot the statistic against it.
+    """
+
+    rows: int
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    drift_events: list[DriftEvent] = field(default_factory=list)
+    ood_flags: list[OODFlag] = field(default_factory=list)
+    statistic: float | None = None
+    threshold: float | None = None
+    rows_seen: int = 0
+    suppressed_alarms: int = 0
+
+
+@dataclass
+class LabelOutput:
+    """What one `MonitorStep.process_labels` call produced."""
+
+    labels: int
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+@dataclass
+class _Partition:
+    """Monitoring state of one input partition: detector, sketch, the window since the last
+    reset, and how many rows ago the last alarm of this episode was emitted."""
+
+    detector: DriftDetector
+    sketch: Coreset
+    window_start_offset: int | None = None
+    window_min_us: int | None = None
+    window_max_us: int | None = None
+    rows: int = 0
+    since_alarm: int | None = None
+    pending: list[np.ndarray] = field(default_factory=list)
+
+    def start_window(self) -> None:
+        self.window_start_offset = None
+        self.window_min_us = self.window_max_us = None
+        self.rows = 0
+
+    def extend_window(self, rows: Rows) -> None:
+        if len(rows) == 0:
+            return
+        if self.window_start_offset is None:
+            self.window_start_offset = int(rows.offsets[0])
+        lo, hi = int(rows.timestamps_us.min()), int(rows.timestamps_us.max())
+        self.window_min_us = lo if self.window_min_us is None else min(self.window_min_us, lo)
+        self.window_max_us = hi if self.window_max_us is None else max(self.window_max_us, hi)
+        self.rows += len(rows)
+        if self.since_alarm is not None:
+            self.since_alarm += len(rows)
+
+    def sample(self, x: np.ndarray) -> None:
+        stride = max(1, len(x) // SKETCH_ROWS_PER_BATCH)
+        self.pending.append(x[::stride])
+        if sum(len(p) for p in self.pending) >= _SKETCH_BLOCK:
+            self.flush_sketch()
+
+    def flush_sketch(self) -> None:
+        if self.pending:
+            self.sketch.update(np.concatenate(self.pending))
+            self.pending = []
+
+
+class MonitorStep:
+    """Decode → validate → archive → sketch and detect → outputs, for one pipeline.
+
+    ``partitions`` is the number of partitions of ``{p}.inputs``; each partition that
+    carries rows gets its own detector with the pipeline's ``ert`` (see the module docstring
+    for why). ``emit_ood`` adds per-event OOD flags on ``{p}.ood``.
+
+    ``archive_rows`` > 0 collects valid rows and archives them as one segment once that many
+    are pending (or at `flush`/`state_bytes`), which a high-rate transport uses to write a
+    few large segments instead of one per micro-batch; 0 archives every batch at once.
+
+    While a drift persists the detector, reset after each alarm, would alarm again within a
+    window; an alarm of the same episode is therefore *emitted* again only after
+    ``alarm_holdoff`` more rows of its partition (default ``ert``: the rate a false alarm
+    comes at anyway). Alarms held back reset the detector all the same and are counted in
+    ``MonitorOutput.suppressed_alarms``.
+    """
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        store: LifecycleStore,
+        *,
+        pipeline: str,
+        partitions: int = 1,
+        emit_ood: bool = False,
+        max_message_bytes: int = 8 * 1024 * 1024,
+        archive_rows: int = 0,
+        alarm_holdoff: int | None = None,
+    ) -> None:
+        if partitions < 1:
+            raise ValueError(f"partitions must be >= 1, got {partitions}")
+        if archive_rows < 0:
+            raise ValueError(
+                f"archive_rows must be >= 0 (0 archives every batch), got {archive_rows}"
+            )
+        self.config = config
+        self.store = store
+        self.pipeline = pipeline
+        self.topics = Topics(pipeline)
+        self.partitions = partitions
+        self.emit_ood = emit_ood
+        self.max_message_bytes = max_message_bytes
+        self.archive_rows = archive_rows
+        self.alarm_holdoff = int(config.detector.ert) if alarm_holdoff is None else alarm_holdoff
+        self._unarchived: list[Rows] = []
+        self.feature_names: tuple[str, ...] | None = self._known_feature_names()
+        self.reference_data_version: str | None = None
+        self._template: bytes | None = None
+        self._ood: OODScorer | None = None
+        self._monitors: dict[int, _Partition] = {}
+        self._next_offset: dict[tuple[str, int], int] = {}
+        self._bootstrap: list[Rows] = []
+        self._rows_seen = 0
+        self._registered = False
+        self.sync_reference()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def rows_seen(self) -> int:
+        """Valid rows processed since the step started (or since the restored state)."""
+        return self._rows_seen
+
+    def detector(self, partition: int) -> DriftDetector | None:
+        """The detector of input ``partition`` (None before a reference exists)."""
+        monitor = self._monitor(partition)
+        return None if monitor is None else monitor.detector
+
+    def sketch(self, partition: int) -> Coreset | None:
+        """Core set of a uniform sample of ``partition``'s rows since the last reset."""
+        monitor = self._monitor(partition)
+        if monitor is None:
+            return None
+        monitor.flush_sketch()
+        return monitor.sketch
+
+    # ------------------------------------------------------------------ processing
+    def process(self, messages: Sequence[RawMessage]) -> MonitorOutput:
+        """Process one micro-batch of ``{p}.inputs`` messages (in offset order per partition)."""
+        decoded = decode_inputs(
+            messages,
+            pipeline=self.pipeline,
+            feature_names=self.feature_names,
+            max_message_bytes=self.max_message_bytes,
+        )
+        rows = decoded.rows
+        out = MonitorOutput(rows=len(rows), dead_letters=decoded.dead_letters)
+        if len(rows):
+            self._adopt_features(rows.feature_names)
+            self._unarchived.append(rows)
+            if sum(len(r) for r in self._unarchived) >= self.archive_rows:
+                self.flush()
+            fresh = self._unseen(rows)
+            self._rows_seen += len(fresh)
+            if self._template is None:
+                fresh = self._feed_bootstrap(fresh)
+            if len(fresh) and self._template is not None:
+                self._monitor_rows(fresh, out)
+        self._remember_offsets(messages)
+        out.rows_seen = self._rows_seen
+        return out
+
+    def flush(self) -> None:
+        """Archive the rows still pending (see ``archive_rows``) as one segment."""
+        if not self._unarchived:
+            return
+        assert self.feature_names is not None
+        rows = Rows.concat(self._unarchived, self.feature_names)
+        self.store.archive(self.pipeline).append_rows(rows.to_table())
+        self._unarchived = []
+
+    def process_labels(self, messages: Sequence[RawMessage]) -> LabelOutput:
+        """Validate ``{p}.labels`` messages, archive the good ones, dead-letter the rest."""
+        decoded = decode_labels(messages, pipeline=self.pipeline)
+        count = 0
+        if decoded.table is not None:
+            count = decoded.table.num_rows
+            if self._ensure_registered():
+                self.store.archive(self.pipeline).append_labels(decoded.table)
+        return LabelOutput(labels=count, dead_letters=decoded.dead_letters)
+
+    def on_model_version(self, event: ModelVersionEvent) -> None:
+        """A new champion: its training data becomes the reference; a new episode begins."""
+        if event.alias != "champion" or event.pipeline != self.pipeline:
+            return
+        if event.data_version_id is None or event.data_version_id == self.reference_data_version:
+            return
+        self._fit_reference_from_store(event.data_version_id)
+
+    def sync_reference(self) -> None:
+        """Refit on the champion's data version if the store has a new champion (a worker
+        that does not own the ``{p}.model-versions`` partition learns of deployments so)."""
+        try:
+            champion = self.store.current(self.pipeline, "champion")
+        except NotFoundError:
+            return
+        if (
+            champion is not None
+            and champion.data_version_id
+            and champion.data_version_id != self.reference_data_version
+        ):
+            self._fit_reference_from_store(champion.data_version_id)
+
+    def drop_partitions(self, partitions: Iterable[int]) -> None:
+        """Forget the monitors and offsets of ``partitions`` (moved to another worker)."""
+        gone = set(partitions)
+        for p in gone:
+            self._monitors.pop(p, None)
+        self._next_offset = {k: v for k, v in self._next_offset.items() if k[1] not in gone}
+
+    # ------------------------------------------------------------------ state
+    def state_bytes(self, partitions: Iterable[int] | None = None) -> bytes:
+        """Checkpoint of the step (or of the shared state plus ``partitions`` only).
+
+        Pending rows are archived first, so a checkpoint never covers rows that are not in
+        the archive: a transport that saves this before committing offsets is crash-safe.
+        """
+        self.flush()
+        chosen = sorted(self._monitors if partitions is None else set(partitions))
+        blobs: list[bytes] = []
+
+        def add(data: bytes) -> int:
+            blobs.append(data)
+            return len(blobs) - 1
+
+        header: dict[str, Any] = {
+            "pipeline": self.pipeline,
+            "partitions": self.partitions,
+            "feature_names": list(self.feature_names) if self.feature_names else None,
+            "reference": self.reference_data_version,
+            "rows_seen": self._rows_seen,
+            "template": None if self._template is None else add(self._template),
+            "ood": None if self._ood is None else add(self._ood.to_bytes()),
+            "next_offsets": [
+                [t, p, o]
+                for (t, p), o in self._next_offset.items()
+                if partitions is None or p in chosen
+            ],
+            "bootstrap": [add(_rows_bytes(r)) for r in self._bootstrap],
+            "monitors": {},
+        }
+        for p in chosen:
+            m = self._monitors.get(p)
+            if m is None:
+                continue
+            m.flush_sketch()
+            header["monitors"][str(p)] = {
+                "detector": add(m.detector.to_bytes()),
+                "sketch": add(m.sketch.to_bytes()),
+                "window": [
+                    m.window_start_offset,
+                    m.window_min_us,
+                    m.window_max_us,
+                    m.rows,
+                    m.since_alarm,
+                ],
+            }
+        head = json.dumps(header).encode()
+        sizes = [len(b) for b in blobs]
+        meta = json.dumps(sizes).encode()
+        return b"".join(
+            [_STATE_MAGIC, struct.pack(">II", len(head), len(meta)), head, meta, *blobs]
+        )
+
+    def restore(self, data: bytes, partitions: Iterable[int] | None = None) -> None:
+        """Load a checkpoint written by `state_bytes` (only ``partitions``' monitors if given).
+
+        The shared state (reference, features, bootstrap rows) is taken from ``data`` when it
+        is further along than this step's (it has a reference and this step has none).
+        """
+        header, blobs = _unpack_state(data)
+        if header["pipeline"] != self.pipeline:
+            raise ValueError(
+                f"state of pipeline {header['pipeline']!r} cannot restore pipeline "
+                f"{self.pipeline!r}: use the checkpoint of the same pipeline"
+            )
+        wanted = None if partitions is None else set(partitions)
+        take_shared = self._template is None and (
+            header["template"] is not None or not self._bootstrap
+        )
+        if take_shared:
+            if header["feature_names"]:
+                self.feature_names = tuple(header["feature_names"])
+            self.reference_data_version = header["reference"]
+            self._template = None if header["template"] is None else blobs[header["template"]]
+            self._ood = (
+                None if header["ood"] is None else OODScorer.from_bytes(blobs[header["ood"]])
+            )
+            self._bootstrap = [_rows_from_bytes(blobs[i]) for i in header["bootstrap"]]
+            self._rows_seen = max(self._rows_seen, int(header["rows_seen"]))
+        if header["reference"] != self.reference_data_version:
+            return  # monitors fitted on another reference are of no use now
+        for topic, p, offset in header["next_offsets"]:
+            if wanted is None or p in wanted:
+                self._next_offset[(topic, int(p))] = int(offset)
+        for key, m in header["monitors"].items():
+            p = int(key)
+            if wanted is not None and p not in wanted:
+                continue
+            monitor = _Partition(
+                DriftDetector.from_bytes(blobs[m["detector"]]),
+                Coreset.from_bytes(blobs[m["sketch"]]),
+            )
+            (
+                monitor.window_start_offset,
+                monitor.window_min_us,
+                monitor.window_max_us,
+                monitor.rows,
+                monitor.since_alarm,
+            ) = m["window"]
+            self._monitors[p] = monitor
+
+    # ------------------------------------------------------------------ internals
+    def _known_feature_names(self) -> tuple[str, ...] | None:
+        try:
+            return tuple(self.store.pipeline(self.pipeline).feature_names)
+        except NotFoundError:
+            names = self.config.feature_names
+            return tuple(names) if names else None
+
+    def _adopt_features(self, names: tuple[str, ...]) -> None:
+        if self.feature_names is None:
+            self.feature_names = names
+        self._ensure_registered()
+
+    def _ensure_registered(self) -> bool:
+        if self._registered:
+            return True
+        if self.feature_names is None:
+            return False
+        try:
+            self.store.pipeline(self.pipeline)
+        except NotFoundError:
+            self.store.ensure_pipeline(
+                self.pipeline, list(self.feature_names), self.config.model_dump(mode="json")
+            )
+        self._registered = True
+        return True
+
+    def _fit_reference_from_store(self, data_version_id: str) -> None:
+        table = self.store.read_data_version(data_version_id)
+        names = self.feature_names or tuple(n for n in table.column_names if n not in _NON_FEATURES)
+        x = np.column_stack([table.column(n).to_numpy() for n in names]).astype(np.float64)
+        self.feature_names = tuple(names)
+        self._fit_reference(x, data_version_id)
+
+    def _fit_reference(self, x: np.ndarray, data_version_id: str) -> None:
+        cfg = self.config.detector
+        detector = make_detector(cfg.kind, **{**cfg.params, "ert": cfg.ert})
+        detector.fit(x, list(self.feature_names or ()))
+        self._template = detector.to_bytes()
+        self._ood = OODScorer().fit(x, list(self.feature_names or ())) if self.emit_ood else None
+        self.reference_data_version = data_version_id
+        self._bootstrap = []
+        self._monitors = {}
+
+    def _feed_bootstrap(self, rows: Rows) -> Rows:
+        """Collect rows until the bootstrap reference is full; return the rows left over."""
+        need = int(self.config.detector.reference_rows) - sum(len(r) for r in self._bootstrap)
+        if len(rows) < need:
+            self._bootstrap.append(rows)
+            return rows.take(np.zeros(0, np.int64))
+        self._bootstrap.append(rows.take(np.arange(need)))
+        reference = Rows.concat(self._bootstrap, rows.feature_names)
+        version = self.store.snapshot(self.pipeline, reference.to_table(), combine="root")
+        self._fit_reference(reference.features, version.id)
+        return rows.take(np.arange(need, len(rows)))
+
+    def _monitor(self, partition: int) -> _Partition | None:
+        if self._template is None:
+            return None
+        monitor = self._monitors.get(partition)
+        if monitor is None:
+            monitor = _Partition(DriftDetector.from_bytes(self._template), Coreset(k=SKETCH_K))
+            self._monitors[partition] = monitor
+        return monitor
+
+    def _unseen(self, rows: Rows) -> Rows:
+        """Rows not yet folded into the state (re-delivered ones are dropped here)."""
+        if not self._next_offset:
+            return rows
+        keep = np.ones(len(rows), dtype=bool)
+        for (topic, p), nxt in self._next_offset.items():
+            same = (rows.partitions == p) & (np.asarray(rows.topics, dtype=object) == topic)
+            keep &= ~(same & (rows.offsets < nxt))
+        return rows if keep.all() else rows.take(keep)
+
+    def _remember_offsets(self, messages: Sequence[RawMessage]) -> None:
+        for m in messages:
+            key = (m.topic, m.partition)
+            if m.offset + 1 > self._next_offset.get(key, 0):
+                self._next_offset[key] = m.offset + 1
+
+    def _monitor_rows(self, rows: Rows, out: MonitorOutput) -> None:
+        best: tuple[float, float, float] | None = None
+        holdoff = self.alarm_holdoff
+        partitions = np.unique(rows.partitions)
+        for p in partitions:
+            part = rows.take(rows.partitions == p) if len(partitions) > 1 else rows
+            monitor = self._monitor(int(p))
+            assert monitor is not None
+            monitor.sample(part.features)
+            if self._ood is not None:
+                out.ood_flags.extend(self._ood_flags(part))
+            while len(part):
+                result = monitor.detector.update(part.features)
+                ratio = result.statistic / result.threshold if result.threshold else 0.0
+                if best is None or ratio >= best[0]:
+                    best = (ratio, result.statistic, result.threshold)
+                if not result.drift or result.index is None:
+                    monitor.extend_window(part)
+                    break
+                upto = part.take(np.arange(result.index + 1))
+                monitor.extend_window(upto)
+                if monitor.since_alarm is None or monitor.since_alarm >= holdoff:
+                    out.drift_events.append(self._drift_event(int(p), monitor, upto, result))
+                    monitor.since_alarm = 0
+                else:
+                    out.suppressed_alarms += 1
+                monitor.detector.reset()
+                monitor.start_window()
+                part = part.take(np.arange(result.index + 1, len(part)))
+        if best is not None:
+            out.statistic, out.threshold = best[1], best[2]
+
+    def _drift_event(
+        self, partition: int, monitor: _Partition, upto: Rows, result: Any
+    ) -> DriftEvent:
+        topic = upto.topics[-1]
+        end_offset = int(upto.offsets[-1])
+        start_offset = (
+            monitor.window_start_offset if monitor.window_start_offset is not None else end_offset
+        )
+        # Same alarm, same id: a re-delivered batch re-raises it and consumers dedupe by it.
+        drift_id = (
+            "drift-"
+            + hashlib.sha256(
+                f"{self.pipeline}\0{self.reference_data_version}\0{topic}\0{partition}\0"
+                f"{end_offset}\0{upto.event_ids[-1]}".encode()
+            ).hexdigest()[:24]
+        )
+        return DriftEvent(
+            drift_id=drift_id,
+            pipeline=self.pipeline,
+            detector=self.config.detector.kind,
+            statistic=float(result.statistic),
+            threshold=float(result.threshold),
+            features=[FeatureScore(name=n, score=float(s)) for n, s in result.features[:10]],
+            window_start=_from_us(monitor.window_min_us),
+            window_end=_from_us(monitor.window_max_us),
+            offsets=[
+                SourceRange(
+                    topic=topic,
+                    partition=partition,
+                    start_offset=start_offset,
+                    end_offset=end_offset,
+                )
+            ],
+            rows_seen=monitor.rows,
+            reference_data_version=self.reference_data_version,
+        )
+
+    def _ood_flags(self, rows: Rows) -> list[OODFlag]:
+        assert self._ood is not None
+        scores = self._ood.score(rows.features)
+        threshold = float(self._ood.threshold)
+        flagged = np.flatnonzero(scores > threshold)
+        return [
+            OODFlag(
+                event_id=rows.event_ids[i],
+                pipeline=self.pipeline,
+                score=float(scores[i]),
+                threshold=threshold,
+                timestamp=_from_us(int(rows.timestamps_us[i])),
+            )
+            for i in flagged
+        ]
+
+
+_NON_FEATURES = frozenset(
+    {
+        "event_id",
+        "timestamp",
+        "model_version",
+        "prediction",
+        "probabilities",
+        "label",
+        "topic",
+        "partition",
+        "offset",
+    }
+)
+
+
+def _from_us(us: int | None) -> datetime:
+    return (
+        datetime.fromtimestamp(0, tz=UTC)
+        if us is None
+        else datetime.fromtimestamp(us / 1e6, tz=UTC)
+    )
+
+
+def _rows_bytes(rows: Rows) -> bytes:
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        event_ids=np.array(rows.event_ids, dtype=str),
+        timestamps_us=rows.timestamps_us,
+        features=rows.features,
+        topics=np.array(rows.topics, dtype=str),
+        partitions=rows.partitions,
+        offsets=rows.offsets,
+        names=np.array(rows.feature_names, dtype=str),
+    )
+    return buf.getvalue()
+
+
+def _rows_from_bytes(data: bytes) -> Rows:
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        return Rows(
+            tuple(str(n) for n in z["names"]),
+            [str(e) for e in z["event_ids"]],
+            z["timestamps_us"],
+            z["features"],
+            [str(t) for t in z["topics"]],
+            z["partitions"],
+            z["offsets"],
+        )
+
+
+def _unpack_state(data: bytes) -> tuple[dict[str, Any], list[bytes]]:
+    if data[: len(_STATE_MAGIC)] != _STATE_MAGIC:
+        raise ValueError(
+            f"not monitor state bytes (starts with {bytes(data[:8])!r}); pass the output of "
+            "MonitorStep.state_bytes()"
+        )
+    pos = len(_STATE_MAGIC)
+    n_head, n_meta = struct.unpack(">II", data[pos : pos + 8])
+    pos += 8
+    header = json.loads(data[pos : pos + n_head])
+    pos += n_head
+    sizes = json.loads(data[pos : pos + n_meta])
+    pos += n_meta
+    blobs = []
+    for size in sizes:
+        blobs.append(bytes(data[pos : pos + size]))
+        pos += size
+    return header, blobs

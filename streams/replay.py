@@ -1,0 +1,285 @@
+"""Replay a Parquet or CSV file to ``{p}.inputs`` (``driftline replay``).
+
+Each row becomes one JSON `InferenceEvent` message, or rows are packed ``batch_rows`` at a
+time into Arrow `InferenceBatch` messages. Columns: ``event_id`` (default ``row-<n>``, so a
+replay of the same file re-sends the same ids), ``timestamp`` (default: the time of sending),
+the label column (sent only as delayed labels), and every other numeric column is a feature.
+Optionally a known drift is injected from a chosen row (`streams.scenarios`), and the label
+of each row is sent to ``{p}.labels`` ``labels_delay`` rows later, as ground truth arrives
+late in real services.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+
+from schemas import (
+    ARROW_CONTENT_TYPE,
+    CONTENT_TYPE_HEADER,
+    JSON_CONTENT_TYPE,
+    RESERVED_COLUMNS,
+    InferenceBatch,
+)
+from streams.exceptions import ReplayError
+from streams.scenarios import inject as inject_drift
+from streams.settings import Settings
+
+__all__ = ["ReplayReport", "load_table", "replay", "split_columns"]
+
+_JSON = [(CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode())]
+_ARROW = [(CONTENT_TYPE_HEADER, ARROW_CONTENT_TYPE.encode())]
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    """What a replay sent."""
+
+    rows: int
+    messages: int
+    labels: int
+    seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else float("inf")
+
+
+def load_table(path: str | Path) -> pa.Table:
+    """Read a ``.parquet`` or ``.csv`` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReplayError(f"{path} does not exist: pass a Parquet or CSV file")
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path)
+    if suffix == ".csv":
+        import pyarrow.csv as pacsv
+
+        return pacsv.read_csv(path)
+    raise ReplayError(f"{path} is neither .parquet nor .csv: convert it to one of them")
+
+
+def split_columns(table: pa.Table, label_column: str | None) -> list[str]:
+    """The feature columns: numeric columns that are not reserved, ids, times or labels."""
+    skip = {*RESERVED_COLUMNS, label_column}
+    names = [
+        f.name
+        for f in table.schema
+        if f.name not in skip and (pa.types.is_floating(f.type) or pa.types.is_integer(f.type))
+    ]
+    if not names:
+        raise ReplayError(
+            f"no numeric feature columns in {table.column_names}; the file needs at least one"
+        )
+    return names
+
+
+def replay(
+    settings: Settings,
+    path: str | Path,
+    *,
+    rate: float | None = None,
+    fmt: str = "json",
+    batch_rows: int = 1000,
+    labels_delay: int | None = None,
+    label_column: str = "label",
+    inject: str | None = None,
+    at: int | None = None,
+    magnitude: float = 1.0,
+    inject_features: Sequence[str] | None = None,
+    seed: int = 0,
+    limit: int | None = None,
+    progress: bool = True,
+    on_sent: Callable[[int], None] | None = None,
+) -> ReplayReport:
+    """Send the rows of ``path`` to ``{p}.inputs`` (and labels to ``{p}.labels``).
+
+    ``rate`` caps rows per second (None: as fast as the broker takes them). ``fmt`` is
+    ``json`` (one event per message) or ``arrow`` (``batch_rows`` rows per message).
+    ``inject``/``at``/``magnitude``/``inject_features`` inject a drift (see
+    `streams.scenarios`). ``on_sent(rows)`` is called after each message is queued.
+    """
+    from streams.kafka_io import make_producer
+
+    if fmt not in ("json", "arrow"):
+        raise ReplayError(f"format {fmt!r} is not known: use 'json' or 'arrow'")
+    if rate is not None and rate <= 0:
+        raise ReplayError(f"rate must be > 0 rows per second, got {rate}")
+    table = load_table(path)
+    if limit is not None:
+        table = table.slice(0, limit)
+    n = table.num_rows
+    if n == 0:
+        raise ReplayError(f"{path} has no rows")
+    names = split_columns(table, label_column)
+    x = np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for c in names]).astype(
+        np.float64
+    )
+    labels = _labels(table, label_column, labels_delay)
+    if inject is not None:
+        x, labels = _inject(x, labels, inject, at, magnitude, names, inject_features, seed)
+    ids = (
+        [str(v) for v in table.column("event_id").to_pylist()]
+        if "event_id" in table.column_names
+        else [f"row-{i}" for i in range(n)]
+    )
+    stamps = _timestamps(table)
+    topics = settings.topics
+    producer = make_producer(settings, linger_ms=20, compression_type="lz4")
+    sent_rows = messages = sent_labels = 0
+    started = time.monotonic()
+
+    def produce(topic: str, value: bytes, key: bytes | None, headers: list[Any]) -> None:
+        while True:
+            try:
+                producer.produce(topic, value, key=key, headers=headers)
+                return
+            except BufferError:
+                producer.poll(0.05)  # the local queue is full: let deliveries drain it
+
+    def pace(rows_done: int) -> None:
+        if rate is not None:
+            ahead = rows_done / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+
+    def send_labels(upto: int) -> int:
+        if labels is None or labels_delay is None:
+            return 0
+        count = 0
+        for i in range(max(0, sent_labels_upto[0]), max(0, upto)):
+            label = labels[i]
+            doc = {"event_id": ids[i], "label": label, "timestamp": _iso(datetime.now(UTC))}
+            produce(topics.labels, orjson.dumps(doc), ids[i].encode(), _JSON)
+            count += 1
+        sent_labels_upto[0] = max(sent_labels_upto[0], upto)
+        return count
+
+    sent_labels_upto = [0]
+    bar = _progress(progress, n)
+    try:
+        step = 1 if fmt == "json" else batch_rows
+        for lo in range(0, n, step):
+            hi = min(n, lo + step)
+            if fmt == "json":
+                doc = {
+                    "event_id": ids[lo],
+                    "timestamp": stamps[lo] if stamps is not None else _iso(datetime.now(UTC)),
+                    "pipeline": settings.pipeline,
+                    "features": dict(zip(names, x[lo].tolist(), strict=True)),
+                }
+                produce(topics.inputs, orjson.dumps(doc), ids[lo].encode(), _JSON)
+            else:
+                when = (
+                    [datetime.fromisoformat(s) for s in stamps[lo:hi]]
+                    if stamps is not None
+                    else [datetime.now(UTC)] * (hi - lo)
+                )
+                batch = InferenceBatch.from_arrays(
+                    settings.pipeline, ids[lo:hi], when, x[lo:hi], names
+                )
+                produce(topics.inputs, batch.to_ipc(), None, _ARROW)
+            messages += 1
+            sent_rows = hi
+            if labels_delay is not None:
+                sent_labels += send_labels(hi - labels_delay)
+            producer.poll(0)
+            if on_sent is not None:
+                on_sent(sent_rows)
+            if bar is not None and (messages % 256 == 0 or hi == n):
+                bar[0].update(bar[1], completed=hi)
+            pace(sent_rows)
+        if labels_delay is not None:
+            sent_labels += send_labels(n)
+        remaining = producer.flush(60)
+        if remaining:
+            raise ReplayError(
+                f"{remaining} messages were not delivered within 60 s: check that the broker "
+                f"at {settings.kafka_bootstrap_servers} is up"
+            )
+    finally:
+        if bar is not None:
+            bar[0].stop()
+    return ReplayReport(sent_rows, messages, sent_labels, time.monotonic() - started)
+
+
+def _labels(table: pa.Table, column: str, delay: int | None) -> list[Any] | None:
+    if delay is None:
+        return None
+    if delay < 0:
+        raise ReplayError(f"--labels-delay must be >= 0 rows, got {delay}")
+    if column not in table.column_names:
+        raise ReplayError(
+            f"labels requested but the file has no {column!r} column (columns: "
+            f"{table.column_names}); name it with --label-column"
+        )
+    return list(table.column(column).to_pylist())
+
+
+def _inject(
+    x: np.ndarray,
+    labels: list[Any] | None,
+    kind: str,
+    at: int | None,
+    magnitude: float,
+    names: list[str],
+    features: Sequence[str] | None,
+    seed: int,
+) -> tuple[np.ndarray, list[Any] | None]:
+    if at is None:
+        raise ReplayError("--inject needs --at ROW: the row where the drift starts")
+    cols = None
+    if features:
+        unknown = [f for f in features if f not in names]
+        if unknown:
+            raise ReplayError(f"unknown features {unknown} for --inject; choose from {names}")
+        cols = [names.index(f) for f in features]
+    try:
+        if labels is None:
+            return inject_drift(x, kind, at, magnitude, cols, seed), None
+        xs, ys = inject_drift(
+            x, kind, at, magnitude, cols, seed, y=np.asarray(labels, dtype=object)
+        )
+        return xs, list(ys)
+    except ValueError as exc:
+        raise ReplayError(str(exc)) from None
+
+
+def _timestamps(table: pa.Table) -> list[str] | None:
+    if "timestamp" not in table.column_names:
+        return None
+    column = table.column("timestamp")
+    if pa.types.is_timestamp(column.type):
+        values = column.to_pylist()
+        return [_iso(v if v.tzinfo else v.replace(tzinfo=UTC)) for v in values]
+    return [str(v) for v in column.to_pylist()]
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _progress(enabled: bool, total: int) -> tuple[Any, Any] | None:
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    bar.start()
+    return bar, bar.add_task("replay", total=total)

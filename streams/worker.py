@@ -1,0 +1,34 @@
+"""Run the monitor of a pipeline as a Faust worker (``driftline worker``).
+
+The worker creates the pipeline's topics when they are missing, serves Prometheus metrics on
+``Settings.metrics_port`` (0 turns them off) and runs the Faust app of `streams.app` until it
+is stopped (SIGTERM/SIGINT stop it cleanly; SIGKILL loses nothing, see `streams.app`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from streams.settings import Settings
+
+__all__ = ["run_worker"]
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(settings: Settings, *, loglevel: str = "warning") -> None:
+    """Block running the monitor worker for ``settings.pipeline``."""
+    from faust.worker import Worker
+
+    from streams.app import create_app
+    from streams.kafka_io import ensure_topics
+    from streams.metrics import MonitorMetrics
+
+    created = ensure_topics(settings)
+    if created:
+        log.info("created topics %s", created)
+    metrics = MonitorMetrics(settings.pipeline)
+    if settings.metrics_port:
+        metrics.serve(settings.metrics_port)
+    app = create_app(settings, metrics=metrics)
+    Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()

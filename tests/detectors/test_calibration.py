@@ -1,0 +1,99 @@
+"""Statistical calibration: observed events between false alarms match the requested ert."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from detectors import DriftDetector, FeatureDrift, OnlineMMD, OutputDrift
+
+ERT = 500
+N_EVENTS = 120_000  # ~240 false alarms expected: the ratio is known to about +-15%
+
+
+def observed_ert(det: DriftDetector, stream: np.ndarray, batch: int = 1000) -> float:
+    """Events per false alarm, resetting after each alarm as the streaming layer does."""
+    alarms, i = 0, 0
+    while i < len(stream):
+        res = det.update(stream[i : i + batch])
+        if res.drift:
+            assert res.index is not None
+            alarms += 1
+            i += res.index + 1
+            det.reset()
+        else:
+            i += batch
+    return len(stream) / max(alarms, 1)
+
+
+def _digits(n: int, rng: np.random.Generator) -> np.ndarray:
+    x = load_digits().data
+    return x[rng.integers(0, len(x), n)]
+
+
+def _correlated(n: int, rng: np.random.Generator, d: int = 8, rho: float = 0.9) -> np.ndarray:
+    cov = np.full((d, d), rho) + (1 - rho) * np.eye(d)
+    return rng.normal(size=(n, d)) @ np.linalg.cholesky(cov).T
+
+
+STREAMS = {
+    "gauss": lambda n, rng: rng.normal(size=(n, 8)),
+    "digits": _digits,
+    "correlated": _correlated,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stream", sorted(STREAMS))
+@pytest.mark.parametrize("cls", [OnlineMMD, FeatureDrift], ids=["mmd", "feature"])
+def test_false_alarm_rate_matches_ert(cls: type[DriftDetector], stream: str) -> None:
+    gen = STREAMS[stream]
+    det = cls(ert=ERT, window=50, n_simulated=500_000).fit(gen(4000, np.random.default_rng(0)))
+    ratio = observed_ert(det, gen(N_EVENTS, np.random.default_rng(1))) / ERT
+    assert 0.5 <= ratio <= 2.0, f"observed/requested ert = {ratio:.2f}"
+
+
+@pytest.mark.slow
+def test_output_drift_false_alarm_rate_matches_ert() -> None:
+    alpha = [5.0, 2.0, 1.0, 0.5]
+    det = OutputDrift(ert=ERT, window=50, n_simulated=500_000)
+    det.fit(np.random.default_rng(0).dirichlet(alpha, size=4000))
+    stream = np.random.default_rng(1).dirichlet(alpha, size=N_EVENTS)
+    ratio = observed_ert(det, stream) / ERT
+    assert 0.5 <= ratio <= 2.0, f"observed/requested ert = {ratio:.2f}"
+
+
+def test_threshold_grows_with_ert() -> None:
+    ref = np.random.default_rng(0).normal(size=(2000, 4))
+    thresholds = [
+        OnlineMMD(ert=e, window=50, n_simulated=200_000).fit(ref).threshold
+        for e in (100, 1000, 100_000)
+    ]
+    assert thresholds[0] < thresholds[1] < thresholds[2]
+
+
+def test_online_mmd_catches_correlation_only_change() -> None:
+    """Marginals stay N(0, 1); only the correlation of two of 8 features changes."""
+    rng = np.random.default_rng(2)
+    det = OnlineMMD(ert=10_000, window=200, n_simulated=500_000).fit(rng.normal(size=(5000, 8)))
+    cov = np.eye(8)
+    cov[0, 1] = cov[1, 0] = 0.8
+    drifted = rng.normal(size=(3000, 8)) @ np.linalg.cholesky(cov).T
+    np.testing.assert_allclose(drifted.std(0), 1.0, atol=0.05)
+    res = det.update(drifted)
+    assert res.drift and res.index is not None and res.index < 1500
+
+
+def test_output_drift_estimates_accuracy_from_confidence() -> None:
+    rng = np.random.default_rng(3)
+    det = OutputDrift(ert=10_000, window=200, n_simulated=200_000)
+    det.fit(rng.dirichlet([9.0, 1.0], size=3000))
+    assert det.estimated_accuracy is None
+    probs = rng.dirichlet([2.0, 1.0], size=2000)
+    det.update(probs)
+    expected = probs[-600:].max(axis=1).mean()
+    assert det.estimated_accuracy == pytest.approx(expected, abs=0.03)
+    labels_det = OutputDrift(ert=1000, n_simulated=200_000).fit(rng.integers(0, 3, 500))
+    labels_det.update(rng.integers(0, 3, 50))
+    assert labels_det.estimated_accuracy is None

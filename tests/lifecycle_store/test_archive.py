@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pyarrow as pa
+import pytest
+
+from lifecycle_store import LifecycleStore, NotFoundError, SchemaMismatchError
+
+Rows = Callable[..., pa.Table]
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _with_source(table: pa.Table, partition: int = 0, first_offset: int = 0) -> pa.Table:
+    n = len(table)
+    return (
+        table.append_column("topic", pa.array(["demo.inputs"] * n))
+        .append_column("partition", pa.array([partition] * n, pa.int32()))
+        .append_column("offset", pa.array(range(first_offset, first_offset + n), pa.int64()))
+    )
+
+
+def test_append_read_and_redelivery(store: LifecycleStore, pipeline: str, rows: Rows) -> None:
+    archive = store.archive(pipeline)
+    a = _with_source(rows(100))
+    b = _with_source(rows(100, seed=1, start=100), first_offset=100)
+    seg = archive.append_rows(a)
+    assert seg is not None and seg.row_count == 100 and seg.offsets == {"demo.inputs/0": [0, 99]}
+    assert seg.min_time == T0 and seg.max_time == T0 + timedelta(seconds=99)
+    assert archive.append_rows(a) is None  # re-delivered batch: nothing written
+    archive.append_rows(b)
+    # A re-delivery cut differently overlaps both segments; reads drop the duplicates.
+    archive.append_rows(pa.concat_tables([a.slice(50), b.slice(0, 10)]))
+    assert archive.row_count() == 260 and len(archive.segments()) == 3
+    everything = archive.read_rows()
+    assert everything.column("event_id").to_pylist() == [f"e{i}" for i in range(200)]
+    assert everything.column("f0").to_pylist() == (
+        a.column("f0").to_pylist() + b.column("f0").to_pylist()
+    )
+    window = archive.read_rows(since=T0 + timedelta(seconds=90), until=T0 + timedelta(seconds=110))
+    assert window.column("event_id").to_pylist() == [f"e{i}" for i in range(90, 110)]
+    last = archive.read_rows(last_n=15)
+    assert last.column("event_id").to_pylist() == [f"e{i}" for i in range(185, 200)]
+    assert archive.read_rows(last_n=0).num_rows == 0
+    assert archive.read_rows(since=T0 + timedelta(days=1)).num_rows == 0
+
+
+def test_last_n_reaches_past_duplicates(store: LifecycleStore, pipeline: str, rows: Rows) -> None:
+    archive = store.archive(pipeline)
+    base = rows(40)
+    archive.append_rows(_with_source(base))
+    # Newest segment holds only re-delivered copies of the newest rows.
+    archive.append_rows(_with_source(base.slice(30), partition=1))
+    got = archive.read_rows(last_n=20)
+    assert got.column("event_id").to_pylist() == [f"e{i}" for i in range(20, 40)]
+
+
+def test_rows_without_source_use_content_key(
+    store: LifecycleStore, pipeline: str, rows: Rows
+) -> None:
+    archive = store.archive(pipeline)
+    t = rows(10)
+    n = len(t)
+    t = (
+        t.append_column("topic", pa.nulls(n, pa.string()))
+        .append_column("partition", pa.nulls(n, pa.int32()))
+        .append_column("offset", pa.nulls(n, pa.int64()))
+    )
+    assert archive.append_rows(t) is not None and archive.append_rows(t) is None
+    assert (
+        archive.append_rows(
+            rows(10, seed=5)
+            .append_column("topic", pa.nulls(n, pa.string()))
+            .append_column("partition", pa.nulls(n, pa.int32()))
+            .append_column("offset", pa.nulls(n, pa.int64()))
+        )
+        is not None
+    )
+    assert archive.row_count() == 20
+
+
+def test_labels_latest_wins(store: LifecycleStore, pipeline: str) -> None:
+    archive = store.archive(pipeline)
+    ts = pa.timestamp("us", tz="UTC")
+    archive.append_labels(
+        pa.table(
+            {
+                "event_id": ["e1", "e2"],
+                "label": [0, 1],
+                "timestamp": pa.array([T0, T0], ts),
+            }
+        )
+    )
+    archive.append_labels(
+        pa.table(
+            {
+                "event_id": ["e1", "e3"],
+                "label": [1, 0],
+                "timestamp": pa.array([T0 + timedelta(seconds=5), T0], ts),
+            }
+        )
+    )
+    labels = archive.read_labels()
+    assert labels.column("event_id").to_pylist() == ["e1", "e2", "e3"]
+    assert labels.column("label").to_pylist() == [1, 1, 0]
+    assert archive.read_labels(["e3", "zz"]).column("label").to_pylist() == [0]
+
+
+def test_bad_input(store: LifecycleStore, pipeline: str, rows: Rows) -> None:
+    archive = store.archive(pipeline)
+    with pytest.raises(SchemaMismatchError, match="offset"):
+        archive.append_rows(rows(5))
+    with pytest.raises(SchemaMismatchError, match="timestamp"):
+        archive.append_labels(pa.table({"event_id": ["a"], "label": [1], "timestamp": ["x"]}))
+    with pytest.raises(NotFoundError, match="'ghost'"):
+        store.archive("ghost")
+    assert archive.row_count() == 0 and archive.read_rows().num_rows == 0
+    assert archive.read_labels().num_rows == 0

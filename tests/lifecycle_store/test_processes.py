@@ -1,0 +1,73 @@
+"""Real processes (not threads) racing on one database, as monitor, retrainer and CLI do."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from lifecycle_store import LifecycleStore
+
+_CHILD = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from pathlib import Path
+    from lifecycle_store import ConcurrentUpdateError, LifecycleStore
+
+    url, artifacts, go, model = sys.argv[1:5]
+    store = LifecycleStore.open(url, artifacts=artifacts)
+    while not Path(go).exists():
+        time.sleep(0.005)
+    training, created = store.begin_training(
+        "demo", episode_key="ep", trigger={"pid": os.getpid()}, config={}
+    )
+    try:
+        store.deploy("demo", "champion", model, reason=str(os.getpid()), expected_current=None)
+        deployed = True
+    except ConcurrentUpdateError:
+        deployed = False
+    print(json.dumps({"training": training.id, "created": created, "deployed": deployed}))
+    """
+)
+
+
+@pytest.mark.slow
+def test_processes_race_for_episode_and_champion(
+    store: LifecycleStore, store_url: str, pipeline: str, rows, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    dv = store.snapshot(pipeline, rows(20))
+    models = [
+        store.register_model(
+            pipeline, f"m{i}".encode(), framework="x", params={}, metrics={}, data_version_id=dv.id
+        ).id
+        for i in range(3)
+    ]
+    go = tmp_path / "go"
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CHILD, store_url, str(tmp_path / "artifacts"), str(go), m],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for m in models
+    ]
+    time.sleep(0.5)  # let them import and connect, so they start together
+    go.touch()
+    outputs = []
+    for child in children:
+        out, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err
+        outputs.append(json.loads(out.strip().splitlines()[-1]))
+    assert len({o["training"] for o in outputs}) == 1
+    assert sum(o["created"] for o in outputs) == 1
+    assert sum(o["deployed"] for o in outputs) == 1
+    history = store.history(pipeline)
+    assert len(history) == 1 and history[0].previous_model_version_id is None
+    winner = next(m for m, o in zip(models, outputs, strict=True) if o["deployed"])
+    assert store.current(pipeline).id == winner  # type: ignore[union-attr]

@@ -1,0 +1,72 @@
+"""Builders shared by the ingest tests: events, messages, stores and configs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from lifecycle_store import LifecycleStore
+from retrainer.config import PipelineConfig
+from schemas import CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE
+from streams.messages import RawMessage
+
+JSON_HEADERS = ((CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode()),)
+
+
+def names(d: int) -> list[str]:
+    return [f"f{j}" for j in range(d)]
+
+
+def event_bytes(pipeline: str, i: int, row: Sequence[float], feature_names: Sequence[str]) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": f"row-{i}",
+            "timestamp": "2026-01-01T00:00:00Z",
+            "pipeline": pipeline,
+            "features": dict(zip(feature_names, map(float, row), strict=True)),
+        }
+    )
+
+
+def messages(
+    pipeline: str,
+    x: np.ndarray,
+    *,
+    first: int = 0,
+    partition: int = 0,
+    partitions: int = 1,
+) -> list[RawMessage]:
+    """One JSON message per row; with several partitions rows go round-robin and each
+    partition numbers its own offsets from 0."""
+    fnames = names(x.shape[1])
+    out = []
+    for i, row in enumerate(x, start=first):
+        p = partition if partitions == 1 else i % partitions
+        offset = i if partitions == 1 else i // partitions
+        out.append(
+            RawMessage(
+                event_bytes(pipeline, i, row, fnames), None, JSON_HEADERS, f"{pipeline}.inputs", p,
+                offset,
+            )
+        )
+    return out
+
+
+def config(pipeline: str, *, ert: int = 2000, reference_rows: int = 400, **detector: object) -> PipelineConfig:
+    params = {"n_simulated": 50_000, "window": 100, "seed": 0}
+    params.update(detector)
+    return PipelineConfig(
+        name=pipeline,
+        detector={"kind": "mmd", "ert": ert, "reference_rows": reference_rows, "params": params},
+    )
+
+
+def open_store(tmp_path: Path) -> LifecycleStore:
+    return LifecycleStore.open(f"sqlite:///{tmp_path}/store.db", artifacts=str(tmp_path / "artifacts"))
+
+
+def batches(items: list[RawMessage], size: int) -> list[list[RawMessage]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -1,0 +1,302 @@
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas import (
+    ARROW_CONTENT_TYPE,
+    CONTENT_TYPE_HEADER,
+    DeadLetter,
+    DeadLetterReason,
+    InferenceBatch,
+    InferenceEvent,
+    LabelEvent,
+    SchemaError,
+)
+from streams.codec import decode_inputs, decode_labels
+from streams.messages import RawMessage
+
+P = "fraud"
+NAMES = ("a", "b")
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+ARROW = ((CONTENT_TYPE_HEADER, ARROW_CONTENT_TYPE.encode()),)
+
+
+def event(i: int, **changes: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "event_id": f"e{i}",
+        "timestamp": "2026-01-01T00:00:00Z",
+        "pipeline": P,
+        "features": {"a": float(i), "b": -1.5},
+    }
+    doc.update(changes)
+    return doc
+
+
+def msg(value: bytes, offset: int = 0, headers: tuple[tuple[str, bytes], ...] = ()) -> RawMessage:
+    return RawMessage(value, b"k", headers, f"{P}.inputs", 3, offset)
+
+
+def jmsg(doc: Any, offset: int = 0) -> RawMessage:
+    return msg(json.dumps(doc).encode(), offset)
+
+
+def reasons(out: Any) -> list[str]:
+    return [d.reason.value for d in out.dead_letters]
+
+
+def test_good_json_events_become_rows_in_order() -> None:
+    out = decode_inputs([jmsg(event(i), offset=10 + i) for i in range(5)], pipeline=P)
+    assert out.dead_letters == []
+    assert out.rows.feature_names == NAMES
+    assert out.rows.event_ids == [f"e{i}" for i in range(5)]
+    assert out.rows.features[:, 0].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert out.rows.offsets.tolist() == [10, 11, 12, 13, 14]
+    assert set(out.rows.partitions.tolist()) == {3}
+    assert out.rows.timestamps_us[0] == int(T0.timestamp()) * 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"{not json", DeadLetterReason.MALFORMED),
+        (b"", DeadLetterReason.MALFORMED),
+        (json.dumps(event(0, schema_version=2)).encode(), DeadLetterReason.SCHEMA_VERSION),
+        (json.dumps(event(0, features={"a": 1.0})).encode(), DeadLetterReason.FEATURE_MISMATCH),
+        (
+            json.dumps(event(0, features={"a": 1.0, "c": 2.0})).encode(),
+            DeadLetterReason.FEATURE_MISMATCH,
+        ),
+        (
+            json.dumps(event(0, features={"a": 1.0, "b": 2.0, "c": 3.0})).encode(),
+            DeadLetterReason.FEATURE_MISMATCH,
+        ),
+        (json.dumps(event(0, features={"a": math.nan, "b": 1.0})).encode(), "non_finite"),
+        (b'{"event_id":"x","timestamp":"2026-01-01T00:00:00Z","pipeline":"fraud",'
+         b'"features":{"a":1e999,"b":1}}', "non_finite"),
+        (json.dumps(event(0, timestamp="2026-01-01T00:00:00")).encode(), "schema_violation"),
+        (json.dumps(event(0, extra=1)).encode(), "schema_violation"),
+        (json.dumps(event(0, features={"a": "high", "b": 1.0})).encode(), "schema_violation"),
+        (json.dumps(event(0, pipeline="other")).encode(), DeadLetterReason.WRONG_PIPELINE),
+        (json.dumps([1, 2]).encode(), "schema_violation"),
+    ],
+)
+def test_bad_json_is_dead_lettered_with_reason(value: bytes, reason: str) -> None:
+    out = decode_inputs([jmsg(event(1)), msg(value, offset=7)], pipeline=P, feature_names=NAMES)
+    assert out.rows.event_ids == ["e1"]
+    assert reasons(out) == [DeadLetterReason(reason).value]
+    dead = out.dead_letters[0]
+    assert (dead.payload, dead.key, dead.source_offset, dead.source_partition) == (value, b"k", 7, 3)
+    assert dead.source_topic == f"{P}.inputs" and dead.detail
+    # The dead letter survives its own trip through the DLQ byte for byte.
+    assert DeadLetter.from_json(dead.to_json()).payload == value
+
+
+def test_oversized_and_unknown_content_type() -> None:
+    big = json.dumps(event(0, model_version="x" * 5000)).encode()
+    out = decode_inputs(
+        [msg(big), msg(b"<xml/>", 1, ((CONTENT_TYPE_HEADER, b"text/xml"),))],
+        pipeline=P,
+        max_message_bytes=4096,
+    )
+    assert reasons(out) == ["oversized", "unknown_content_type"]
+    assert len(out.rows) == 0
+    assert out.dead_letters[1].headers == {CONTENT_TYPE_HEADER: "text/xml"}
+
+
+def test_values_pydantic_converts_are_accepted_like_pydantic() -> None:
+    # "1.5" and true are not plain numbers; the model converts them, so must we.
+    out = decode_inputs(
+        [jmsg(event(0, features={"a": "1.5", "b": True})), jmsg(event(1), 1)], pipeline=P
+    )
+    assert out.dead_letters == []
+    assert out.rows.features.tolist() == [[1.5, 1.0], [1.0, -1.5]]
+
+
+def test_first_valid_event_fixes_feature_names_and_key_order_does_not_matter() -> None:
+    out = decode_inputs(
+        [jmsg(event(0, features={"b": 2.0, "a": 1.0})), jmsg(event(1, features={"a": 3.0, "b": 4.0}), 1)],
+        pipeline=P,
+    )
+    assert out.rows.feature_names == ("b", "a")
+    assert out.rows.features.tolist() == [[2.0, 1.0], [4.0, 3.0]]
+
+
+def arrow_batch(n: int, names: tuple[str, ...] = NAMES, pipeline: str = P) -> InferenceBatch:
+    x = np.arange(n * len(names), dtype=float).reshape(n, len(names))
+    return InferenceBatch.from_arrays(pipeline, [f"r{i}" for i in range(n)], [T0] * n, x, names)
+
+
+def test_arrow_batches_decode_to_rows_with_message_offsets() -> None:
+    batch = arrow_batch(4)
+    out = decode_inputs(
+        [jmsg(event(9)), msg(batch.to_ipc(), 5, ARROW)], pipeline=P, feature_names=("b", "a")
+    )
+    assert out.dead_letters == []
+    assert out.rows.event_ids == ["e9", "r0", "r1", "r2", "r3"]
+    # Columns come in the pipeline's order, whatever order the producer used.
+    assert out.rows.features[1:].tolist() == batch.features()[:, ::-1].tolist()
+    assert out.rows.offsets.tolist() == [0, 5, 5, 5, 5]
+
+
+def test_bad_arrow_messages() -> None:
+    good = arrow_batch(3)
+    bad_version = good.table.replace_schema_metadata({b"driftline.schema_version": b"9"})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, bad_version.schema) as writer:
+        writer.write_table(bad_version)
+    with_nan = InferenceBatch.from_arrays(
+        P, ["n0", "n1", "n2"], [T0] * 3, np.array([[1.0, 2.0], [np.nan, 1.0], [3.0, 4.0]]), NAMES
+    )
+    out = decode_inputs(
+        [
+            msg(b"\x00garbage", 0, ARROW),
+            msg(sink.getvalue().to_pybytes(), 1, ARROW),
+            msg(arrow_batch(2, ("a", "z")).to_ipc(), 2, ARROW),
+            msg(arrow_batch(2, pipeline="other").to_ipc(), 3, ARROW),
+            msg(with_nan.to_ipc(), 4, ARROW),
+        ],
+        pipeline=P,
+        feature_names=NAMES,
+    )
+    assert reasons(out) == [
+        "malformed",
+        "schema_version",
+        "feature_mismatch",
+        "wrong_pipeline",
+        "non_finite",
+    ]
+    # Finite rows of a partly bad batch still count; the whole message is in the DLQ.
+    assert out.rows.event_ids == ["n0", "n2"]
+    assert "n1" in out.dead_letters[-1].detail
+
+
+def test_rows_table_has_archive_layout() -> None:
+    table = decode_inputs([jmsg(event(i), i) for i in range(3)], pipeline=P).rows.to_table()
+    assert table.column_names == ["event_id", "timestamp", "a", "b", "topic", "partition", "offset"]
+    assert table.column("timestamp").type == pa.timestamp("us", tz="UTC")
+
+
+def test_labels_are_validated_and_tabled() -> None:
+    good = [LabelEvent(event_id=f"e{i}", label=i % 2, timestamp=T0).to_json() for i in range(3)]
+    wrong = LabelEvent(event_id="x", label=1, timestamp=T0, pipeline="other").to_json()
+    out = decode_labels(
+        [msg(v, i) for i, v in enumerate([*good, b"{", wrong])], pipeline=P
+    )
+    assert out.table is not None
+    assert out.table.column("label").to_pylist() == [0, 1, 0]
+    assert out.table.column("offset").to_pylist() == [0, 1, 2]
+    assert reasons(out) == ["malformed", "wrong_pipeline"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The bulk JSON path must decide exactly like the pydantic model.
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+number = st.one_of(
+    finite,
+    st.integers(-(2**60), 2**60),
+    st.just(math.nan),
+    st.just(math.inf),
+    st.booleans(),
+    st.sampled_from(["1.5", "abc", "", "1e3"]),
+    st.none(),
+)
+stamps = st.one_of(
+    st.datetimes(
+        min_value=datetime(1970, 1, 2), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+    ).map(lambda d: d.isoformat().replace("+00:00", "Z")),
+    st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2100, 1, 1)).map(
+        lambda d: d.isoformat()
+    ),
+    st.sampled_from(
+        [
+            "2026-01-01T00:00:00+05:30",
+            "2026-01-01 00:00:00Z",
+            "20260101T000000Z",
+            "2026-02-30T00:00:00Z",
+            "2026-01-01T00:00:00.1234567Z",
+            "2026-01-01T24:00:00Z",
+            "2026-01-01t00:00:00z",
+            "2026-01-01",
+        ]
+    ),
+    st.integers(0, 2**33),
+    st.none(),
+)
+event_ids = st.one_of(st.text(min_size=0, max_size=300), st.integers(), st.none())
+feature_maps = st.one_of(
+    st.fixed_dictionaries({"a": number, "b": number}),
+    st.dictionaries(st.sampled_from(["a", "b", "c"]), number, max_size=3),
+    st.just([]),
+)
+
+
+@st.composite
+def documents(draw: st.DrawFn) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "event_id": draw(event_ids),
+        "timestamp": draw(stamps),
+        "pipeline": draw(st.sampled_from([P, P, P, "other", "bad name"])),
+        "features": draw(feature_maps),
+    }
+    for key, strategy in [
+        ("schema_version", st.sampled_from([1, 2, "1", True, 1.0])),
+        ("model_version", st.one_of(st.none(), st.text(max_size=5), st.integers())),
+        ("prediction", st.one_of(st.none(), finite, st.integers(), st.text(max_size=3), st.booleans())),
+        ("probabilities", st.one_of(st.none(), st.lists(st.one_of(finite, st.booleans()), max_size=3))),
+        ("surprise", st.integers()),
+    ]:
+        if draw(st.booleans()) and draw(st.booleans()):
+            doc[key] = draw(strategy)
+    for key in ("event_id", "timestamp", "features"):
+        if draw(st.integers(0, 20)) == 0:
+            del doc[key]
+    return doc
+
+
+def model_decision(raw: bytes) -> tuple[bool, Any]:
+    """What the pydantic model (plus the pipeline's own rules) says about one message."""
+    try:
+        e = InferenceEvent.from_json(raw)
+    except SchemaError:
+        return False, None
+    if e.pipeline != P or set(e.features) != set(NAMES):
+        return False, None
+    us = (e.timestamp - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    return True, (e.event_id, us, [e.features[n] for n in NAMES])
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(documents(), min_size=1, max_size=8))
+def test_bulk_path_decides_like_the_pydantic_model(docs: list[dict[str, Any]]) -> None:
+    raws = [json.dumps(d).encode() for d in docs]  # json writes NaN/Infinity literals too
+    out = decode_inputs([msg(r, i) for i, r in enumerate(raws)], pipeline=P, feature_names=NAMES)
+    accepted = dict(zip(out.rows.offsets.tolist(), range(len(out.rows)), strict=True))
+    rejected = {d.source_offset for d in out.dead_letters}
+    for i, raw in enumerate(raws):
+        ok, values = model_decision(raw)
+        assert (i in accepted) == ok, (raw, out.dead_letters)
+        assert (i in rejected) == (not ok)
+        if ok:
+            row = accepted[i]
+            assert out.rows.event_ids[row] == values[0]
+            assert int(out.rows.timestamps_us[row]) == values[1]
+            assert out.rows.features[row].tolist() == values[2]
+
+
+def test_orjson_and_stdlib_bytes_decode_the_same() -> None:
+    doc = event(1, probabilities=[0.25, 0.75], prediction=1, model_version="m")
+    a = decode_inputs([msg(orjson.dumps(doc))], pipeline=P)
+    b = decode_inputs([msg(json.dumps(doc).encode())], pipeline=P)
+    assert a.rows.features.tolist() == b.rows.features.tolist() and not a.dead_letters
+    assert a.rows.model_versions == ["m"]

@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from schemas import ModelVersionEvent
+from streams.monitor import MonitorStep
+from tests.streams.ingest.helpers import batches, config, messages, open_store
+
+P = "mon"
+
+
+def gaussian(n: int, d: int = 3, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, d))
+
+
+def run(step: MonitorStep, msgs: list, size: int = 250) -> list:
+    outs = []
+    for batch in batches(msgs, size):
+        outs.append(step.process(batch))
+    return outs
+
+
+def test_bootstrap_reference_is_snapshotted_and_rows_archived(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    step = MonitorStep(config(P), store, pipeline=P)
+    outs = run(step, messages(P, gaussian(1000)))
+    assert step.reference_data_version is not None
+    version = store.data_version(step.reference_data_version)
+    assert version.row_count == 400 and version.combine == "root"
+    assert store.archive(P).row_count() == 1000
+    assert outs[-1].rows_seen == 1000
+    assert outs[0].statistic is None  # still collecting the reference
+    assert outs[-1].statistic is not None and outs[-1].threshold is not None
+    assert store.pipeline(P).feature_names == ("f0", "f1", "f2")
+
+
+def test_shift_raises_one_drift_event_naming_window_and_reference(tmp_path: Path) -> None:
+    x = gaussian(3000)
+    x[2000:, 1] += 3.0
+    step = MonitorStep(config(P, ert=100_000), open_store(tmp_path), pipeline=P)
+    events = [e for out in run(step, messages(P, x)) for e in out.drift_events]
+    assert len(events) == 1, "the hold-off keeps a persisting drift to one event per ert rows"
+    event = events[0]
+    (window,) = event.offsets
+    assert 2000 <= window.end_offset < 2300, "caught within a few hundred rows"
+    assert window.start_offset == 400  # monitoring began right after the bootstrap rows
+    assert event.rows_seen == window.end_offset - window.start_offset + 1
+    assert event.reference_data_version == step.reference_data_version
+    assert event.features[0].name == "f1"
+    assert event.statistic > event.threshold
+
+
+def test_no_alarm_without_drift(tmp_path: Path) -> None:
+    step = MonitorStep(config(P, ert=100_000), open_store(tmp_path), pipeline=P)
+    outs = run(step, messages(P, gaussian(3000)))
+    assert [e for out in outs for e in out.drift_events] == []
+
+
+def test_batch_boundaries_do_not_change_the_result(tmp_path: Path) -> None:
+    x = gaussian(2000)
+    x[1200:, 0] += 2.0
+    msgs = messages(P, x)
+    a = MonitorStep(config(P, ert=100_000), open_store(tmp_path / "a"), pipeline=P)
+    b = MonitorStep(config(P, ert=100_000), open_store(tmp_path / "b"), pipeline=P)
+    ea = [e.drift_id for o in run(a, msgs, 1000) for e in o.drift_events]
+    eb = [e.drift_id for o in run(b, msgs, 37) for e in o.drift_events]
+    assert ea == eb and len(ea) == 1
+
+
+def test_restore_plus_redelivery_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    x = gaussian(3000)
+    x[2200:, 2] *= 3.0
+    msgs = messages(P, x)
+    whole = MonitorStep(config(P, ert=100_000), open_store(tmp_path / "w"), pipeline=P)
+    drift_whole = [e.drift_id for o in run(whole, msgs) for e in o.drift_events]
+
+    store = open_store(tmp_path / "c")
+    first = MonitorStep(config(P, ert=100_000), store, pipeline=P)
+    run(first, msgs[:1500])
+    saved = first.state_bytes()
+    run(first, msgs[1500:1800])  # processed but never checkpointed: lost in the crash
+    second = MonitorStep(config(P, ert=100_000), store, pipeline=P)
+    second.restore(saved)
+    # At-least-once: the transport re-delivers everything after the checkpoint.
+    drift_second = [e.drift_id for o in run(second, msgs[1500:]) for e in o.drift_events]
+    assert drift_second == drift_whole and len(drift_whole) == 1
+    assert second.rows_seen == whole.rows_seen == 3000
+    dw, ds = whole.detector(0), second.detector(0)
+    assert dw is not None and ds is not None
+    np.testing.assert_allclose(ds._state, dw._state)
+    # Re-delivered rows are archived again but read back once.
+    assert store.archive(P).read_rows().num_rows == 3000
+
+
+def test_redelivered_batches_are_not_counted_twice(tmp_path: Path) -> None:
+    msgs = messages(P, gaussian(1000))
+    step = MonitorStep(config(P), open_store(tmp_path), pipeline=P)
+    run(step, msgs)
+    again = step.process(msgs[500:700])
+    assert again.rows == 200 and step.rows_seen == 1000
+
+
+def test_state_of_one_partition_restores_only_that_partition(tmp_path: Path) -> None:
+    msgs = messages(P, gaussian(2000), partitions=2)
+    step = MonitorStep(config(P), open_store(tmp_path), pipeline=P, partitions=2)
+    run(step, msgs)
+    fresh = MonitorStep(config(P), open_store(tmp_path), pipeline=P, partitions=2)
+    fresh.restore(step.state_bytes([1]), partitions=[1])
+    d1, f1 = step.detector(1), fresh.detector(1)
+    assert d1 is not None and f1 is not None and d1.n_seen == f1.n_seen > 0
+    assert fresh.reference_data_version == step.reference_data_version
+    f0 = fresh.detector(0)  # a monitor for partition 0 starts fresh from the reference
+    assert f0 is not None and f0.n_seen == 0
+
+
+@pytest.mark.slow
+def test_partition_monitors_keep_the_pipeline_false_alarm_rate(tmp_path: Path) -> None:
+    """P monitors, each with the user's ert over its share of the rows, raise as many false
+    alarms as one monitor over all rows (ert counts events, so alarms add up to N/ert)."""
+    n, ert = 48_000, 1000
+    x = gaussian(n + 2000, d=2, seed=3)
+    counts = {}
+    for parts in (1, 4):
+        step = MonitorStep(
+            config(P, ert=ert, reference_rows=2000, window=50, n_simulated=200_000),
+            open_store(tmp_path / str(parts)),
+            pipeline=P,
+            partitions=parts,
+            alarm_holdoff=0,
+        )
+        msgs = messages(P, x[:2000]) + messages(P, x[2000:], first=2000, partitions=parts)
+        outs = run(step, msgs, 2000)
+        counts[parts] = sum(len(o.drift_events) + o.suppressed_alarms for o in outs)
+    assert counts[1] > 10 and counts[4] > 10
+    assert 0.5 <= counts[4] / counts[1] <= 2.0, counts
+    # Scaling each partition's ert by P would have cut the count about 4-fold:
+    assert counts[4] > counts[1] / 2.5, counts
+
+
+def test_new_champion_becomes_the_reference(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    step = MonitorStep(config(P), store, pipeline=P)
+    run(step, messages(P, gaussian(1000)))
+    rows = store.archive(P).read_rows()
+    version = store.snapshot(P, rows.slice(500, 500), parents=[], combine="root")
+    event = ModelVersionEvent(
+        pipeline=P, deployment_id="d1", model_version_id="m1", artifact_uri="file:///m",
+        content_hash="0" * 64, framework="torch", feature_names=["f0", "f1", "f2"],
+        data_version_id=version.id,
+    )
+    step.on_model_version(event)
+    assert step.reference_data_version == version.id
+    detector = step.detector(0)
+    assert detector is not None and detector.n_seen == 0
+
+
+def test_labels_are_archived_and_bad_ones_dead_lettered(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from schemas import LabelEvent
+    from streams.messages import RawMessage
+
+    store = open_store(tmp_path)
+    step = MonitorStep(config(P), store, pipeline=P)
+    run(step, messages(P, gaussian(50)))
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    good = [LabelEvent(event_id=f"row-{i}", label=i % 2, timestamp=t0).to_json() for i in range(5)]
+    out = step.process_labels(
+        [RawMessage(v, None, (), f"{P}.labels", 0, i) for i, v in enumerate([*good, b"nope"])]
+    )
+    assert out.labels == 5 and [d.reason.value for d in out.dead_letters] == ["malformed"]
+    assert store.archive(P).read_labels().num_rows == 5
+
+
+def test_bad_state_bytes_are_refused(tmp_path: Path) -> None:
+    step = MonitorStep(config(P), open_store(tmp_path), pipeline=P)
+    with pytest.raises(ValueError, match="not monitor state"):
+        step.restore(b"garbage")
+    other = MonitorStep(config("other"), open_store(tmp_path / "o"), pipeline="other")
+    with pytest.raises(ValueError, match="cannot restore pipeline"):
+        step.restore(other.state_bytes())
