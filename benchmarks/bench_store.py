@@ -35,6 +35,7 @@ import sqlalchemy as sa
 
 from detectors.coreset import Coreset
 from lifecycle_store import LifecycleStore, orm
+from lifecycle_store.canonical import profile_bytes
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -87,6 +88,7 @@ def populate(
                 "coreset": blob,
                 "coreset_k": k,
                 "stats": stats,
+                "profile": profile_bytes(stats, features),
                 "created_at": now + timedelta(microseconds=i),
             }
         )
@@ -161,6 +163,9 @@ def populate(
         ):
             for start in range(0, len(rows), 5000):
                 session.execute(sa.insert(table), rows[start : start + 5000])
+    with store.engine.begin() as conn:
+        # A long-lived database has planner statistics; a fresh bulk load has none yet.
+        conn.exec_driver_sql("ANALYZE")
     mid = n_dv // 2
     return {
         "dv": f"dv-{mid:032x}",
@@ -253,6 +258,7 @@ def run(args: argparse.Namespace, url: str, tmp: Path) -> None:
         "current(champion)": lambda: store.current("bench"),
         "live_at(champion, t)": lambda: store.live_at("bench", "champion", T0 + timedelta(hours=7)),
     }
+    assert len(queries["most_similar(coreset, k=3)"]()) == 3, "similarity index is empty"
     for name, fn in queries.items():
         seconds, result = timed(fn, args.repeat)
         size = f"{len(result)} nodes" if isinstance(result, list) else ""

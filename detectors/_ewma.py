@@ -32,6 +32,8 @@ _MIN_RUNS = 64
 _MIN_ALARMS = 40
 _CHUNK_ELEMENTS = 2_000_000
 _BLOCK = 64
+# Larger references have a negligible sampling error; capping keeps memory bounded.
+_MAX_POPULATION = 50_000
 
 Statistic = Callable[[np.ndarray], np.ndarray]
 
@@ -82,14 +84,14 @@ def calibrate_threshold(
     ert: int,
     n_simulated: int,
     rng: np.random.Generator,
-    offset_cov: np.ndarray,
+    n_population: int,
 ) -> float:
     """Threshold whose simulated mean run length without drift is ``ert`` events.
 
-    ``z_hold`` are centered held-out features; each simulated run adds one offset drawn
-    from ``N(0, offset_cov)``, the sampling error of the reference mean.
+    ``z_hold`` are centered held-out features; see :func:`simulated_states` for how runs
+    are drawn from them.
     """
-    runmax = simulate_running_max(z_hold, statistic, lam, n_simulated, rng, offset_cov)
+    runmax = simulate_running_max(z_hold, statistic, lam, n_simulated, rng, n_population)
     length = runmax.shape[1]
 
     def mean_run_length(h: float) -> tuple[float, int]:
@@ -124,7 +126,7 @@ def simulate_running_max(
     lam: float,
     n_simulated: int,
     rng: np.random.Generator,
-    offset_cov: np.ndarray,
+    n_population: int,
 ) -> np.ndarray:
     """Running maximum of the statistic over bootstrap no-drift runs, shape ``(runs, length)``."""
     window = 2.0 / lam - 1.0
@@ -133,7 +135,7 @@ def simulate_running_max(
     best = np.full(n_runs, -np.inf)
     runmax = np.empty((length, n_runs))
     start = 0
-    for m in simulated_states(z_hold, lam, n_runs, length, rng, offset_cov):
+    for m in simulated_states(z_hold, lam, n_runs, length, rng, n_population):
         stats = statistic(m)
         np.maximum.accumulate(stats, axis=0, out=stats)
         np.maximum(stats, best[None, :], out=stats)
@@ -149,29 +151,31 @@ def simulated_states(
     n_runs: int,
     length: int,
     rng: np.random.Generator,
-    offset_cov: np.ndarray | None = None,
+    n_population: int,
 ) -> Iterator[np.ndarray]:
-    """EWMA states of ``n_runs`` bootstrap runs from ``m = 0``, time-major chunks ``(t, runs, dim)``.
+    """EWMA states of ``n_runs`` bootstrap runs from ``m = 0``, in time-major chunks.
 
-    Each run draws one offset from ``N(0, offset_cov)`` (the reference mean's sampling error).
-    Time-major with a loop over steps: each step is one vector operation over all runs, which
-    beats a filter along a non-contiguous axis several times over.
+    Chunks have shape ``(t, runs, dim)``. Double bootstrap: each run first draws its own
+    "population" of ``n_population`` rows (with replacement) and then streams rows from it,
+    so runs differ the way live data differ from a reference of that size: in their mean and
+    in how often rare values occur. Time-major with a loop over steps: each step is one
+    vector operation over all runs, several times faster than a filter along a
+    non-contiguous axis.
     """
     dim = z_hold.shape[1]
     step = max(1, min(length, _CHUNK_ELEMENTS // (n_runs * dim)))
+    n_pop = int(min(max(n_population, 1), _MAX_POPULATION))
+    populations = rng.integers(0, len(z_hold), size=(n_runs, n_pop))
+    runs = np.arange(n_runs)
     state = np.zeros((n_runs, dim), dtype=z_hold.dtype)
-    shift = np.zeros((n_runs, dim), dtype=z_hold.dtype)
-    if offset_cov is not None:
-        shift[:] = rng.multivariate_normal(np.zeros(dim), offset_cov, size=n_runs, method="eigh")
-    shift *= lam
     scaled = z_hold * np.asarray(lam, dtype=z_hold.dtype)
     decay = np.asarray(1.0 - lam, dtype=z_hold.dtype)
     for begin in range(0, length, step):
-        chunk = scaled[rng.integers(0, len(z_hold), size=(min(step, length - begin), n_runs))]
+        picks = rng.integers(0, n_pop, size=(min(step, length - begin), n_runs))
+        chunk = scaled[populations[runs, picks]]
         for row in chunk:
             state *= decay
             state += row
-            state += shift
             row[:] = state
         yield chunk
 

@@ -30,9 +30,17 @@ class DriftDetector:
     The constructor only stores parameters. ``fit(reference)`` splits the reference in two
     halves (seeded): one fixes the feature map (scales, kernel, whitening), the whole
     reference fixes its mean, and the other half is resampled to simulate no-drift runs
-    (each with its own draw of the reference mean's sampling error) and set the threshold
+    (each from its own bootstrap population the size of the reference, so the runs vary as
+    live data vary around a reference of that size) and set the threshold
     so that, without drift, there are on average ``ert`` events between false alarms
-    (counted from ``fit`` or ``reset``).
+    (counted from ``fit`` or ``reset``). A detector whose map has only a few numbers per
+    feature (``FeatureDrift``) fits it on the whole reference and resamples all of it.
+
+    Parameters shared by all detectors: ``ert`` (expected events between false alarms),
+    ``window`` (effective number of recent events the statistic averages: EWMA weight
+    ``2 / (window + 1)``; larger sees smaller shifts, later), ``seed`` (split, random
+    features and simulation are deterministic given it), ``n_simulated`` (no-drift events
+    simulated in ``fit``; fewer is faster but calibrates large ``ert`` less precisely).
 
     Alarm behaviour: ``update`` reports ``drift=True`` for every batch in which the statistic
     is above the threshold at some row, with ``index`` the first such row. ``drift_detected``
@@ -53,6 +61,10 @@ class DriftDetector:
     _registry: ClassVar[dict[str, type[DriftDetector]]] = {}
     #: names of fitted ndarray attributes that ``to_bytes`` must carry (set by subclasses)
     _fitted_arrays: ClassVar[tuple[str, ...]] = ()
+    #: whether the feature map is fitted on one half and the threshold on the other; a map
+    #: with few fitted numbers per feature does not overfit, and then resampling the whole
+    #: reference estimates rare values' frequencies twice as well
+    _hold_out: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -126,22 +138,19 @@ class DriftDetector:
         if x.shape[0] < _MIN_REFERENCE:
             raise InvalidInputError(
                 f"reference has {x.shape[0]} rows; pass at least {_MIN_REFERENCE} "
-                "(half are held out to calibrate the false-alarm rate)"
+                "(they are resampled to calibrate the false-alarm rate)"
             )
         self._n_features = x.shape[1]
         self._feature_names = check_feature_names(feature_names, self._reference_width(x))
         rng = np.random.default_rng(self.seed)
         order = rng.permutation(x.shape[0])
         half = x.shape[0] // 2
-        self._fit_map(x[order[:half]], rng)
+        self._fit_map(x[order[:half]] if self._hold_out else x, rng)
         self._center = np.zeros(self._map_dim(), dtype=np.float32)
         self._center = _mean_rows(self._feature_map, x).astype(np.float32)
-        hold = self._feature_map(x[order[half:]])
+        hold = self._feature_map(x[order[half:]] if self._hold_out else x)
         hold = hold - hold.mean(axis=0)
         self._prepare_statistic(hold, rng)
-        # Live data differ from the reference mean by its sampling error; each simulated run
-        # draws its own such error, so the threshold holds on average over references.
-        offset_cov = np.atleast_2d(np.cov(hold, rowvar=False)) / x.shape[0]
         self._threshold = calibrate_threshold(
             hold.astype(np.float32),
             self._statistic,
@@ -149,7 +158,7 @@ class DriftDetector:
             int(self.ert),
             int(self.n_simulated),
             rng,
-            offset_cov,
+            x.shape[0],
         )
         self._fitted = True
         self.reset()

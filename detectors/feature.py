@@ -20,6 +20,7 @@ _MAX_ORDER = 4
 # heavy-tailed (e.g. nearly constant) features cannot dominate the max.
 _NORMALIZING_QUANTILE = 0.99
 _PILOT_EVENTS = 64_000
+_CLIP = 4.0
 
 
 class FeatureDrift(DriftDetector):
@@ -29,8 +30,9 @@ class FeatureDrift(DriftDetector):
     quantiles per feature, so ties of discrete features are handled and the cost does not
     grow with the reference), then into Legendre polynomials ``P_1..P_order`` of ``2u - 1``
     — the components of Cramér-von Mises and Anderson-Darling type statistics (location, scale,
-    skewness, ...). Their EWMA over an effective ``window``, whitened per feature, gives one
-    chi-square-like statistic per feature. The alarm statistic is the maximum over features
+    skewness, ...). Whitened per feature and clipped at +-4 (so one rare value cannot raise
+    an alarm on its own), their EWMA over an effective ``window`` gives one chi-square-like
+    statistic per feature. The alarm statistic is the maximum over features
     of those statistics, each divided by its own 99% no-drift quantile; its threshold is
     calibrated jointly by resampling whole reference rows, so correlated features are
     accounted for (no independence or Bonferroni assumption). ``features`` are the
@@ -49,6 +51,7 @@ class FeatureDrift(DriftDetector):
     """
 
     _fitted_arrays: ClassVar[tuple[str, ...]] = ("_knots", "_basis_mean", "_white", "_norm")
+    _hold_out: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -105,6 +108,9 @@ class FeatureDrift(DriftDetector):
         centered = self._basis(x) - self._basis_mean.astype(np.float32)
         # Batched (d, n, k) @ (d, k, k): each feature whitened by its own small matrix.
         white = np.matmul(centered.transpose(1, 0, 2), self._white)
+        # One rare value (e.g. a pixel almost never lit in the reference) must not decide
+        # alone: clipping bounds a single event's push, persistent shifts still add up.
+        np.clip(white, -_CLIP, _CLIP, out=white)
         return np.ascontiguousarray(white.transpose(1, 0, 2)).reshape(len(x), -1)
 
     def _map_dim(self) -> int:
@@ -123,7 +129,7 @@ class FeatureDrift(DriftDetector):
         # A short pilot run gives each feature's own no-drift scale (stationary part only).
         n_runs = 16
         length = max(_PILOT_EVENTS // n_runs, 4 * self.window)
-        chunks = list(simulated_states(z_hold, self.lam, n_runs, length, rng))
+        chunks = list(simulated_states(z_hold, self.lam, n_runs, length, rng, len(z_hold)))
         m = np.concatenate(chunks)[min(2 * self.window, length - 1) :]
         stats = self._per_feature(m)
         q = np.quantile(stats.reshape(-1, stats.shape[-1]), _NORMALIZING_QUANTILE, axis=0)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from detectors.coreset import Coreset
 from lifecycle_store import orm
-from lifecycle_store._base import PipelineRef, StoreBase, pipeline_name
+from lifecycle_store._base import PipelineRef, StoreBase, pipeline_name, require_json
 from lifecycle_store.artifacts import content_key
 from lifecycle_store.canonical import (
     canonical_table,
@@ -86,6 +86,10 @@ class DataVersionsMixin(StoreBase):
             )
         if coreset_k < 1:
             raise StoreError(f"coreset_k must be >= 1, got {coreset_k}")
+        if source_offsets is not None:
+            require_json(source_offsets, "source_offsets")
+        if event_time_range is not None:
+            event_time_range = _checked_range(event_time_range)
         with self._read() as session:
             pid = self._pipeline_id(session, name)
             features = session.scalar(
@@ -251,6 +255,19 @@ def _coreset_bytes(table: pa.Table, features: list[str], k: int) -> bytes | None
 def _chunks(ids: Sequence[str], size: int = 500) -> list[Sequence[str]]:
     # Bounded IN lists: SQLite caps bound parameters per statement.
     return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def _checked_range(value: Any) -> tuple[datetime, datetime]:
+    ok = (
+        isinstance(value, tuple | list)
+        and len(value) == 2
+        and all(isinstance(v, datetime) for v in value)
+    )
+    if not ok or orm.as_utc(value[0]) > orm.as_utc(value[1]):
+        raise StoreError(
+            f"event_time_range must be (earliest, latest) datetimes in order, got {value!r}"
+        )
+    return orm.as_utc(value[0]), orm.as_utc(value[1])
 
 
 def _time_range(table: pa.Table) -> tuple[datetime, datetime] | None:

@@ -86,7 +86,11 @@ class PipelineRow(Base):
 
 class DataVersionRow(Base):
     __tablename__ = "data_versions"
-    __table_args__ = (Index(None, "pipeline_id", "created_at"),)
+    __table_args__ = (
+        Index(None, "pipeline_id", "created_at"),
+        # Covers the similarity index load, so it never reads past the coreset blobs.
+        Index(None, "pipeline_id", "id", "profile"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id"))

@@ -165,7 +165,7 @@ class SimilarityMixin(DataVersionsMixin, ModelVersionsMixin):
                         orm.DataVersionRow.profile.is_not(None),
                     )
                 )
-                if dv_id not in known
+                if dv_id not in known and profile is not None
             ]
             means, log_stds = _vectors([p for _, p in fresh])
             if index is None:

@@ -225,7 +225,7 @@ class Retrainer:
         if last is not None:
             at = _parse_time(last.trigger.get("at")) or last.created_at
             rows_at = int(last.trigger.get("rows_total", 0))
-        if champion is None and drift is None:
+        if champion is None:
             champion = self.store.current(self.pipeline, self.alias)
         return TriggerContext(
             pipeline=self.pipeline,

@@ -15,6 +15,13 @@ worker killed with SIGKILL restarts from the last commit: the table is recovered
 changelog, re-delivered rows are archived again (deduplicated by event id on read) and
 skipped by the detectors (the state remembers the offsets it has folded in).
 
+The step's state, not the consumer group's committed offset, says where a partition
+resumes. Faust acks (and so commits) messages it skips while a rebalance or a table recovery
+is under way, which can move the committed offset past rows that were never processed; so
+when the first message the agent sees of a partition lies beyond the state's next offset, or
+a partition sits idle behind its end offset, the agent seeks the consumer back to the state's
+next offset (once per offset, so a genuine gap such as a transaction marker is accepted).
+
 Every worker also re-reads the champion from the lifecycle store every
 ``REFERENCE_POLL_S`` seconds, because with several workers in one consumer group only the
 worker that owns the ``{p}/champion`` key's partition receives the ModelVersionEvent.
@@ -51,6 +58,7 @@ __all__ = ["CHECKPOINT_INTERVAL_S", "REFERENCE_POLL_S", "Checkpointer", "create_
 log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL_S = 1.0
+IDLE_RESEEK_S = 5.0
 REFERENCE_POLL_S = 5.0
 STATE_TABLE = "monitor-state"
 _JSON_HEADERS = [(CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode())]
@@ -79,7 +87,8 @@ def to_raw_message(message: Any) -> RawMessage:
 
 
 class Checkpointer:
-    """Saves step state into the Faust table and then acks the events it covers."""
+    """Saves step state into the Faust table, acks the events it covers, and keeps each
+    input partition reading from where the state says (see the module docstring)."""
 
     def __init__(self, step: MonitorStep, table: Any, metrics: MonitorMetrics | None) -> None:
         self.step = step
@@ -88,7 +97,9 @@ class Checkpointer:
         self.stream: Any = None
         self.pending: list[Any] = []
         self.restored: set[int] = set()
+        self.sought: set[tuple[int, int]] = set()
         self.last = time.monotonic()
+        self.active: dict[int, float] = {}
 
     @staticmethod
     def key(partition: int) -> bytes:
@@ -108,6 +119,44 @@ class Checkpointer:
         self.step.drop_partitions(partitions)
         self.restored -= partitions
         self.pending = [e for e in self.pending if e.message.partition not in partitions]
+
+    def admit(self, events: Sequence[Any]) -> tuple[list[Any], dict[int, int]]:
+        """The events that continue their partition without a gap, and the offsets to seek
+        back to for partitions where messages were skipped."""
+        kept: list[Any] = []
+        seeks: dict[int, int] = {}
+        expected: dict[int, int | None] = {}
+        now = time.monotonic()
+        for event in events:
+            m = event.message
+            p = m.partition
+            if p in seeks:
+                continue
+            if p not in expected:
+                expected[p] = self.step.next_offset(m.topic, p)
+            want = expected[p]
+            if want is not None and m.offset > want and (p, want) not in self.sought:
+                self.sought.add((p, want))
+                seeks[p] = want
+                continue
+            kept.append(event)
+            expected[p] = max(m.offset + 1, want or 0)
+            self.active[p] = now
+        return kept, seeks
+
+    def behind(self, topic: str, partitions: set[int], highwater: Any) -> dict[int, int]:
+        """Idle partitions whose end offset lies beyond the state: seek them back."""
+        seeks: dict[int, int] = {}
+        now = time.monotonic()
+        for p in partitions & self.restored:
+            want = self.step.next_offset(topic, p)
+            end = highwater(p)
+            idle = now - self.active.get(p, 0.0) > IDLE_RESEEK_S
+            stuck = want is not None and end is not None and want < end and idle
+            if stuck and want is not None and (p, want) not in self.sought:
+                self.sought.add((p, want))
+                seeks[p] = want
+        return seeks
 
     def due(self) -> bool:
         return bool(self.pending) and time.monotonic() - self.last >= CHECKPOINT_INTERVAL_S
@@ -214,9 +263,11 @@ def create_app(
     @app.agent(inputs, name="monitor")
     async def monitor(stream: Any) -> None:
         ckpt.stream = stream
-        async for events in stream.noack_take(settings.batch_size, within=settings.batch_timeout_s):
+        async for batch in stream.noack_take(settings.batch_size, within=settings.batch_timeout_s):
+            ckpt.restore({e.message.partition for e in batch})
+            events, seeks = ckpt.admit(batch)
+            await seek(seeks)
             messages = [to_raw_message(e.message) for e in events]
-            ckpt.restore({m.partition for m in messages})
             started = time.perf_counter()
             out = step.process(messages)
             await publish(out)
@@ -247,10 +298,33 @@ def create_app(
                 continue
             step.on_model_version(event)
 
+    async def seek(seeks: dict[int, int]) -> None:
+        from faust.types import TP
+
+        for partition, offset in seeks.items():
+            log.warning(
+                "partition %d: messages from offset %d were skipped by the consumer; "
+                "seeking back to them",
+                partition,
+                offset,
+            )
+            await app.consumer.seek(TP(topics.inputs, partition), offset)
+
     @app.timer(CHECKPOINT_INTERVAL_S)
     async def checkpoint_when_idle() -> None:
-        if ckpt.due() and ckpt.stream is not None:
+        if ckpt.stream is None:
+            return
+        if ckpt.due():
             await ckpt.save()
+        if app.rebalancing or not cast(Any, app.tables).recovery.completed.is_set():
+            return
+        from faust.types import TP
+
+        mine = {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.inputs}
+        ckpt.restore(mine)
+        await seek(
+            ckpt.behind(topics.inputs, mine, lambda p: app.consumer.highwater(TP(topics.inputs, p)))
+        )
 
     @app.timer(REFERENCE_POLL_S)
     async def poll_champion() -> None:

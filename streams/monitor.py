@@ -222,15 +222,15 @@ class MonitorStep:
         self._monitors: dict[int, _Partition] = {}
         self._next_offset: dict[tuple[str, int], int] = {}
         self._bootstrap: list[Rows] = []
-        self._rows_seen = 0
+        self._seen: dict[int, int] = {}
         self._registered = False
         self.sync_reference()
 
     # ------------------------------------------------------------------ properties
     @property
     def rows_seen(self) -> int:
-        """Valid rows processed since the step started (or since the restored state)."""
-        return self._rows_seen
+        """Valid rows folded into the state (re-deliveries excluded), over all partitions."""
+        return sum(self._seen.values())
 
     def detector(self, partition: int) -> DriftDetector | None:
         """The detector of input ``partition`` (None before a reference exists)."""
@@ -247,7 +247,13 @@ class MonitorStep:
 
     # ------------------------------------------------------------------ processing
     def process(self, messages: Sequence[RawMessage]) -> MonitorOutput:
-        """Process one micro-batch of ``{p}.inputs`` messages (in offset order per partition)."""
+        """Process one micro-batch of ``{p}.inputs`` messages (in offset order per partition).
+
+        Messages the state already covers (re-delivered after a restart, or twice in one
+        batch) are skipped whole: their rows were archived before the checkpoint that
+        recorded their offsets, so nothing is decoded, archived or counted twice.
+        """
+        messages = self._fresh(messages)
         decoded = decode_inputs(
             messages,
             pipeline=self.pipeline,
@@ -261,15 +267,18 @@ class MonitorStep:
             self._unarchived.append(rows)
             if sum(len(r) for r in self._unarchived) >= self.archive_rows:
                 self.flush()
-            fresh = self._unseen(rows)
-            self._rows_seen += len(fresh)
+            for p, count in zip(*np.unique(rows.partitions, return_counts=True), strict=True):
+                self._seen[int(p)] = self._seen.get(int(p), 0) + int(count)
             if self._template is None:
-                fresh = self._feed_bootstrap(fresh)
-            if len(fresh) and self._template is not None:
-                self._monitor_rows(fresh, out)
-        self._remember_offsets(messages)
-        out.rows_seen = self._rows_seen
+                rows = self._feed_bootstrap(rows)
+            if len(rows) and self._template is not None:
+                self._monitor_rows(rows, out)
+        out.rows_seen = self.rows_seen
         return out
+
+    def next_offset(self, topic: str, partition: int) -> int | None:
+        """The first offset of ``topic``/``partition`` the state does not cover yet."""
+        return self._next_offset.get((topic, partition))
 
     def flush(self) -> None:
         """Archive the rows still pending (see ``archive_rows``) as one segment."""
@@ -317,6 +326,7 @@ class MonitorStep:
         gone = set(partitions)
         for p in gone:
             self._monitors.pop(p, None)
+            self._seen.pop(p, None)
         self._next_offset = {k: v for k, v in self._next_offset.items() if k[1] not in gone}
 
     # ------------------------------------------------------------------ state
@@ -339,7 +349,9 @@ class MonitorStep:
             "partitions": self.partitions,
             "feature_names": list(self.feature_names) if self.feature_names else None,
             "reference": self.reference_data_version,
-            "rows_seen": self._rows_seen,
+            "rows_seen": {
+                str(p): n for p, n in self._seen.items() if partitions is None or p in chosen
+            },
             "template": None if self._template is None else add(self._template),
             "ood": None if self._ood is None else add(self._ood.to_bytes()),
             "next_offsets": [
@@ -398,12 +410,14 @@ class MonitorStep:
                 None if header["ood"] is None else OODScorer.from_bytes(blobs[header["ood"]])
             )
             self._bootstrap = [_rows_from_bytes(blobs[i]) for i in header["bootstrap"]]
-            self._rows_seen = max(self._rows_seen, int(header["rows_seen"]))
         if header["reference"] != self.reference_data_version:
             return  # monitors fitted on another reference are of no use now
         for topic, p, offset in header["next_offsets"]:
             if wanted is None or p in wanted:
                 self._next_offset[(topic, int(p))] = int(offset)
+        for key, count in header["rows_seen"].items():
+            if wanted is None or int(key) in wanted:
+                self._seen[int(key)] = int(count)
         for key, m in header["monitors"].items():
             p = int(key)
             if wanted is not None and p not in wanted:
@@ -486,21 +500,15 @@ class MonitorStep:
             self._monitors[partition] = monitor
         return monitor
 
-    def _unseen(self, rows: Rows) -> Rows:
-        """Rows not yet folded into the state (re-delivered ones are dropped here)."""
-        if not self._next_offset:
-            return rows
-        keep = np.ones(len(rows), dtype=bool)
-        for (topic, p), nxt in self._next_offset.items():
-            same = (rows.partitions == p) & (np.asarray(rows.topics, dtype=object) == topic)
-            keep &= ~(same & (rows.offsets < nxt))
-        return rows if keep.all() else rows.take(keep)
-
-    def _remember_offsets(self, messages: Sequence[RawMessage]) -> None:
+    def _fresh(self, messages: Sequence[RawMessage]) -> list[RawMessage]:
+        """The messages not yet folded into the state; remembers their offsets."""
+        fresh = []
         for m in messages:
             key = (m.topic, m.partition)
-            if m.offset + 1 > self._next_offset.get(key, 0):
+            if m.offset >= self._next_offset.get(key, 0):
+                fresh.append(m)
                 self._next_offset[key] = m.offset + 1
+        return fresh
 
     def _monitor_rows(self, rows: Rows, out: MonitorOutput) -> None:
         best: tuple[float, float, float] | None = None

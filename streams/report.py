@@ -32,7 +32,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from streams.embedded import RunResult, TrainingRecord
 from streams.evaluation import Concept, DeploymentGain, Detection, PolicyScore
 
-__all__ = ["REPORT_FILES", "Report", "load_report", "render_html", "render_png", "write_report"]
+__all__ = [
+    "REPORT_FILES",
+    "Report",
+    "concept_at",
+    "load_report",
+    "render_html",
+    "render_png",
+    "training_outcome",
+    "version_names",
+    "write_report",
+]
 
 REPORT_FILES = ("report.json", "report.html", "report.png")
 """What `write_report` writes into a run directory."""
@@ -169,7 +179,9 @@ def _draw_statistic(ax: Any, run: RunResult, report: Report) -> None:
     ax.set_ylim(0, top * 1.15)
     ax.set_ylabel("statistic")
     ax.set_title(f"Label-free drift detection ({run.policy} policy)", loc="left", fontsize=11)
-    ax.legend(loc="upper left", fontsize=8, ncols=3)
+    if len(report.concepts) > 1:
+        ax.plot([], [], color="#555555", ls="--", lw=1, label="injected drift")
+    ax.legend(loc="upper left", fontsize=8, ncols=4)
 
 
 def _draw_trainings(ax: Any, run: RunResult) -> None:
@@ -272,7 +284,7 @@ def render_html(report: Report, png_name: str) -> str:
         png=_e(png_name),
         detections=_detections_table(report),
         policies=_policies_table(report),
-        trainings=_trainings_table(report.run(report.primary)),
+        trainings=_trainings_table(report),
         lineage=_lineage_table(report),
         gains=_gains_table(report.gains),
         settings=_table(["setting", "value"], [[k, str(v)] for k, v in report.settings.items()]),
@@ -327,7 +339,9 @@ def _policies_table(report: Report) -> str:
     )
 
 
-def _trainings_table(run: RunResult) -> str:
+def _trainings_table(report: Report) -> str:
+    run = report.run(report.primary)
+    names = version_names(run, report.concepts)
     return _table(
         ["row", "trigger", "outcome", "warm start from", "why", "reason", "seconds"],
         [
@@ -335,7 +349,9 @@ def _trainings_table(run: RunResult) -> str:
                 t.row,
                 t.trigger,
                 training_outcome(t),
-                _short(t.warm_start_from) if t.warm_start_from else "scratch",
+                names.get(t.warm_start_from, _short(t.warm_start_from))
+                if t.warm_start_from
+                else "scratch",
                 t.warm_start_reason,
                 t.reason,
                 f"{t.seconds:.1f}",
@@ -345,40 +361,54 @@ def _trainings_table(run: RunResult) -> str:
     )
 
 
+def version_names(run: RunResult, concepts: list[Concept]) -> dict[str, str]:
+    """Readable names of a run's models: ``v2 (B)`` is the second deployed model, trained
+    on concept B; a model that was trained but never deployed keeps a short id.
+
+    >>> from streams.embedded import DeploymentRecord
+    >>> run = RunResult(policy="drift", pipeline="p", rows=9, seconds=0, trainings=[
+    ...     TrainingRecord(row=5, training_id="t", trigger="drift", status="COMPLETE",
+    ...                    model_version_id="mv-1", deployed=True)],
+    ...     deployments=[DeploymentRecord(row=5, deployment_id="d", model_version_id="mv-1")])
+    >>> version_names(run, [Concept(start=0, end=9, concept="A")])
+    {'mv-1': 'v1 (A)'}
+    """
+    deployed = {d.model_version_id: i + 1 for i, d in enumerate(run.deployments)}
+    names: dict[str, str] = {}
+    for t in run.trainings:
+        if t.model_version_id is None:
+            continue
+        concept = concept_at(concepts, max(t.row - 1, 0))
+        number = deployed.get(t.model_version_id)
+        label = f"v{number}" if number else _short(t.model_version_id)
+        names[t.model_version_id] = f"{label} ({concept})" if concept != "-" else label
+    return names
+
+
+def concept_at(concepts: list[Concept], row: int) -> str:
+    """Name of the concept ``row`` belongs to, ``-`` when unknown."""
+    return next((c.concept for c in concepts if c.start <= row < c.end), "-")
+
+
 def _lineage_table(report: Report) -> str:
     run = report.run(report.primary)
-    concept_of = {d.model_version_id: _concept_at(report.concepts, d.row) for d in run.deployments}
-    names = {d.model_version_id: f"v{i + 1}" for i, d in enumerate(run.deployments)}
+    names = version_names(run, report.concepts)
     rows: list[list[object]] = []
     for d in run.deployments:
         parent = d.parent_model_version_id
+        accuracy = d.metrics.get("accuracy")
         rows.append(
             [
-                names[d.model_version_id],
+                names.get(d.model_version_id, _short(d.model_version_id)),
                 d.row,
-                concept_of[d.model_version_id],
                 _short(d.model_version_id),
                 _short(d.data_version_id),
-                f"{names[parent]} ({concept_of[parent]})" if parent in names else _short(parent),
-                ", ".join(f"{k}={v:.3f}" for k, v in sorted(d.metrics.items())),
+                names.get(parent or "", _short(parent)) if parent else "scratch",
+                "-" if accuracy is None else f"{accuracy:.3f}",
             ]
         )
-    return _table(
-        [
-            "version",
-            "deployed at row",
-            "concept",
-            "model version",
-            "data version",
-            "warm-started from",
-            "metrics",
-        ],
-        rows,
-    )
-
-
-def _concept_at(concepts: list[Concept], row: int) -> str:
-    return next((c.concept for c in concepts if c.start <= row < c.end), "-")
+    header = ["version (concept)", "deployed at row", "model version", "data version"]
+    return _table([*header, "warm-started from", "holdout accuracy"], rows)
 
 
 def _gains_table(gains: list[DeploymentGain]) -> str:

@@ -75,6 +75,12 @@ def test_parents_and_combine(store: LifecycleStore, pipeline: str, rows: Rows) -
         ({"combine": "append"}, StoreError, "combine='root' exactly"),
         ({"parents": ["dv-nope"], "combine": "filter"}, NotFoundError, "dv-nope"),
         ({"coreset_k": 0}, StoreError, "coreset_k"),
+        ({"source_offsets": [1, 2]}, StoreError, "source_offsets must be a dict"),
+        (
+            {"event_time_range": (datetime(2024, 2, 1), datetime(2024, 1, 1))},
+            StoreError,
+            "in order",
+        ),
     ],
 )
 def test_bad_snapshot_arguments_change_nothing(

@@ -7,8 +7,10 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from lifecycle_store import LifecycleStore
@@ -38,14 +40,18 @@ _CHILD = textwrap.dedent(
 
 @pytest.mark.slow
 def test_processes_race_for_episode_and_champion(
-    store: LifecycleStore, store_url: str, pipeline: str, rows, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    store: LifecycleStore,
+    store_url: str,
+    pipeline: str,
+    rows: Callable[..., pa.Table],
+    tmp_path: Path,
+) -> None:
     dv = store.snapshot(pipeline, rows(20))
     models = [
         store.register_model(
             pipeline, f"m{i}".encode(), framework="x", params={}, metrics={}, data_version_id=dv.id
         ).id
-        for i in range(3)
+        for i in range(2)
     ]
     go = tmp_path / "go"
     children = [

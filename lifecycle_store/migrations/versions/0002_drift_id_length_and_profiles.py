@@ -1,4 +1,4 @@
-"""drift ids up to 256 characters; a compact similarity profile per data version
+"""drift ids up to 256 characters; a compact, indexed similarity profile per data version
 
 Revision ID: 0002
 Revises: 0001
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -22,7 +23,7 @@ depends_on = None
 _EPS = 1e-9
 
 
-def _profile(stats: dict, features: list[str]) -> bytes:
+def _profile(stats: dict[str, Any], features: list[str]) -> bytes:
     # Frozen copy of lifecycle_store.similarity.profile_bytes as of this revision.
     means, log_stds = [], []
     for name in features:
@@ -33,7 +34,7 @@ def _profile(stats: dict, features: list[str]) -> bytes:
     return np.asarray(means + log_stds, dtype="<f8").tobytes()
 
 
-def _json(value: object) -> object:
+def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
@@ -47,6 +48,11 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("data_versions", schema=None) as batch_op:
         batch_op.add_column(sa.Column("profile", sa.LargeBinary(), nullable=True))
+        batch_op.create_index(
+            batch_op.f("ix_data_versions_pipeline_id_id_profile"),
+            ["pipeline_id", "id", "profile"],
+            unique=False,
+        )
     conn = op.get_bind()
     rows = conn.execute(
         sa.text(
@@ -62,6 +68,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("data_versions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_data_versions_pipeline_id_id_profile"))
         batch_op.drop_column("profile")
     with op.batch_alter_table("drift_events", schema=None) as batch_op:
         batch_op.alter_column(

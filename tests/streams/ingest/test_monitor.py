@@ -100,7 +100,11 @@ def test_redelivered_batches_are_not_counted_twice(tmp_path: Path) -> None:
     step = MonitorStep(config(P), open_store(tmp_path), pipeline=P)
     run(step, msgs)
     again = step.process(msgs[500:700])
-    assert again.rows == 200 and step.rows_seen == 1000
+    assert (again.rows, again.dead_letters, step.rows_seen) == (0, [], 1000)
+    assert step.store.archive(P).row_count() == 1000  # skipped whole, not archived again
+    twice = messages(P, gaussian(2, seed=9), first=1000)
+    assert step.process([twice[0], twice[0], twice[1]]).rows == 2
+    assert step.rows_seen == 1002
 
 
 def test_state_of_one_partition_restores_only_that_partition(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -169,11 +170,13 @@ def write_config(path: Path, values: dict[str, Any], pipeline: dict[str, Any]) -
     return path
 
 
-# Small and quick, but a real MLP trained by the real retrainer.
+# Small and quick, but a real MLP trained by the real retrainer. min_similarity 0: the
+# drifted data always warm-starts from the most similar past lifecycle (the champion's here),
+# so the tests see lifecycle transfer however far the drift moved the data.
 PIPELINE_TABLE: dict[str, Any] = {
     "bootstrap_rows": 500,
     "detector": {"reference_rows": 500, "ert": 2000},
-    "model": {"epochs": 15, "params": {"hidden": [32]}},
+    "model": {"epochs": 15, "params": {"hidden": [32]}, "min_similarity": 0.0},
     "selection": {"min_labelled_rows": 200},
 }
 
@@ -230,3 +233,36 @@ def loop_pipeline_factory(
         for future in admin.delete_topics(settings.topics.all()).values():
             with contextlib.suppress(Exception):
                 future.result(timeout=30)
+
+
+@pytest.fixture
+def read_topic(kafka_bootstrap: str) -> Callable[..., list[Any]]:
+    """Every record of a topic: reads until ``quiet_s`` pass without a new one, at least
+    ``expect`` records arrived (or ``timeout`` is up)."""
+    from confluent_kafka import Consumer
+
+    def read(
+        topic: str, *, expect: int = 0, quiet_s: float = 2.0, timeout: float = 30.0
+    ) -> list[Any]:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": kafka_bootstrap,
+                "group.id": f"read-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+        consumer.subscribe([topic])
+        found: list[Any] = []
+        start = last = time.monotonic()
+        while time.monotonic() - start < timeout:
+            message = consumer.poll(0.25)
+            if message is not None and message.error() is None:
+                found.append(message)
+                last = time.monotonic()
+            elif len(found) >= expect and time.monotonic() - last >= quiet_s:
+                break
+        consumer.close()
+        return found
+
+    return read

@@ -98,7 +98,7 @@ def test_sigkill_mid_training_then_restart_trains_the_episode_once(
 ) -> None:
     # Long enough a training (seconds) to be killed in the middle of it.
     lp = loop_pipeline_factory(model={"epochs": 150, "patience": 1000, "params": {"hidden": [32]}})
-    step, inputs = archive_drifted(lp, 2500)
+    step, inputs = archive_drifted(lp, 2000)
     store = step.store
     event = drift_event(step, inputs, "d-crash")
     send(kafka_bootstrap, lp.settings.topics.drift, event)

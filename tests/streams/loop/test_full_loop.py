@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from retrainer.adapters import load_adapter
-from schemas import ModelVersionEvent
+from schemas import LabelRequest, ModelVersionEvent
 from streams.scenarios import inject
 from streams.subscriber import ModelSubscriber
 
@@ -77,7 +77,7 @@ def wait_new_deployment(
 
 
 def test_replay_worker_retrainer_subscriber(
-    kafka_bootstrap: str, loop_pipeline_factory: Any, tmp_path: Path
+    kafka_bootstrap: str, loop_pipeline_factory: Any, tmp_path: Path, read_topic: Any
 ) -> None:
     lp = loop_pipeline_factory()
     config = ["--config", str(lp.config_file)]
@@ -137,4 +137,12 @@ def test_replay_worker_retrainer_subscriber(
         == life.drift_events[0].payload["reference_data_version"]
         for d in life.drift_events
     )
+    # Every drift training skipped for want of labels asked for them on {p}.label-requests.
+    skipped = {
+        t.id
+        for t in store.trainings(lp.name, None, status="SKIPPED")
+        if t.trigger.get("kind") == "drift"
+    }
+    requests = read_topic(lp.settings.topics.label_requests, expect=len(skipped))
+    assert {LabelRequest.from_json(m.value()).training_id for m in requests} == skipped
     store.close()

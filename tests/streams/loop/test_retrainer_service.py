@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from lifecycle_store.records import OutboxMessage
 from retrainer.adapters import load_adapter
@@ -59,34 +58,6 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]
     assert producer.flush(30) == 0
 
 
-def read_all(bootstrap: str, topic: str, *, expect: int = 0, timeout: float = 20.0) -> list[Any]:
-    """Every record of ``topic`` (waits until at least ``expect`` arrived)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"read-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
-    found: list[Any] = []
-    idle = 0
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        message = consumer.poll(0.5)
-        if message is None:
-            idle += 1
-            if len(found) >= expect and idle >= 4:
-                break
-            continue
-        if message.error() is None:
-            found.append(message)
-            idle = 0
-    consumer.close()
-    return found
-
-
 @pytest.fixture
 def running() -> Iterator[Callable[[RetrainerService], threading.Thread]]:
     """Run services on threads; stop and close them after the test."""
@@ -111,7 +82,7 @@ def accuracy(event: ModelVersionEvent, store: Any, x: np.ndarray, y: np.ndarray)
 
 
 def test_drift_to_a_better_served_model_with_delayed_labels(
-    kafka_bootstrap: str, loop_pipeline_factory: Any, running: Any
+    kafka_bootstrap: str, loop_pipeline_factory: Any, running: Any, read_topic: Any
 ) -> None:
     lp = loop_pipeline_factory()
     topics = lp.settings.topics
@@ -131,7 +102,7 @@ def test_drift_to_a_better_served_model_with_delayed_labels(
         drifts = feed(step, inputs)
         assert drifts, "the concept change was not detected"
         produce(kafka_bootstrap, topics.drift, [(lp.name.encode(), drifts[0].to_json())])
-        requests = read_all(kafka_bootstrap, topics.label_requests, expect=1, timeout=60)
+        requests = read_topic(topics.label_requests, expect=1, timeout=60)
         assert len(requests) == 1
         request = LabelRequest.from_json(requests[0].value())
         assert request.drift_id == drifts[0].drift_id
@@ -169,7 +140,7 @@ def _next_deployment(sub: ModelSubscriber, first: ModelVersionEvent, timeout: fl
 
 
 def test_pending_outbox_is_published_on_start_up(
-    kafka_bootstrap: str, loop_pipeline_factory: Any
+    loop_pipeline_factory: Any, read_topic: Any
 ) -> None:
     """A deployment recorded just before a crash is published when the service starts."""
     import pyarrow as pa
@@ -194,7 +165,7 @@ def test_pending_outbox_is_published_on_start_up(
         service.start_up()
     finally:
         service.close()
-    records = read_all(kafka_bootstrap, lp.settings.topics.model_versions, expect=1)
+    records = read_topic(lp.settings.topics.model_versions, expect=1)
     assert [ModelVersionEvent.from_json(r.value()) for r in records] == made
     assert records[0].key() == f"{lp.name}/champion".encode()
     assert store.pending_outbox() == []
@@ -202,7 +173,7 @@ def test_pending_outbox_is_published_on_start_up(
 
 
 def test_a_bad_drift_record_is_dead_lettered_and_the_service_goes_on(
-    kafka_bootstrap: str, loop_pipeline_factory: Any, running: Any
+    kafka_bootstrap: str, loop_pipeline_factory: Any, read_topic: Any
 ) -> None:
     lp = loop_pipeline_factory()
     topics = lp.settings.topics
@@ -235,7 +206,7 @@ def test_a_bad_drift_record_is_dead_lettered_and_the_service_goes_on(
     service.close()
     assert stats.invalid_events == 2
     assert stats.outcomes == {"COMPLETE": 1}
-    letters = read_all(kafka_bootstrap, topics.dlq, expect=2)
+    letters = read_topic(topics.dlq, expect=2)
     dead = sorted((DeadLetter.from_json(m.value()) for m in letters), key=lambda d: d.reason)
     assert [d.reason.value for d in dead] == ["schema_violation", "wrong_pipeline"]
     assert dead[0].payload == b"{not json"
