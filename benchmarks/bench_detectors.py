@@ -268,7 +268,7 @@ def bench_throughput(scale: Scale) -> None:
         results[name] = statistics.median(runs)
     base = results["River ADWIN x 32 features"]
     for name, eps in results.items():
-        rows.append([name, fmt(eps), f"{eps / base:.1f}x"])
+        rows.append([name, fmt(eps), f"{eps / base:.2g}x"])
     table(
         f"Update throughput, d=32, batches of 1000 (median of 3; {n:,} events)",
         ["detector", "events per CPU-second (1 core)", "vs ADWIN per feature"],

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from streams.demo import digits_scenario, run_demo
+from streams.report import Report
 
 
 def main() -> None:
@@ -28,7 +29,9 @@ def main() -> None:
 
     per_policy: dict[str, dict[str, list[float]]] = {}
     delays: dict[str, list[float]] = {}
-    false_alarms, walls = [], []
+    false_alarms: list[int] = []
+    walls: list[float] = []
+    recurred: list[bool] = []
     for seed in range(args.seeds):
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
@@ -36,6 +39,7 @@ def main() -> None:
             report = run_demo(Path(tmp), scenario=scenario)
             walls.append(time.perf_counter() - started)
         false_alarms.append(len(report.false_alarms))
+        recurred.append(_recurs_from_first_a(report))
         for d in report.detections:
             key = f"{d.drift.concept}: {d.drift.kind}"
             delays.setdefault(key, []).append(float("inf") if d.delay is None else d.delay)
@@ -76,7 +80,23 @@ def main() -> None:
     for key, values in delays.items():
         print(f"| {key} | {med(values):.0f} | {max(values):.0f} |")
     print(f"\nFalse alarms in clean stretches: {sum(false_alarms)} over {args.seeds} runs.")
+    print(
+        f"Recurring concept A warm-started from the first A model in {sum(recurred)} of "
+        f"{args.seeds} runs."
+    )
     print(f"Wall time of one demo (3 policies): median {med(walls):.0f} s, max {max(walls):.0f} s.")
+
+
+def _recurs_from_first_a(report: Report) -> bool:
+    """Whether the model deployed for the second stretch of A started from a first-A model."""
+    run = report.run("drift")
+    first_a, second_a = report.concepts[0], report.concepts[3]
+    trained_at = {t.model_version_id: t.row for t in run.trainings if t.model_version_id}
+    for t in run.trainings:
+        if t.deployed and second_a.start <= t.row < second_a.end:
+            parent = t.warm_start_from
+            return parent is not None and trained_at.get(parent, -1) <= first_a.end
+    return False
 
 
 if __name__ == "__main__":

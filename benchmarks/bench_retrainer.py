@@ -167,7 +167,8 @@ def warm_start_run(dataset: Any, seed: int) -> dict[str, Any]:
         }
         # The accuracy a from-scratch training ends with (early stopping, best epoch kept).
         _, scratch = _fit(x, y, fit, val, classes, None, Budget(max_epochs=200, patience=10))
-        target = scratch.evaluate(x[val], y[val])["accuracy"]
+        # Within one validation example of it: small validation sets make exact ties brittle.
+        target = scratch.evaluate(x[val], y[val])["accuracy"] - 1.0 / len(val)
         out: dict[str, Any] = {
             "target": target,
             "chosen_is_A": back.parent.model_version_id == a.model_version_id,
@@ -211,8 +212,10 @@ def _fit(
 def bench_warm_start(seeds: int, quick: bool) -> None:
     print("\n### 1. Warm start on a recurring concept (A -> B -> A), return to A\n")
     print(
-        f"Medians over {seeds} seed(s). Target = best validation accuracy of a from-scratch fit "
-        "(patience 10); epochs/seconds until each start reaches it (200 epochs max).\n"
+        f"Medians over {max(seeds, 5)} seeds (digits) and {seeds} (teacher). Target = the validation accuracy "
+        "a from-scratch fit ends with (early stopping, patience 10), less one validation "
+        "example; epochs and seconds until each start first reaches it (200 epochs max; "
+        "0 = already there before training).\n"
     )
     print(
         "| dataset | start | epochs to target | seconds to target | accuracy before "
@@ -255,7 +258,7 @@ def latency_run(rows: int, warm: str, tmp: str, seed: int) -> dict[str, Any]:
     pub = InMemoryPublisher()
     r = Retrainer(store, cfg, pub)
     feed.rows(*teacher("A", rows, seed))
-    [first] = r.tick(feed.clock)
+    r.tick(feed.clock)
     out = {}
     for name, concept in (("to B", "B"), ("back to A", "A")):
         s, e = feed.rows(*teacher(concept, rows, seed + len(out) + 1))

@@ -40,13 +40,21 @@ from lifecycle_store.canonical import profile_bytes
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
-def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    """Median seconds of ``repeat`` calls of ``fn``, and its last result."""
+BEST: dict[str, float] = {}
+
+
+def timed(fn: Callable[[], Any], repeat: int, name: str = "") -> tuple[float, Any]:
+    """Median seconds of ``repeat`` calls of ``fn``, and its last result.
+
+    The fastest call is kept in ``BEST[name]``: on a shared machine it shows the cost without
+    waiting for a core, next to the median that includes it.
+    """
     times, result = [], None
     for _ in range(repeat):
         start = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - start)
+    BEST[name] = min(times)
     return statistics.median(times), result
 
 
@@ -175,6 +183,18 @@ def populate(
     }
 
 
+def rate(label: str, rows: int, median: float, key: str, note: str) -> tuple[str, ...]:
+    """A result row for a throughput: median and best rows/s, median seconds, a note."""
+    best = BEST[key]
+    return (
+        label,
+        f"{rows / median / 1e6:.2f} M rows/s",
+        f"{rows / best / 1e6:.2f} M rows/s",
+        f"{median:.3f} s",
+        note,
+    )
+
+
 def snapshot_table(n: int, d: int, seed: int) -> pa.Table:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, d))
@@ -208,7 +228,8 @@ def main() -> None:
     parser.add_argument("--sketch-k", type=int, default=256, help="points per stored sketch")
     parser.add_argument("--rows", type=int, default=200_000, help="rows per snapshot")
     parser.add_argument("--batch", type=int, default=200_000, help="rows per archive append")
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=7, help="runs of each write/read")
+    parser.add_argument("--query-repeat", type=int, default=25, help="runs of each query")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-store-"))
@@ -240,7 +261,7 @@ def fresh_schema(url: str) -> Iterator[str]:
 
 def run(args: argparse.Namespace, url: str, tmp: Path) -> None:
     store = LifecycleStore.open(url, artifacts=tmp / "artifacts")
-    results: list[tuple[str, str, str, str]] = []
+    results: list[tuple[str, ...]] = []
 
     start = time.perf_counter()
     ids = populate(
@@ -260,12 +281,14 @@ def run(args: argparse.Namespace, url: str, tmp: Path) -> None:
     }
     assert len(queries["most_similar(coreset, k=3)"]()) == 3, "similarity index is empty"
     for name, fn in queries.items():
-        seconds, result = timed(fn, args.repeat)
-        size = f"{len(result)} nodes" if isinstance(result, list) else ""
+        seconds, result = timed(fn, args.query_repeat, name)
+        size = f"{len(result)} results" if isinstance(result, list) else ""
         verdict = "ok" if seconds < 0.05 else "over 50 ms"
-        results.append((name, f"{seconds * 1e3:.1f} ms", size, verdict))
+        results.append(
+            (name, f"{seconds * 1e3:.1f} ms", f"{BEST[name] * 1e3:.1f} ms", size, verdict)
+        )
     results.append(
-        ("most_similar, first call (loads index)", f"{cold * 1e3:.0f} ms", "", "one-off")
+        ("most_similar, first call (loads index)", f"{cold * 1e3:.0f} ms", "", "", "once")
     )
 
     store.ensure_pipeline("snap", [f"f{j}" for j in range(args.features)], {})
@@ -274,36 +297,23 @@ def run(args: argparse.Namespace, url: str, tmp: Path) -> None:
     plain_dir.mkdir()
     counter = iter(range(10**6))
     plain_w, _ = timed(
-        lambda: pq.write_table(tables[0], plain_dir / f"{next(counter)}.parquet"), args.repeat
+        lambda: pq.write_table(tables[0], plain_dir / f"{next(counter)}.parquet"),
+        args.repeat,
+        "plain_w",
     )
     seeds = iter(range(args.repeat))
-    snap_w, dv = timed(lambda: store.snapshot("snap", tables[next(seeds)]), args.repeat)
-    again, _ = timed(lambda: store.snapshot("snap", tables[0]), args.repeat)
-    plain_r, _ = timed(lambda: pq.read_table(plain_dir / "0.parquet"), args.repeat)
-    snap_r, back = timed(lambda: store.read_data_version(dv.id), args.repeat)
+    snap_w, dv = timed(lambda: store.snapshot("snap", tables[next(seeds)]), args.repeat, "snap_w")
+    again, _ = timed(lambda: store.snapshot("snap", tables[0]), args.repeat, "again")
+    plain_r, _ = timed(lambda: pq.read_table(plain_dir / "0.parquet"), args.repeat, "plain_r")
+    snap_r, back = timed(lambda: store.read_data_version(dv.id), args.repeat, "snap_r")
     assert back.equals(tables[-1])
     n = args.rows
     results += [
-        ("snapshot write (store)", f"{n / snap_w / 1e6:.2f} M rows/s", f"{snap_w:.2f} s", ""),
-        (
-            "plain pq.write_table",
-            f"{n / plain_w / 1e6:.2f} M rows/s",
-            f"{plain_w:.2f} s",
-            f"store = {plain_w / snap_w:.2f}x of plain",
-        ),
-        (
-            "snapshot of already stored rows",
-            f"{n / again / 1e6:.2f} M rows/s",
-            f"{again:.2f} s",
-            "hash + lookup only",
-        ),
-        ("read_data_version (store)", f"{n / snap_r / 1e6:.2f} M rows/s", f"{snap_r:.3f} s", ""),
-        (
-            "plain pq.read_table",
-            f"{n / plain_r / 1e6:.2f} M rows/s",
-            f"{plain_r:.3f} s",
-            f"store = {plain_r / snap_r:.2f}x of plain",
-        ),
+        rate("snapshot write (store)", n, snap_w, "snap_w", ""),
+        rate("plain pq.write_table", n, plain_w, "plain_w", f"store {plain_w / snap_w:.2f}x plain"),
+        rate("snapshot of already stored rows", n, again, "again", "hash + lookup only"),
+        rate("read_data_version (store)", n, snap_r, "snap_r", ""),
+        rate("plain pq.read_table", n, plain_r, "plain_r", f"store {plain_r / snap_r:.2f}x plain"),
     ]
 
     store.ensure_pipeline("ingest", [f"f{j}" for j in range(args.features)], {})
@@ -313,31 +323,24 @@ def run(args: argparse.Namespace, url: str, tmp: Path) -> None:
         for seed in range(args.repeat)
     ]
     it = iter(batches)
-    app, _ = timed(lambda: archive.append_rows(next(it)), args.repeat)
+    app, _ = timed(lambda: archive.append_rows(next(it)), args.repeat, "app")
     plain_a, _ = timed(
-        lambda: pq.write_table(batches[0], plain_dir / f"a{next(counter)}.parquet"), args.repeat
+        lambda: pq.write_table(batches[0], plain_dir / f"a{next(counter)}.parquet"),
+        args.repeat,
+        "plain_a",
     )
-    redo, _ = timed(lambda: archive.append_rows(batches[0]), args.repeat)
+    redo, _ = timed(lambda: archive.append_rows(batches[0]), args.repeat, "redo")
     b = args.batch
     results += [
-        (
-            "archive append_rows",
-            f"{b / app / 1e6:.2f} M rows/s",
-            f"{app:.3f} s",
-            "ok" if b / app >= 1e6 else "below 1M rows/s",
-        ),
-        (
+        rate("archive append_rows", b, app, "app", "ok" if b / app >= 1e6 else "below 1M rows/s"),
+        rate(
             "plain pq.write_table (same batch)",
-            f"{b / plain_a / 1e6:.2f} M rows/s",
-            f"{plain_a:.3f} s",
-            f"store = {plain_a / app:.2f}x of plain",
+            b,
+            plain_a,
+            "plain_a",
+            f"store {plain_a / app:.2f}x plain",
         ),
-        (
-            "append of a re-delivered batch",
-            f"{b / redo / 1e6:.1f} M rows/s",
-            f"{redo:.3f} s",
-            "skipped: already archived",
-        ),
+        rate("append of a re-delivered batch", b, redo, "redo", "skipped: already archived"),
     ]
     store.close()
 
@@ -349,8 +352,8 @@ def run(args: argparse.Namespace, url: str, tmp: Path) -> None:
         f"{args.features} features; archive batches of {args.batch} rows; "
         f"median of {args.repeat}\n"
     )
-    print("| operation | median | size | note |")
-    print("|---|---|---|---|")
+    print("| operation | median | best | size | note |")
+    print("|---|---|---|---|---|")
     for row in results:
         print("| " + " | ".join(row) + " |")
 

@@ -8,11 +8,12 @@ feature dimension, never on the reference size or on history.
 The threshold is set so that the *run length* (events until a false alarm, starting from
 ``m = 0`` as after ``reset()``) has mean ``ert``: no-drift streams are simulated by drawing
 held-out reference rows with replacement (which keeps correlations, ties and discreteness of
-real data), and the mean run length at threshold ``h`` is the censored-exponential estimate
-``exposure / alarms`` over many runs. When even the lowest threshold that meets ``ert``
-would leave too few simulated alarms to trust, ``log(run length)`` is extrapolated linearly
-in ``h`` from thresholds with enough alarms (the tail of an EWMA chart's run length is
-close to exponential in the threshold).
+real data; a double bootstrap adds the reference's own sampling error), and the mean run
+length at threshold ``h`` is the censored-exponential estimate ``exposure / alarms`` over
+many runs. When even the lowest threshold that meets ``ert`` would leave too few simulated
+alarms to trust, ``log(run length)`` is extrapolated linearly in ``h`` from thresholds with
+enough alarms (the tail of an EWMA chart's run length is close to exponential in the
+threshold; the extrapolation errs on the side of fewer false alarms).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from detectors.exceptions import DetectorError
 _RUN_WINDOWS = 20
 _MIN_RUNS = 64
 _MIN_ALARMS = 40
+_MIN_THRESHOLD = 1e-6
 _CHUNK_ELEMENTS = 2_000_000
 _BLOCK = 64
 # Larger references have a negligible sampling error; capping keeps memory bounded.
@@ -102,7 +104,9 @@ def calibrate_threshold(
 
     lo, hi = float(runmax[:, 0].min()), float(runmax[:, -1].max())
     if mean_run_length(lo)[0] >= ert:
-        return lo
+        # A reference without spread simulates a flat zero statistic; float rounding of the
+        # same constant rows must not count as drift.
+        return max(lo, _MIN_THRESHOLD)
     h_target = _bisect(lambda h: mean_run_length(h)[0] >= ert, lo, hi)
     if mean_run_length(h_target)[1] >= _MIN_ALARMS:
         return h_target

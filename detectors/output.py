@@ -97,6 +97,11 @@ class OutputDrift(DriftDetector):
     def _label_array(self, arr: np.ndarray, name: str) -> np.ndarray:
         if arr.size == 0:
             raise InvalidInputError(f"{name} is empty; pass at least one predicted class")
+        if arr.ndim != 1:
+            raise InvalidInputError(
+                f"{name} has shape {arr.shape} but the detector was fitted on predicted "
+                "classes; pass a 1-D array of class indices"
+            )
         if not np.issubdtype(arr.dtype, np.integer):
             raise InvalidInputError(
                 f"{name} is 1-D with dtype {arr.dtype}; pass predicted classes as integers, "

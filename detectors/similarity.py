@@ -53,14 +53,15 @@ def mmd2(a: Coreset, b: Coreset, bandwidth: float | None = None) -> float:
             f"core sets have {pa.shape[1]} and {pb.shape[1]} features; "
             "compare sketches of the same columns"
         )
+    pts = np.concatenate([pa, pb])
+    d2 = sqdist(pts, pts)
     if bandwidth is None:
-        bandwidth = weighted_median_distance(
-            np.concatenate([pa, pb]), np.concatenate([wa, wb]) / 2.0
-        )
-    gamma = _gamma(bandwidth)
-    kaa = wa @ _kernel(pa, pa, gamma) @ wa
-    kbb = wb @ _kernel(pb, pb, gamma) @ wb
-    kab = wa @ _kernel(pa, pb, gamma) @ wb
+        bandwidth = weighted_median_distance(pts, np.concatenate([wa, wb]) / 2.0, d2)
+    kernel = np.exp(-_gamma(bandwidth) * d2)
+    na = len(pa)
+    kaa = wa @ kernel[:na, :na] @ wa
+    kbb = wb @ kernel[na:, na:] @ wb
+    kab = wa @ kernel[:na, na:] @ wb
     return max(float(kaa + kbb - 2.0 * kab), 0.0)
 
 
@@ -94,10 +95,6 @@ def _coreset_parts(c: Coreset, name: str) -> tuple[np.ndarray, np.ndarray]:
         raise InvalidInputError(f"core set {name} is empty; update it with data first")
     w = c.weights
     return c.points, w / w.sum()
-
-
-def _kernel(x: np.ndarray, y: np.ndarray, gamma: float) -> np.ndarray:
-    return np.exp(-gamma * sqdist(x, y))
 
 
 def _gamma(bandwidth: float) -> float:

@@ -4,14 +4,15 @@ Exact coreset similarity costs milliseconds per pair, too much to compare agains
 of data versions interactively. So the search has two stages:
 
 1. *Shortlist* by a cheap per-version vector held in memory: each feature's mean and log
-   standard deviation (from the stored summary statistics), scaled by the query's spread.
-   One vectorized distance over all versions of the pipeline.
+   standard deviation (the ``profile`` stored with every data version), scaled by the
+   query's spread. One vectorized distance over all versions of the pipeline.
 2. *Rank* the ``candidates`` nearest by :func:`detectors.similarity.similarity` of the
    stored coresets, all with one kernel bandwidth (the median heuristic on the query's
    coreset), so scores are on one scale and comparable across candidates.
 
 Decoded coresets are kept in a bounded LRU cache; the shortlist vectors are loaded once per
-pipeline and topped up when new versions appear.
+pipeline (a covering index serves them) and topped up when new versions appear. The kernel
+arithmetic runs with single-threaded BLAS (see ``_single_threaded_blas``).
 """
 
 from __future__ import annotations

@@ -5,22 +5,20 @@
 ``{p}.labels``  → ``labels`` agent: `MonitorStep.process_labels` → ``{p}.dlq``
 ``{p}.model-versions`` → ``model_versions`` agent: `MonitorStep.on_model_version`
 
-Crash safety. Input events are *not* acknowledged when a batch is processed. Every
-``CHECKPOINT_INTERVAL_S`` the agent archives the pending rows (one Parquet segment), writes
-the step state of each touched partition into the ``monitor-state`` table — a Faust table,
-so a changelog topic partition next to the input partition backs it — and only then acks
-the events. Faust commits acked offsets only after flushing its producer (the changelog
-writes), so a committed offset is always covered by archived rows and a saved state. A
-worker killed with SIGKILL restarts from the last commit: the table is recovered from its
-changelog, re-delivered rows are archived again (deduplicated by event id on read) and
-skipped by the detectors (the state remembers the offsets it has folded in).
+Crash safety. Every ``CHECKPOINT_INTERVAL_S`` the monitor archives the pending rows (one
+Parquet segment), writes the step state of each touched partition into the ``monitor-state``
+table — a Faust table, so a changelog partition next to the input partition backs it —,
+flushes the producer so the changelog records are on the broker, and only then commits the
+input offsets the state covers. A worker killed with SIGKILL restarts from that commit: the
+table is recovered from its changelog, and rows the state already covers are skipped (the
+state remembers the offsets it has folded in), so nothing is lost and nothing is counted
+twice.
 
-The step's state, not the consumer group's committed offset, says where a partition
-resumes. Faust acks (and so commits) messages it skips while a rebalance or a table recovery
-is under way, which can move the committed offset past rows that were never processed; so
-when the first message the agent sees of a partition lies beyond the state's next offset, or
-a partition sits idle behind its end offset, the agent seeks the consumer back to the state's
-next offset (once per offset, so a genuine gap such as a transaction marker is accepted).
+The input topic is declared without Faust acks and the monitor commits its offsets itself.
+Faust acks — and so commits — messages it *skips* while a rebalance or a table recovery is
+under way; with acks on, a restart could move the committed offset past rows that were never
+processed (the integration test that SIGKILLs a worker caught exactly that). With our own
+commits, the offset Faust seeks to after every rebalance is always one the state covers.
 
 Every worker also re-reads the champion from the lifecycle store every
 ``REFERENCE_POLL_S`` seconds, because with several workers in one consumer group only the
@@ -58,7 +56,7 @@ __all__ = ["CHECKPOINT_INTERVAL_S", "REFERENCE_POLL_S", "Checkpointer", "create_
 log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL_S = 1.0
-IDLE_RESEEK_S = 5.0
+SESSION_TIMEOUT_S = 10.0
 REFERENCE_POLL_S = 5.0
 STATE_TABLE = "monitor-state"
 _JSON_HEADERS = [(CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode())]
@@ -87,19 +85,18 @@ def to_raw_message(message: Any) -> RawMessage:
 
 
 class Checkpointer:
-    """Saves step state into the Faust table, acks the events it covers, and keeps each
-    input partition reading from where the state says (see the module docstring)."""
+    """Saves step state into the Faust table, then commits the input offsets it covers."""
 
-    def __init__(self, step: MonitorStep, table: Any, metrics: MonitorMetrics | None) -> None:
+    def __init__(
+        self, app: Any, step: MonitorStep, table: Any, metrics: MonitorMetrics | None
+    ) -> None:
+        self.app = app
         self.step = step
         self.table = table
         self.metrics = metrics
-        self.stream: Any = None
         self.pending: list[Any] = []
         self.restored: set[int] = set()
-        self.sought: set[tuple[int, int]] = set()
         self.last = time.monotonic()
-        self.active: dict[int, float] = {}
 
     @staticmethod
     def key(partition: int) -> bytes:
@@ -120,49 +117,12 @@ class Checkpointer:
         self.restored -= partitions
         self.pending = [e for e in self.pending if e.message.partition not in partitions]
 
-    def admit(self, events: Sequence[Any]) -> tuple[list[Any], dict[int, int]]:
-        """The events that continue their partition without a gap, and the offsets to seek
-        back to for partitions where messages were skipped."""
-        kept: list[Any] = []
-        seeks: dict[int, int] = {}
-        expected: dict[int, int | None] = {}
-        now = time.monotonic()
-        for event in events:
-            m = event.message
-            p = m.partition
-            if p in seeks:
-                continue
-            if p not in expected:
-                expected[p] = self.step.next_offset(m.topic, p)
-            want = expected[p]
-            if want is not None and m.offset > want and (p, want) not in self.sought:
-                self.sought.add((p, want))
-                seeks[p] = want
-                continue
-            kept.append(event)
-            expected[p] = max(m.offset + 1, want or 0)
-            self.active[p] = now
-        return kept, seeks
-
-    def behind(self, topic: str, partitions: set[int], highwater: Any) -> dict[int, int]:
-        """Idle partitions whose end offset lies beyond the state: seek them back."""
-        seeks: dict[int, int] = {}
-        now = time.monotonic()
-        for p in partitions & self.restored:
-            want = self.step.next_offset(topic, p)
-            end = highwater(p)
-            idle = now - self.active.get(p, 0.0) > IDLE_RESEEK_S
-            stuck = want is not None and end is not None and want < end and idle
-            if stuck and want is not None and (p, want) not in self.sought:
-                self.sought.add((p, want))
-                seeks[p] = want
-        return seeks
-
     def due(self) -> bool:
         return bool(self.pending) and time.monotonic() - self.last >= CHECKPOINT_INTERVAL_S
 
     async def save(self) -> None:
         from faust.streams import _current_event
+        from faust.types import TP
 
         events, self.pending = self.pending, []
         self.last = time.monotonic()
@@ -172,6 +132,7 @@ class Checkpointer:
         for event in events:
             last_of[event.message.partition] = event
         started = time.perf_counter()
+        offsets = {}
         for partition, event in sorted(last_of.items()):
             # A table write goes to the changelog partition of the current event; point it at
             # an event of this partition so state stays co-partitioned with its input.
@@ -180,8 +141,14 @@ class Checkpointer:
                 self.table[self.key(partition)] = self.step.state_bytes([partition])
             finally:
                 _current_event.reset(token)
-        for event in events:
-            await self.stream.ack(event)
+            topic = event.message.topic
+            nxt = self.step.next_offset(topic, partition)
+            if nxt is not None:
+                offsets[TP(topic, partition)] = nxt
+        await self.app.producer.flush()
+        # Faust's public commit only covers acked events, and acks are off for the input
+        # (see the module docstring), so commit through the consumer's own call.
+        await self.app.consumer._commit(offsets)
         if self.metrics is not None:
             self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
 
@@ -225,6 +192,8 @@ def create_app(
         consumer_auto_offset_reset="earliest",
         consumer_max_fetch_size=max(4 * 1024 * 1024, 2 * settings.max_message_bytes),
         broker_commit_interval=CHECKPOINT_INTERVAL_S,
+        # A SIGKILLed worker's partitions move to the others (or to its restart) after this.
+        broker_session_timeout=SESSION_TIMEOUT_S,
         broker_max_poll_records=max(500, settings.batch_size),
         stream_buffer_maxsize=max(4096, 4 * settings.batch_size),
         table_standby_replicas=0,
@@ -241,7 +210,7 @@ def create_app(
     versions = topic(topics.model_versions, settings.partitions)
     dlq, drift, ood = topic(topics.dlq), topic(topics.drift), topic(topics.ood)
     table = app.Table(STATE_TABLE, partitions=settings.partitions, key_type=bytes, value_type=bytes)
-    ckpt = Checkpointer(step, table, metrics)
+    ckpt = Checkpointer(app, step, table, metrics)
     app.checkpointer = ckpt  # type: ignore[attr-defined]
 
     async def publish(out: MonitorOutput) -> None:
@@ -262,11 +231,8 @@ def create_app(
 
     @app.agent(inputs, name="monitor")
     async def monitor(stream: Any) -> None:
-        ckpt.stream = stream
-        async for batch in stream.noack_take(settings.batch_size, within=settings.batch_timeout_s):
-            ckpt.restore({e.message.partition for e in batch})
-            events, seeks = ckpt.admit(batch)
-            await seek(seeks)
+        async for events in stream.noack_take(settings.batch_size, within=settings.batch_timeout_s):
+            ckpt.restore({e.message.partition for e in events})
             messages = [to_raw_message(e.message) for e in events]
             started = time.perf_counter()
             out = step.process(messages)
@@ -298,33 +264,10 @@ def create_app(
                 continue
             step.on_model_version(event)
 
-    async def seek(seeks: dict[int, int]) -> None:
-        from faust.types import TP
-
-        for partition, offset in seeks.items():
-            log.warning(
-                "partition %d: messages from offset %d were skipped by the consumer; "
-                "seeking back to them",
-                partition,
-                offset,
-            )
-            await app.consumer.seek(TP(topics.inputs, partition), offset)
-
     @app.timer(CHECKPOINT_INTERVAL_S)
     async def checkpoint_when_idle() -> None:
-        if ckpt.stream is None:
-            return
         if ckpt.due():
             await ckpt.save()
-        if app.rebalancing or not cast(Any, app.tables).recovery.completed.is_set():
-            return
-        from faust.types import TP
-
-        mine = {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.inputs}
-        ckpt.restore(mine)
-        await seek(
-            ckpt.behind(topics.inputs, mine, lambda p: app.consumer.highwater(TP(topics.inputs, p)))
-        )
 
     @app.timer(REFERENCE_POLL_S)
     async def poll_champion() -> None:

@@ -85,6 +85,7 @@ class Scenario:
     feature_names: list[str]
     segments: tuple[Segment, ...]
     label_delay: int
+    segment_rows: int
     t0: datetime = datetime(2026, 1, 1, tzinfo=UTC)
     step: timedelta = timedelta(seconds=1)
 
@@ -162,6 +163,7 @@ def digits_scenario(segment_rows: int = 2000, label_delay: int = 200, seed: int 
         feature_names=list(DIGIT_FEATURES),
         segments=tuple(segments),
         label_delay=label_delay,
+        segment_rows=segment_rows,
     )
 
 
@@ -214,8 +216,9 @@ def run_demo(
     """
     scenario = scenario or digits_scenario()
     config = config or demo_config(scenario.label_delay)
-    segment = scenario.segments[0].end - scenario.segments[0].start
-    configs = policy_configs(config, periodic_rows=periodic_rows or max(1, segment // 2))
+    segment = scenario.segment_rows
+    every = periodic_rows or max(1, segment // 2)
+    configs = policy_configs(config, periodic_rows=every)
     return backtest(
         scenario.stream(),
         configs,
@@ -223,7 +226,8 @@ def run_demo(
         title="driftline demo: handwritten digits with drifts injected at known rows",
         description=(
             f"{len(scenario.X)} rows of scikit-learn's digits in {len(scenario.segments)} "
-            f"concepts of {segment} rows; labels arrive {scenario.label_delay} rows late"
+            f"concepts of about {segment} rows; labels arrive {scenario.label_delay} rows late; "
+            f"the periodic baseline retrains every {every} rows"
         ),
         concepts=scenario.concepts(),
         progress=progress,

@@ -54,6 +54,7 @@ from schemas import (
     JSON_CONTENT_TYPE,
     DriftEvent,
     InferenceBatch,
+    InferenceEvent,
     LabelEvent,
     LabelRequest,
     ModelVersionEvent,
@@ -295,16 +296,16 @@ class EmbeddedRunner:
             due = max(labelled, hi - stream.label_delay)
             self._send_labels(stream, labelled, due)
             labelled = self._labelled_rows = due
-            self.step(stream, hi, log)
+            self._step(stream, hi, log)
             if progress is not None:
                 progress(hi, log.result(hi, time.perf_counter() - started))
         self._send_labels(stream, labelled, len(stream))
         self._labelled_rows = len(stream)
-        self.step(stream, len(stream), log)
+        self._step(stream, len(stream), log)
         self.retrainer.close()
         return log.result(len(stream), time.perf_counter() - started)
 
-    def step(self, stream: LabelledStream, row: int, log: _Log) -> None:
+    def _step(self, stream: LabelledStream, row: int, log: _Log) -> None:
         """Drain every topic once: labels, inputs, drift alarms, clock, model versions."""
         labels = self._labels.poll()
         if labels:
@@ -377,8 +378,6 @@ class EmbeddedRunner:
                 self.topics.inputs, batch.to_ipc(), headers=_ARROW, timestamp=stamps[-1]
             )
             return
-        from schemas import InferenceEvent
-
         for i, (event_id, stamp) in enumerate(zip(ids, stamps, strict=True)):
             features = dict(zip(stream.feature_names, stream.X[lo + i].tolist(), strict=True))
             event = InferenceEvent(

@@ -35,6 +35,7 @@ _DEFAULTS: dict[str, Any] = {
     "weight_decay": 0.0,
     "dropout": 0.0,
     "seed": 0,
+    "finetune_lr_factor": 0.3,
 }
 
 
@@ -47,7 +48,8 @@ class TorchMLP:
     Params: ``hidden`` layer sizes (default ``[64, 64]``), ``lr`` (Adam, ``3e-3``),
     ``batch_size`` (default: about 64 steps per epoch, a power of two in [32, 1024], so
     small data still gets many updates per epoch and large data few, cheap ones),
-    ``weight_decay``, ``dropout``, ``seed``.
+    ``weight_decay``, ``dropout``, ``seed``, ``finetune_lr_factor`` (warm starts train with
+    ``lr`` times this, default 0.3).
 
     Example:
         >>> import numpy as np
@@ -151,9 +153,14 @@ class TorchMLP:
         metric = budget.metric or ("accuracy" if self._classes is not None else "mse")
 
         gen = torch.Generator().manual_seed(int(self._params["seed"]))
+        lr = float(self._params["lr"])
+        if warm_start is not None:
+            # Fine-tuning: full-size steps from a fresh optimizer would throw away much of what
+            # the parent learned before the new data can pull it anywhere useful.
+            lr *= float(self._params["finetune_lr_factor"])
         opt = torch.optim.Adam(
             net.parameters(),
-            lr=float(self._params["lr"]),
+            lr=lr,
             weight_decay=float(self._params["weight_decay"]),
         )
         loss_fn: nn.Module = nn.CrossEntropyLoss() if self._classes is not None else nn.MSELoss()

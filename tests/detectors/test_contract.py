@@ -14,7 +14,7 @@ from detectors import (
     make_detector,
 )
 
-from .conftest import Case
+from ._cases import CASES, Case
 
 
 def test_fit_returns_self_and_describes_reference(case: Case) -> None:
@@ -132,8 +132,6 @@ def test_invalid_input_names_the_value(case: Case, fitted: DriftDetector) -> Non
 
 
 def test_wrong_width_and_non_finite_rows_are_rejected() -> None:
-    from .conftest import CASES
-
     for case in CASES[:3]:
         det = case.make(ert=500).fit(case.reference)
         good = case.same(np.random.default_rng(0), 4)
@@ -151,8 +149,6 @@ def test_wrong_width_and_non_finite_rows_are_rejected() -> None:
 
 
 def test_named_features_rank_the_shifted_column_first() -> None:
-    from .conftest import CASES
-
     rng = np.random.default_rng(8)
     names = ["age", "income", "clicks", "score"]
     for case in CASES[:2]:
@@ -176,3 +172,22 @@ def test_make_detector_rejects_unknown_kind_and_params() -> None:
         make_detector("mmd", ertt=10)
     with pytest.raises(InvalidInputError, match=r"ert must be .*got 0"):
         make_detector("feature", ert=0)
+
+
+def test_constant_reference_does_not_alarm_on_the_same_constant() -> None:
+    ref = np.full((200, 3), 2.5)
+    for kind in ("mmd", "feature"):
+        det = make_detector(kind, ert=1000, n_simulated=100_000).fit(ref)
+        assert not det.update(np.full((500, 3), 2.5)).drift
+        assert det.update(np.full((50, 3), 4.0)).drift
+
+
+def test_output_drift_labels_reject_probability_shaped_batches() -> None:
+    det = make_detector("output", ert=1000, n_simulated=100_000)
+    det.fit(np.random.default_rng(0).integers(0, 3, 300))
+    with pytest.raises(InvalidInputError, match="1-D array of class indices"):
+        det.update(np.full((4, 3), 1 / 3))
+    with pytest.raises(InvalidInputError, match=r"class 5 outside 0\.\.2"):
+        det.update(np.array([0, 5]))
+    with pytest.raises(InvalidInputError, match="integers"):
+        det.update(np.array([0.5, 1.0]))

@@ -84,3 +84,19 @@ def test_bad_inputs_name_the_value() -> None:
         mmd2(a, Coreset.from_array(np.ones((4, 3))))
     with pytest.raises(InvalidInputError, match="must be a Coreset"):
         similarity(a, np.zeros((3, 2)))  # type: ignore[arg-type]
+
+
+def test_bandwidth_median_matches_a_full_sort() -> None:
+    from detectors._kernels import _weighted_median
+
+    rng = np.random.default_rng(4)
+    for trial in range(100):
+        n = int(rng.integers(1, 400))
+        values = rng.exponential(size=n)
+        if trial % 3 == 0:
+            values = np.round(values, 1)  # ties across histogram bins
+        weights = rng.random(n)
+        order = np.argsort(values, kind="stable")
+        cum = np.cumsum(weights[order])
+        expected = values[order][np.searchsorted(cum, cum[-1] / 2)]
+        assert _weighted_median(values, weights) == expected

@@ -65,6 +65,12 @@ def test_parents_and_combine(store: LifecycleStore, pipeline: str, rows: Rows) -
         combine="append",
     )
     assert merged.parents == (a.id, b.id) and merged.combine == "append"
+    assert merged.event_time_min == datetime(2024, 1, 1, tzinfo=UTC)
+    window = (datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC))
+    filtered = store.snapshot(
+        pipeline, rows(10, seed=7), parents=[merged.id], combine="filter", event_time_range=window
+    )
+    assert (filtered.event_time_min, filtered.event_time_max) == window
     assert store.data_version(merged.id).parents == (a.id, b.id)
 
 

@@ -181,7 +181,9 @@ def test_sigkill_mid_replay_loses_nothing_and_restores_the_detector(
     assert whole.rows_seen == clean.rows_seen == n
     a, b = whole.detector(0), clean.detector(0)
     assert a is not None and b is not None and a.n_seen == b.n_seen
-    np.testing.assert_allclose(a._state, b._state, rtol=1e-9, atol=1e-12)
+    # Equal up to float32 rounding (batches were cut differently); one row missing or counted
+    # twice would move the state by about lam * |row| ~ 1e-2.
+    np.testing.assert_allclose(a._state, b._state, rtol=0, atol=1e-5)
     assert "restored monitor state" in run.logs()
 
 

@@ -31,7 +31,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 CLI = [sys.executable, "-c", "from streams.cli import main; main()"]
 FEATURES = ["f0", "f1", "f2", "f3"]
-SHIFT = {"kind": "shift", "start": 200, "magnitude": 2.0, "features": [0]}
 
 
 def labelled_file(path: Path, prefix: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -79,10 +78,12 @@ def wait_new_deployment(
 def test_replay_worker_retrainer_subscriber(
     kafka_bootstrap: str, loop_pipeline_factory: Any, tmp_path: Path, read_topic: Any
 ) -> None:
-    lp = loop_pipeline_factory()
+    # A training needs 400 labelled rows: the first alarm comes before the drifted rows'
+    # labels (1000 rows late) and is SKIPPED, asking for labels; a later alarm trains.
+    lp = loop_pipeline_factory(selection={"min_labelled_rows": 400})
     config = ["--config", str(lp.config_file)]
     before, after = tmp_path / "before.parquet", tmp_path / "after.parquet"
-    labelled_file(before, "a", 1500, seed=1)
+    labelled_file(before, "a", 700, seed=1)
     x_after, y_after = labelled_file(after, "b", 3500, seed=2)
     logs = [tmp_path / "worker.log", tmp_path / "retrainer.log"]
 
@@ -95,7 +96,7 @@ def test_replay_worker_retrainer_subscriber(
         assert run.returncode == 0, run.stdout.decode() + run.stderr.decode()
 
     with (
-        process([*CLI, "worker", *config], logs[0]),
+        process([*CLI, "worker", *config, "--loglevel", "info"], logs[0]),
         process([*CLI, "retrainer", *config, "--tick-interval", "1"], logs[1]),
         ModelSubscriber(kafka_bootstrap, lp.name) as sub,
     ):
@@ -107,19 +108,19 @@ def test_replay_worker_retrainer_subscriber(
         first = sub.current_version
         assert first is not None, "\n".join(p.read_text()[-2500:] for p in logs)
 
-        # f0 shifts by 2 standard deviations from row 200 on; labels trail by 1000 rows.
+        # f0 shifts by 3 standard deviations from row 50 on; labels trail by 1000 rows.
         replay(
             after,
             "--labels-delay", "1000",
             "--rate", "1500",
-            "--inject", "shift", "--at", "200", "--magnitude", "2", "--features", "f0",
+            "--inject", "shift", "--at", "50", "--magnitude", "3", "--features", "f0",
         )  # fmt: skip
-        second = wait_new_deployment(sub, first, 240, logs)
+        second = wait_new_deployment(sub, first, 300, logs)
 
     # Lifecycle transfer from the model that was live, and a better model on the drifted rows.
     assert second.parent_model_version_id == first.model_version_id
-    x_drifted = inject(x_after, "shift", 200, 2.0, features=[0])[200:].astype(np.float32)
-    y_drifted = y_after[200:]
+    x_drifted = inject(x_after, "shift", 50, 3.0, features=[0])[50:].astype(np.float32)
+    y_drifted = y_after[50:]
     store = lp.open_store()
 
     def accuracy(event: ModelVersionEvent) -> float:

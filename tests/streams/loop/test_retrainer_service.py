@@ -94,7 +94,7 @@ def test_drift_to_a_better_served_model_with_delayed_labels(
         # Before the drift: labelled rows; the service's tick trains the first champion.
         inputs, labels, _, _ = lp.stream.events(1500, drifted=False)
         assert feed(step, inputs, labels) == []
-        first = sub.wait(timeout=120)
+        first = sub.wait(timeout=300)
         step.on_model_version(first)
 
         # The drift, labels not there yet: the alarm's training is SKIPPED and asks for labels.
@@ -102,7 +102,7 @@ def test_drift_to_a_better_served_model_with_delayed_labels(
         drifts = feed(step, inputs)
         assert drifts, "the concept change was not detected"
         produce(kafka_bootstrap, topics.drift, [(lp.name.encode(), drifts[0].to_json())])
-        requests = read_topic(topics.label_requests, expect=1, timeout=60)
+        requests = read_topic(topics.label_requests, expect=1, timeout=300)
         assert len(requests) == 1
         request = LabelRequest.from_json(requests[0].value())
         assert request.drift_id == drifts[0].drift_id
@@ -116,7 +116,7 @@ def test_drift_to_a_better_served_model_with_delayed_labels(
         assert more, "no second alarm while the drift persisted"
         assert {d.episode_key for d in more} == {drifts[0].episode_key}
         produce(kafka_bootstrap, topics.drift, [(lp.name.encode(), more[0].to_json())])
-        second = sub.wait(timeout=120, deployment_id=_next_deployment(sub, first, 120))
+        second = sub.wait(timeout=60, deployment_id=_next_deployment(sub, first, 300))
 
     # Lifecycle transfer: the new model warm-started from the champion's lifecycle.
     assert second.model_version_id != first.model_version_id
