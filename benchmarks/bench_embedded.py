@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from streams.demo import digits_scenario, run_demo
-from streams.report import Report
+from streams.report import Report, version_names
 
 
 def main() -> None:
@@ -32,6 +32,7 @@ def main() -> None:
     false_alarms: list[int] = []
     walls: list[float] = []
     recurred: list[bool] = []
+    gains: list[float] = []
     for seed in range(args.seeds):
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
@@ -40,6 +41,7 @@ def main() -> None:
             walls.append(time.perf_counter() - started)
         false_alarms.append(len(report.false_alarms))
         recurred.append(_recurs_from_first_a(report))
+        gains.extend(g.accuracy_after - g.accuracy_before for g in report.gains)
         for d in report.detections:
             key = f"{d.drift.concept}: {d.drift.kind}"
             delays.setdefault(key, []).append(float("inf") if d.delay is None else d.delay)
@@ -91,11 +93,17 @@ def _recurs_from_first_a(report: Report) -> bool:
     """Whether the model deployed for the second stretch of A started from a first-A model."""
     run = report.run("drift")
     first_a, second_a = report.concepts[0], report.concepts[3]
+    names = version_names(run, report.concepts)
     trained_at = {t.model_version_id: t.row for t in run.trainings if t.model_version_id}
     for t in run.trainings:
         if t.deployed and second_a.start <= t.row < second_a.end:
             parent = t.warm_start_from
+            print(
+                f"  recurring A (row {t.row}) warm-started from "
+                f"{names.get(parent, parent) if parent else 'scratch'}"
+            )
             return parent is not None and trained_at.get(parent, -1) <= first_a.end
+    print("  no model deployed for the recurring A")
     return False
 
 

@@ -248,21 +248,30 @@ def main() -> None:
     )
     print()
     print(
-        "| path | drift event → served (s) | of which fit (s) | epochs | holdout accuracy "
-        "| vs in process |"
+        "| path | drift event → served (s) | retraining (s) | of which fit (s) "
+        "| transport + swap (s) | epochs | holdout accuracy | vs in process |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for name in results:
         total = med(name, "total_s")
+        # In process, the retraining is the whole call; over Kafka the rest is the transport:
+        # consume, outbox publish, subscriber load + hash check + swap.
+        retrain = med(name, "retrain_s") if name == "over Kafka" else total
+        transport = (
+            statistics.median(r["total_s"] - r["retrain_s"] for r in results[name])
+            if name == "over Kafka"
+            else 0.0
+        )
         print(
-            f"| {name} | {total:.2f} | {med(name, 'fit_s'):.2f} | {med(name, 'epochs'):.0f} | "
-            f"{med(name, 'accuracy'):.3f} | {total / base:.2f}x |"
+            f"| {name} | {total:.2f} | {retrain:.2f} | {med(name, 'fit_s'):.2f} | "
+            f"{transport:.2f} | {med(name, 'epochs'):.0f} | {med(name, 'accuracy'):.3f} | "
+            f"{total / base:.2f}x |"
         )
     kafka = med("over Kafka", "total_s")
     print()
     print(
-        f"Kafka + outbox + subscriber overhead: {kafka - base:+.2f} s; goal ≤ 15 s: "
-        f"{'met' if kafka <= 15 else 'NOT met'} ({kafka:.2f} s)"
+        f"goal: drift event → served ≤ 15 s: {'met' if kafka <= 15 else 'NOT met'} "
+        f"({kafka:.2f} s over Kafka)"
     )
 
 

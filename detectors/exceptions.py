@@ -14,7 +14,16 @@ __all__ = ["DetectorError", "InvalidInputError", "NotFittedError"]
 
 
 class DetectorError(ValueError):
-    """Base class of every error raised by :mod:`detectors`."""
+    """Base class of every error raised by :mod:`detectors`.
+
+    Example:
+        >>> from detectors import DetectorError, OnlineMMD
+        >>> try:
+        ...     OnlineMMD(ert=0).fit([[0.0]] * 50)
+        ... except DetectorError as exc:
+        ...     print(exc)
+        ert must be an integer >= 1 (expected events between false alarms), got 0
+    """
 
 
 class InvalidInputError(DetectorError):

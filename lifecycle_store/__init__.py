@@ -8,9 +8,9 @@ artifacts, archive segments) in an :class:`ArtifactStore`: a local directory or 
 filesystem URI. Errors are in :mod:`lifecycle_store.exceptions`.
 """
 
+from lifecycle_store._base import UNSET
 from lifecycle_store.archive import Archive
 from lifecycle_store.artifacts import ArtifactStore
-from lifecycle_store.deployments import UNSET
 from lifecycle_store.exceptions import (
     ArtifactCorruptedError,
     ConcurrentUpdateError,

@@ -21,6 +21,16 @@ from lifecycle_store.records import Pipeline
 PipelineRef = str | Pipeline
 
 
+class Unset:
+    """Type of :data:`UNSET`: "argument not given", where ``None`` is a meaningful value."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = Unset()
+
+
 def new_id(prefix: str) -> str:
     """A random id with a readable prefix (``tr-…``, ``dp-…``)."""
     return f"{prefix}-{uuid.uuid4().hex[:24]}"

@@ -26,7 +26,12 @@ from lifecycle_store.canonical import (
     feature_stats,
     profile_bytes,
 )
-from lifecycle_store.exceptions import NotFoundError, SchemaMismatchError, StoreError
+from lifecycle_store.exceptions import (
+    ArtifactCorruptedError,
+    NotFoundError,
+    SchemaMismatchError,
+    StoreError,
+)
 from lifecycle_store.records import DataVersion
 
 COMBINES = ("append", "merge", "filter", "root")
@@ -166,17 +171,34 @@ class DataVersionsMixin(StoreBase):
             ).all()
             return self._data_version_records(session, rows)
 
-    def read_data_version(self, data_version_id: str) -> pa.Table:
-        """The rows of a data version, exactly as snapshotted (minus schema metadata)."""
+    def read_data_version(self, data_version_id: str, *, verify: bool = False) -> pa.Table:
+        """The rows of a data version, exactly as snapshotted (minus schema metadata).
+
+        An unreadable file raises :class:`ArtifactCorruptedError`; ``verify=True`` also
+        re-hashes the rows against the version's content hash (about as costly as the read).
+        """
         with self._read() as session:
-            key = session.scalar(
-                sa.select(orm.DataVersionRow.artifact_key).where(
+            found = session.execute(
+                sa.select(orm.DataVersionRow.artifact_key, orm.DataVersionRow.content_hash).where(
                     orm.DataVersionRow.id == data_version_id
                 )
-            )
-        if key is None:
+            ).first()
+        if found is None:
             raise NotFoundError(f"data version {data_version_id!r} does not exist")
-        return self._artifacts.get_table(key)
+        key, expected = found
+        try:
+            table = self._artifacts.get_table(key)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ArtifactCorruptedError(
+                f"data version {data_version_id!r} at {self._artifacts.uri(key)!r} cannot be "
+                f"read ({exc}); restore the file from a backup or snapshot the rows again"
+            ) from exc
+        if verify and content_hash(table) != expected:
+            raise ArtifactCorruptedError(
+                f"data version {data_version_id!r} at {self._artifacts.uri(key)!r} no longer "
+                f"hashes to {expected}; restore the file from a backup or snapshot the rows again"
+            )
+        return table
 
     def data_version_coreset(self, data_version_id: str) -> Coreset | None:
         """The coreset sketch stored with a data version (``None`` for one without rows)."""

@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lifecycle_store import orm
-from lifecycle_store._base import PipelineRef, StoreBase, new_id, pipeline_name
+from lifecycle_store._base import UNSET, PipelineRef, StoreBase, Unset, new_id, pipeline_name
 from lifecycle_store.exceptions import ConcurrentUpdateError, NotFoundError, StoreError
 from lifecycle_store.records import Deployment, ModelVersion, OutboxItem, OutboxMessage
 
@@ -36,12 +36,6 @@ OutboxFactory = Callable[[Deployment, ModelVersion], OutboxMessage]
 Outbox = OutboxMessage | OutboxFactory | None
 
 
-class _Unset:
-    def __repr__(self) -> str:
-        return "UNSET"
-
-
-UNSET = _Unset()
 _RETRIES = 20
 
 
@@ -53,7 +47,7 @@ class DeploymentsMixin(StoreBase):
         model_version_id: str,
         *,
         reason: str,
-        expected_current: str | _Unset | None = UNSET,
+        expected_current: str | Unset | None = UNSET,
         outbox: Outbox = None,
         deployed_at: datetime | None = None,
     ) -> Deployment:
@@ -62,7 +56,9 @@ class DeploymentsMixin(StoreBase):
         ``expected_current`` makes it a compare-and-set: the alias must currently point at
         that model version (``None``: must not exist yet), else :class:`ConcurrentUpdateError`
         and nothing is written. ``outbox`` is a message to publish, or a function of the new
-        deployment and its model version returning one, stored in the same transaction.
+        deployment and its model version returning one, stored in the same transaction (the
+        function runs inside it: it may read the store but not write to it; if it raises,
+        nothing is written).
         ``deployed_at`` defaults to now (give event time when replaying history).
         """
         return self._append(
@@ -227,7 +223,7 @@ class DeploymentsMixin(StoreBase):
         *,
         kind: str,
         reason: str,
-        expected_current: str | _Unset | None,
+        expected_current: str | Unset | None,
         outbox: Outbox,
         deployed_at: datetime | None,
     ) -> Deployment:
@@ -242,7 +238,7 @@ class DeploymentsMixin(StoreBase):
                     pid = self._pipeline_id(session, name)
                     head = _head(session, pid, alias)
                     current = head.model_version_id if head is not None else None
-                    if not isinstance(expected_current, _Unset) and current != expected_current:
+                    if not isinstance(expected_current, Unset) and current != expected_current:
                         raise ConcurrentUpdateError(
                             f"alias {alias!r} of pipeline {name!r} points at {current!r}, "
                             f"not the expected {expected_current!r}; re-read it and decide again"
@@ -279,7 +275,7 @@ class DeploymentsMixin(StoreBase):
                         session.add(_outbox_row(message, row.id))
                     return record
             except IntegrityError:
-                if not isinstance(expected_current, _Unset):
+                if not isinstance(expected_current, Unset):
                     raise ConcurrentUpdateError(
                         f"another writer moved alias {alias!r} of pipeline {name!r} at the same "
                         "time; re-read it with store.current() and decide again"

@@ -77,9 +77,22 @@ class SimilarityMixin(DataVersionsMixin, ModelVersionsMixin):
             raise StoreError(f"k must be >= 1, got {k}")
         name = pipeline_name(pipeline)
         excluded = set(exclude)
+        # One read transaction for the index check and the result records: fewer round trips.
         with self._read() as session:
             pid = self._pipeline_id(session, name)
             index = self._similarity_index(session, pid)
+            top = self._rank(name, index, query, k, excluded, candidates or 2 * k)
+            return self._similar_lifecycles(session, name, top, metric, higher_is_better)
+
+    def _rank(
+        self,
+        name: str,
+        index: _Index,
+        query: Coreset | str,
+        k: int,
+        excluded: set[str],
+        candidates: int,
+    ) -> list[tuple[float, str]]:
         if isinstance(query, str):
             excluded.add(query)
             query_coreset = self._coreset(query)
@@ -99,7 +112,7 @@ class SimilarityMixin(DataVersionsMixin, ModelVersionsMixin):
                 f"query coreset has {points.shape[1]} features, pipeline {name!r} has "
                 f"{index.means.shape[1]}; sketch the pipeline's feature columns"
             )
-        shortlist = _shortlist(index, points, weights, excluded, candidates or 2 * k)
+        shortlist = _shortlist(index, points, weights, excluded, candidates)
         stored = [(dv_id, self._coreset(dv_id)) for dv_id in shortlist]
         scored = []
         with _single_threaded_blas():
@@ -108,32 +121,31 @@ class SimilarityMixin(DataVersionsMixin, ModelVersionsMixin):
                 if coreset is not None:
                     scored.append((similarity(query_coreset, coreset, bandwidth=bandwidth), dv_id))
         scored.sort(key=lambda s: (-s[0], s[1]))
-        top = scored[:k]
-        return self._similar_lifecycles(name, top, metric, higher_is_better)
+        return scored[:k]
 
     def _similar_lifecycles(
         self,
+        session: Session,
         name: str,
         top: list[tuple[float, str]],
         metric: str | None,
         higher_is_better: bool,
     ) -> list[SimilarLifecycle]:
         ids = [dv_id for _, dv_id in top]
-        with self._read() as session:
-            rows = {
-                r.id: r
-                for r in session.scalars(
-                    sa.select(orm.DataVersionRow).where(orm.DataVersionRow.id.in_(ids))
-                )
-            }
-            records = {r.id: r for r in self._data_version_records(session, [rows[i] for i in ids])}
-            models: dict[str, list[ModelVersion]] = {}
-            for mv in session.scalars(
-                sa.select(orm.ModelVersionRow)
-                .where(orm.ModelVersionRow.data_version_id.in_(ids))
-                .order_by(orm.ModelVersionRow.version.desc())
-            ):
-                models.setdefault(mv.data_version_id, []).append(ModelVersion._from_row(mv, name))
+        rows = {
+            r.id: r
+            for r in session.scalars(
+                sa.select(orm.DataVersionRow).where(orm.DataVersionRow.id.in_(ids))
+            )
+        }
+        records = {r.id: r for r in self._data_version_records(session, [rows[i] for i in ids])}
+        models: dict[str, list[ModelVersion]] = {}
+        for mv in session.scalars(
+            sa.select(orm.ModelVersionRow)
+            .where(orm.ModelVersionRow.data_version_id.in_(ids))
+            .order_by(orm.ModelVersionRow.version.desc())
+        ):
+            models.setdefault(mv.data_version_id, []).append(ModelVersion._from_row(mv, name))
         return [
             SimilarLifecycle(
                 records[dv_id],

@@ -16,7 +16,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lifecycle_store import orm
-from lifecycle_store._base import PipelineRef, StoreBase, new_id, pipeline_name, require_json
+from lifecycle_store._base import (
+    UNSET,
+    PipelineRef,
+    StoreBase,
+    Unset,
+    new_id,
+    pipeline_name,
+    require_json,
+)
 from lifecycle_store.exceptions import (
     ConcurrentUpdateError,
     InvalidTransitionError,
@@ -34,7 +42,6 @@ _NEXT = {
     "NEW": {"NEW", "RUNNING", "COMPLETE", "FAILED", "SKIPPED"},
     "RUNNING": {"RUNNING", "COMPLETE", "FAILED", "SKIPPED"},
 }
-_UNSET: Any = object()
 
 
 class TrainingsMixin(StoreBase):
@@ -96,9 +103,9 @@ class TrainingsMixin(StoreBase):
         training_id: str,
         *,
         status: str | None = None,
-        reason: str | None = _UNSET,
-        data_version_id: str | None = _UNSET,
-        model_version_id: str | None = _UNSET,
+        reason: str | Unset | None = UNSET,
+        data_version_id: str | Unset | None = UNSET,
+        model_version_id: str | Unset | None = UNSET,
         metrics: dict[str, Any] | None = None,
         resources: dict[str, Any] | None = None,
     ) -> Training:
@@ -137,11 +144,11 @@ class TrainingsMixin(StoreBase):
                 if status in TERMINAL:
                     row.finished_at = now
                 row.status = status
-            if reason is not _UNSET:
+            if not isinstance(reason, Unset):
                 row.reason = reason
-            if data_version_id is not _UNSET:
+            if not isinstance(data_version_id, Unset):
                 row.data_version_id = data_version_id
-            if model_version_id is not _UNSET:
+            if not isinstance(model_version_id, Unset):
                 row.model_version_id = model_version_id
             if metrics:
                 row.metrics = {**row.metrics, **metrics}
@@ -270,10 +277,10 @@ class TrainingsMixin(StoreBase):
     def _check_training_refs(
         session: Session,
         row: orm.TrainingRow,
-        data_version_id: str | None,
-        model_version_id: str | None,
+        data_version_id: str | Unset | None,
+        model_version_id: str | Unset | None,
     ) -> None:
-        if data_version_id not in (_UNSET, None):
+        if isinstance(data_version_id, str):
             dv_pid = session.scalar(
                 sa.select(orm.DataVersionRow.pipeline_id).where(
                     orm.DataVersionRow.id == data_version_id
@@ -284,7 +291,7 @@ class TrainingsMixin(StoreBase):
                     f"data version {data_version_id!r} does not exist in the pipeline of "
                     f"training {row.id!r}"
                 )
-        if model_version_id not in (_UNSET, None):
+        if isinstance(model_version_id, str):
             mv_pid = session.scalar(
                 sa.select(orm.ModelVersionRow.pipeline_id).where(
                     orm.ModelVersionRow.id == model_version_id

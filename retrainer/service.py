@@ -451,6 +451,10 @@ class Retrainer:
         lap("deploy_s")
         deployed = event is not None
         reason = gate.reason + (f"; {deploy_note}" if deploy_note else "")
+        if mv.id == parent.model_version_id:
+            # Same bytes as the parent: the recurring concept's own model comes back as is.
+            reason += f"; the parent model v{mv.version} was kept unchanged (no fine-tuning "
+            reason += "epoch beat it on validation)"
         metrics = {
             "deployed": deployed,
             "gate": gate.to_dict(),

@@ -183,7 +183,8 @@ def _settings(
         "detector": f"{config.detector.kind}, ert={config.detector.ert}, "
         f"reference_rows={config.detector.reference_rows}",
         "triggers": ", ".join(t.kind for t in config.triggers) or "none",
-        "selection": config.selection.strategy,
+        "selection": f"{config.selection.strategy}, max_rows={config.selection.max_rows}, "
+        f"min_labelled_rows={config.selection.min_labelled_rows}",
         "model": f"{config.model.adapter}, epochs<={config.model.epochs}",
         "gate margin": config.gate.margin,
         "guard": f"{'on' if config.guard.enabled else 'off'} ({config.guard.mode})",

@@ -62,7 +62,9 @@ def demo(
 
 def backtest(
     file: Path = typer.Argument(..., help="Parquet or CSV file of rows in event-time order"),
-    config: Path = typer.Option(..., "--config", help="TOML file with a [pipeline] table"),
+    config: Path = typer.Option(
+        ..., "--config", help="TOML config file; its pipeline table sets detector, triggers, model"
+    ),
     out: Path | None = typer.Option(
         None, "--out", help="run directory (default: ./driftline-runs/backtest-<time>)"
     ),
@@ -79,8 +81,8 @@ def backtest(
 ) -> None:
     """Replay your labelled file through your pipeline config, against the baselines.
 
-    Columns: ``event_id`` and ``timestamp`` if present (else row numbers and one row per
-    second), the label column, and every other numeric column as a feature.
+    Columns: event_id and timestamp if present (else row numbers and one row per second),
+    the label column, and every other numeric column as a feature.
     """
     from retrainer.config import PipelineConfig
     from streams.backtest import backtest as run_backtest
@@ -236,7 +238,7 @@ def _print_summary(result: Report, out: Path) -> None:
         )
     console.print(table)
     table = Table(title="Policies: composite accuracy vs training cost")
-    for col in ("policy", "mean composite accuracy", "trainings", "deployed", "training s"):
+    for col in ("policy", "mean composite accuracy", "trainings*", "deployed", "training s"):
         table.add_column(col)
     for s in result.scores:
         table.add_row(
@@ -247,4 +249,5 @@ def _print_summary(result: Report, out: Path) -> None:
             f"{s.cost.training_seconds:.1f}",
         )
     console.print(table)
+    console.print("* including the first (bootstrap) model every policy trains")
     console.print(f"Report: {out / 'report.html'}  (chart: {out / 'report.png'})")

@@ -1,11 +1,12 @@
 """The built-in demo scenario: handwritten digits whose inputs drift at known points.
 
 scikit-learn ships the 8x8 digits images (1,797 of them, 64 pixel features), so the demo needs
-no download. The stream samples them with replacement in segments of ``segment_rows`` rows;
-each segment is one *concept*:
+no download. The stream samples them with replacement in segments of about ``segment_rows``
+rows (uneven, so drifts do not fall on the rows a periodic schedule retrains at); each
+segment is one *concept*:
 
 =====  ===============  ===========================================================
-rows   concept          what changed
+#      concept          what changed
 =====  ===============  ===========================================================
 0      A  clean         nothing: the training distribution
 1      B  noisy         a worn sensor: a tenth of the pixels stuck at full ink

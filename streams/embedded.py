@@ -16,7 +16,9 @@ the statistic after every micro-batch, alarms, trainings and deployments, each p
 stream row where it happened, which is what the report and the composite evaluation need.
 
 Training runs synchronously between micro-batches: the replay clock is the event time of the
-rows, so a back-test gives the same result however fast the machine is.
+rows, so a back-test gives the same result however fast the machine is. One thing the runner
+adds: labels come ``label_delay`` rows late, so an alarm is handed to the retrainer once
+``selection.min_labelled_rows`` rows after it have their labels (see `_hand_over_alarms`).
 
 >>> import tempfile, numpy as np
 >>> from lifecycle_store import LifecycleStore
@@ -380,7 +382,8 @@ class EmbeddedRunner:
             return
         for i, (event_id, stamp) in enumerate(zip(ids, stamps, strict=True)):
             features = dict(zip(stream.feature_names, stream.X[lo + i].tolist(), strict=True))
-            event = InferenceEvent(
+            # Built unvalidated, as any producer may send it: the monitor decides what is valid.
+            event = InferenceEvent.model_construct(
                 event_id=event_id, timestamp=stamp, pipeline=self.pipeline, features=features
             )
             self.bus.produce(

@@ -324,7 +324,14 @@ def _detections_table(report: Report) -> str:
 
 def _policies_table(report: Report) -> str:
     return _table(
-        ["policy", "mean composite accuracy", "trainings", "deployments", "skipped", "training s"],
+        [
+            "policy",
+            "mean composite accuracy",
+            "trainings (incl. the first model)",
+            "deployments",
+            "skipped",
+            "training s",
+        ],
         [
             [
                 s.policy,

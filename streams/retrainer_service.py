@@ -16,11 +16,17 @@ It is a Kafka consumer group member that hands each DriftEvent to the
   polling with its partitions paused, so a long training never exceeds
   ``max.poll.interval.ms`` and never costs the instance its group membership.
 * **Time and data-amount triggers** run from ``Retrainer.tick`` every ``tick_interval_s``.
+* **Labels that come back let the episode train.** An alarm SKIPPED for too few labels (the
+  retrainer publishes a LabelRequest for it) is kept; on each tick, once at least
+  ``selection.min_labelled_rows`` more labels were archived, it is handed to the retrainer
+  again — until it trains, or a deployment ends its episode. (Kept in memory: after a
+  restart the monitor's next alarm of the episode does the same.)
 * **Interrupted trainings.** A training left RUNNING or NEW by a killed instance holds its
-  episode. On start-up the service marks trainings FAILED ("interrupted") when they have not
-  changed for ``stale_after_s`` (longer than any training may run), so the re-delivered
-  drift event can train the episode once; nothing was published for them, because a
-  deployment and its event are only ever written together after training.
+  episode. On start-up and on every tick the service marks trainings FAILED ("interrupted")
+  once they are older than ``stale_after_s`` (longer than any training may run, so never a
+  live one), and the re-delivered drift event — or, if that came too early, the episode's
+  next alarm — trains the episode once. Nothing was published for them: a deployment and
+  its event are only ever written together, after training.
 """
 
 from __future__ import annotations
@@ -54,18 +60,31 @@ T = TypeVar("T")
 
 @dataclass
 class ServiceStats:
-    """What the service did since it started (outcome counts keyed by training status)."""
+    """What the service did since it started.
+
+    ``outcomes`` counts trainings by status (and ``DUPLICATE``/``IGNORED``); ``deployed``
+    the new champions; ``republished`` the outbox events the service itself had to send
+    because they were still pending (a crash, or an unreachable broker at deploy time).
+    """
 
     drift_events: int = 0
     invalid_events: int = 0
     ticks: int = 0
-    published: int = 0
+    deployed: int = 0
+    republished: int = 0
     interrupted_trainings: int = 0
     errors: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
 
     def count(self, status: str) -> None:
         self.outcomes[status] = self.outcomes.get(status, 0) + 1
+
+
+@dataclass(frozen=True)
+class _WaitingForLabels:
+    event: DriftEvent
+    champion_id: str | None
+    labels_at_skip: int
 
 
 class RetrainerService:
@@ -117,6 +136,7 @@ class RetrainerService:
         self._stop = threading.Event()
         self._busy = False
         self._partitions: set[int] = set()
+        self._waiting: dict[str, _WaitingForLabels] = {}
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="retrainer-training")
         self.stats = ServiceStats()
 
@@ -232,6 +252,7 @@ class RetrainerService:
             self._retry_later(consumer, message)
             return
         self._record(outcome)
+        self._wait_for_labels(event, outcome)
         self._flush()
         self._commit(consumer, message)
 
@@ -262,6 +283,10 @@ class RetrainerService:
     def _tick(self, consumer: Consumer) -> None:
         self.stats.ticks += 1
         try:
+            # Also here, not only at start-up: a training orphaned by a crashed instance frees
+            # its episode once stale, and the episode's next alarm can then train it.
+            self.stats.interrupted_trainings += self.release_interrupted()
+            self._retry_waiting(consumer)
             outcomes = self._off_loop(consumer, self.retrainer.tick, datetime.now(UTC))
         except Exception:
             self.stats.errors += 1
@@ -271,8 +296,50 @@ class RetrainerService:
             self._record(outcome)
         self._flush()
 
+    def _wait_for_labels(self, event: DriftEvent, outcome: TrainingOutcome) -> None:
+        """Remember an alarm skipped for want of labels, to train it when they arrive."""
+        if outcome.status == "SKIPPED" and (
+            outcome.label_request is not None or "labelled" in outcome.reason
+        ):
+            champion = self.store.current(self.pipeline)
+            self._waiting[event.episode_key] = _WaitingForLabels(
+                event, None if champion is None else champion.id, self._labels_total()
+            )
+        else:
+            self._waiting.pop(event.episode_key, None)
+
+    def _retry_waiting(self, consumer: Consumer) -> None:
+        """Hand a skipped alarm to the retrainer again once enough new labels arrived.
+
+        The monitor re-emits an alarm of a lasting drift only every ``ert`` rows; without
+        this, labels that come back soon after a skip would wait for that next alarm.
+        """
+        if not self._waiting:
+            return
+        champion = self.store.current(self.pipeline)
+        labels = self._labels_total()
+        needed = self.settings.config.selection.min_labelled_rows
+        for key, waiting in list(self._waiting.items()):
+            if (None if champion is None else champion.id) != waiting.champion_id:
+                del self._waiting[key]  # a deployment started a new episode: this one is over
+                continue
+            if labels - waiting.labels_at_skip < needed:
+                continue
+            outcome = self._off_loop(consumer, self.retrainer.handle_drift, waiting.event)
+            self._record(outcome)
+            self._wait_for_labels(waiting.event, outcome)
+
+    def _labels_total(self) -> int:
+        from lifecycle_store.exceptions import NotFoundError
+
+        try:
+            return sum(s.row_count for s in self.store.archive(self.pipeline).segments("labels"))
+        except NotFoundError:
+            return 0
+
     def _record(self, outcome: TrainingOutcome) -> None:
         self.stats.count(outcome.status)
+        self.stats.deployed += int(outcome.deployed)
         log.info("training %s: %s %s", outcome.training_id, outcome.status, outcome.reason)
 
     def _off_loop(self, consumer: Consumer, fn: Callable[..., T], *args: Any) -> T:
@@ -323,7 +390,7 @@ class RetrainerService:
 
     def _flush(self) -> None:
         try:
-            self.stats.published += flush_outbox(self.store, self.publisher)
+            self.stats.republished += flush_outbox(self.store, self.publisher)
         except Exception:
             # Still pending in the store: the next flush (or start-up) sends it.
             self.stats.errors += 1

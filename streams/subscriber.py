@@ -354,14 +354,18 @@ class ModelSubscriber:
             "isolation.level": "read_committed",
         }
         config.update(self._consumer_config)
-        consumer = Consumer(config)
-        try:
-            if self._catch_up(consumer):
-                self._follow(consumer)
-        except Exception:
-            log.exception("model subscriber for %s stopped on an error", self.key.decode())
-        finally:
-            consumer.close()
+        while not self._stop.is_set():
+            consumer = Consumer(config)
+            try:
+                if self._catch_up(consumer):
+                    self._follow(consumer)
+            except Exception as exc:
+                # Transient broker states (a new topic without a leader yet, a broker restart)
+                # must not end the subscription: read again; applied deployments are skipped.
+                log.warning("model subscriber for %s: %s; reconnecting", self.key.decode(), exc)
+                self._stop.wait(1.0)
+            finally:
+                consumer.close()
 
     def _assign(self, consumer: Any) -> list[Any] | None:
         from confluent_kafka import OFFSET_BEGINNING, TopicPartition
@@ -406,9 +410,10 @@ class ModelSubscriber:
             end = ends.get(message.partition())
             if end is not None and message.offset() is not None and message.offset() + 1 >= end:
                 del ends[message.partition()]
-        # Serve the newest deployment; if it cannot be loaded, the newest one that can.
+        # Serve the newest deployment; if it cannot be loaded, the newest one that can. After a
+        # reconnect the newest is one already applied (or tried): keep what is served.
         for event in reversed(recent):
-            if self.apply(event):
+            if event.deployment_id in self._seen_deployments or self.apply(event):
                 break
         self._ready.set()
         with self._changed:

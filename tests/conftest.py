@@ -38,10 +38,12 @@ def kafka_bootstrap() -> Iterator[str]:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     started = False
     if not bootstrap:
-        subprocess.run(["bash", str(REPO / "scripts" / "kafka.sh"), "start"], check=True)
         bootstrap = f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}"
+        # Stop at the end only a broker this session started, never one already running.
+        if not _broker_answers(bootstrap, timeout=2.0):
+            subprocess.run(["bash", str(REPO / "scripts" / "kafka.sh"), "start"], check=True)
+            started = True
         os.environ["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
-        started = True
     if not _broker_answers(bootstrap):
         pytest.fail(f"no Kafka broker answers at {bootstrap}: start one with scripts/kafka.sh")
     yield bootstrap

@@ -169,6 +169,11 @@ class TorchMLP:
         start_metric = self._val_metric(val, metric)
         history: list[float] = []
         best_loss, best_state, best_epoch, stale = math.inf, None, 0, 0
+        if val is not None and warm_start is not None:
+            # The parent itself is a candidate: if fine-tuning never beats it on validation
+            # loss, patience stops the training and the parent's weights are kept.
+            best_loss = self._loss_on(val, loss_fn)
+            best_state = {k: t.detach().clone() for k, t in net.state_dict().items()}
         stopped, loss, epochs = "epochs", math.nan, 0
         if _reached(start_metric, budget.target, metric):
             stopped = "target"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -51,10 +52,22 @@ def postgres_url() -> str:
     return match.group(1)
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated, empty SQLite file; tests start from copies instead of migrating each time."""
+    path = tmp_path_factory.mktemp("template") / "store.db"
+    LifecycleStore.open(f"sqlite:///{path}", artifacts=path.parent / "artifacts").close()
+    return path
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database URL for one test: a fresh SQLite file, or a fresh PostgreSQL schema."""
     if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        for suffix in ("", "-wal"):
+            if Path(f"{template}{suffix}").exists():
+                shutil.copyfile(f"{template}{suffix}", tmp_path / f"store.db{suffix}")
         yield f"sqlite:///{tmp_path / 'store.db'}"
         return
     base = sa.make_url(request.getfixturevalue("postgres_url"))

@@ -6,10 +6,17 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from detectors.coreset import Coreset
-from lifecycle_store import LifecycleStore, NotFoundError, SchemaMismatchError, StoreError
+from lifecycle_store import (
+    ArtifactCorruptedError,
+    LifecycleStore,
+    NotFoundError,
+    SchemaMismatchError,
+    StoreError,
+)
 
 Rows = Callable[..., pa.Table]
 
@@ -122,6 +129,21 @@ def test_nulls_and_empty_tables(store: LifecycleStore, pipeline: str, rows: Rows
     empty = store.snapshot(pipeline, t.slice(0, 0))
     assert empty.row_count == 0 and store.data_version_coreset(empty.id) is None
     assert empty.event_time_min is None
+
+
+def test_corrupted_data_version(store: LifecycleStore, pipeline: str, rows: Rows) -> None:
+    table = rows(100)
+    dv = store.snapshot(pipeline, table)
+    assert store.read_data_version(dv.id, verify=True).equals(table)
+    path = pathlib.Path(dv.artifact_uri.removeprefix("file://"))
+    tampered = table.set_column(2, "f0", pa.array(np.zeros(100)))
+    pq.write_table(tampered, path)
+    assert store.read_data_version(dv.id).equals(tampered)  # unverified read trusts the file
+    with pytest.raises(ArtifactCorruptedError, match="no longer hashes"):
+        store.read_data_version(dv.id, verify=True)
+    path.write_bytes(b"not parquet at all")
+    with pytest.raises(ArtifactCorruptedError, match="cannot be read"):
+        store.read_data_version(dv.id)
 
 
 def test_unknown_ids(store: LifecycleStore) -> None:

@@ -40,12 +40,14 @@ _CHILD = textwrap.dedent(
 
 @pytest.mark.slow
 def test_processes_race_for_episode_and_champion(
-    store: LifecycleStore,
-    store_url: str,
-    pipeline: str,
-    rows: Callable[..., pa.Table],
-    tmp_path: Path,
+    rows: Callable[..., pa.Table], tmp_path: Path
 ) -> None:
+    # SQLite only: processes share its file through OS locks, which threads in one process
+    # cannot exercise; PostgreSQL arbitrates connections the same way whatever process owns
+    # them, and the thread race tests cover it.
+    store_url = f"sqlite:///{tmp_path / 'shared.db'}"
+    store = LifecycleStore.open(store_url, artifacts=tmp_path / "artifacts")
+    pipeline = store.ensure_pipeline("demo", ["f0", "f1", "f2"], {}).name
     dv = store.snapshot(pipeline, rows(20))
     models = [
         store.register_model(
@@ -77,3 +79,4 @@ def test_processes_race_for_episode_and_champion(
     assert len(history) == 1 and history[0].previous_model_version_id is None
     winner = next(m for m, o in zip(models, outputs, strict=True) if o["deployed"])
     assert store.current(pipeline).id == winner  # type: ignore[union-attr]
+    store.close()

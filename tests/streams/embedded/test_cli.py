@@ -22,14 +22,14 @@ runner = CliRunner(env={"COLUMNS": "300"})
 def test_demo_prints_the_summary_and_writes_the_report(tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = runner.invoke(
-        app, ["demo", "--out", str(out), "--rows-per-concept", "500", "--label-delay", "50"]
+        app, ["demo", "--out", str(out), "--rows-per-concept", "300", "--label-delay", "50"]
     )
     assert result.exit_code == 0, result.output
     for heading in ("Drifts injected vs detected", "Trainings of the drift policy", "Policies"):
         assert heading in result.output
     report = load_report(out)
     assert [r.policy for r in report.runs] == ["drift", "periodic", "never"]
-    assert report.rows == 2625
+    assert report.rows == 1575
 
     (out / "report.html").unlink()
     again = runner.invoke(app, ["report", str(out)])

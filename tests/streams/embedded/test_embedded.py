@@ -32,7 +32,7 @@ def _config(name: str) -> PipelineConfig:
 
 def _stream(rows: int = 3800, shift: float = 3.0) -> LabelledStream:
     """Two Gaussian blobs; from SHIFT_AT on the inputs move and the boundary moves with them."""
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(1)
     X = rng.normal(size=(rows, 4))
     X[SHIFT_AT:, :2] += shift
     y = (X[:, 0] + X[:, 1] > (2 * shift if shift else 0) * (np.arange(rows) >= SHIFT_AT)).astype(
@@ -95,18 +95,23 @@ def test_json_and_arrow_transports_give_the_same_run(tmp_path: Path) -> None:
     assert [t.row for t in arrow.trainings] == [t.row for t in json.trainings]
 
 
-def test_bad_rows_become_dead_letters_and_the_run_goes_on(store: LifecycleStore) -> None:
+@pytest.mark.parametrize(
+    ("encoding", "reason"), [("arrow", "non_finite"), ("json", "schema_violation")]
+)
+def test_bad_rows_become_dead_letters_and_the_run_goes_on(
+    store: LifecycleStore, encoding: str, reason: str
+) -> None:
     stream = _stream(rows=400, shift=0.0)
     X = stream.X.copy()
     X[123, 2] = np.inf
     bad = LabelledStream.from_arrays(X, stream.y, stream.feature_names, label_delay=LABEL_DELAY)
     bus = InMemoryBus()
-    result = EmbeddedRunner(_config("dirty"), store, bus=bus, encoding="json").replay(bad)
-    assert result.dead_letters == 1
-    (message,) = bus.consumer("ops", ["dirty.dlq"]).poll()
-    letter = DeadLetter.from_json(message.value)
-    assert letter.reason.value == "non_finite"
-    assert b"row-123" in letter.payload
+    bus.produce("dirty.inputs", b"{not json")
+    result = EmbeddedRunner(_config("dirty"), store, bus=bus, encoding=encoding).replay(bad)
+    assert result.dead_letters == 2
+    letters = [DeadLetter.from_json(m.value) for m in bus.consumer("ops", ["dirty.dlq"]).poll()]
+    assert sorted(d.reason.value for d in letters) == sorted(["malformed", reason])
+    assert any(b"row-123" in d.payload or "row-123" in d.detail for d in letters)
     assert store.archive("dirty").row_count() == 399
 
 

@@ -105,8 +105,9 @@ class PipelineRun:
             return self.store.archive(self.name).row_count()
         return 0
 
-    def read(self, topic: str, *, want: int | None = None, quiet_s: float = 3.0,
-             timeout: float = 60.0) -> list[Any]:
+    def read(
+        self, topic: str, *, want: int | None = None, quiet_s: float = 3.0, timeout: float = 60.0
+    ) -> list[Any]:
         """Messages of ``topic`` from the start: until ``want`` arrived (then ``quiet_s`` more
         seconds, to catch extras) or, without ``want``, until ``quiet_s`` pass without one."""
         consumer = make_consumer(self.settings, f"test-reader-{time.monotonic_ns()}")
@@ -145,7 +146,8 @@ class PipelineRun:
         admin = admin_client(self.settings)
         with contextlib.suppress(Exception):
             names = [
-                t for t in admin.list_topics(timeout=10).topics
+                t
+                for t in admin.list_topics(timeout=10).topics
                 if t.startswith(f"{self.name}.") or t.startswith(app_id(self.name) + "-")
             ]
             if names:

@@ -48,14 +48,20 @@ def messages(
         offset = i if partitions == 1 else i // partitions
         out.append(
             RawMessage(
-                event_bytes(pipeline, i, row, fnames), None, JSON_HEADERS, f"{pipeline}.inputs", p,
+                event_bytes(pipeline, i, row, fnames),
+                None,
+                JSON_HEADERS,
+                f"{pipeline}.inputs",
+                p,
                 offset,
             )
         )
     return out
 
 
-def config(pipeline: str, *, ert: int = 2000, reference_rows: int = 400, **detector: object) -> PipelineConfig:
+def config(
+    pipeline: str, *, ert: int = 2000, reference_rows: int = 400, **detector: object
+) -> PipelineConfig:
     params = {"n_simulated": 50_000, "window": 100, "seed": 0}
     params.update(detector)
     return PipelineConfig(
@@ -65,7 +71,9 @@ def config(pipeline: str, *, ert: int = 2000, reference_rows: int = 400, **detec
 
 
 def open_store(tmp_path: Path) -> LifecycleStore:
-    return LifecycleStore.open(f"sqlite:///{tmp_path}/store.db", artifacts=str(tmp_path / "artifacts"))
+    return LifecycleStore.open(
+        f"sqlite:///{tmp_path}/store.db", artifacts=str(tmp_path / "artifacts")
+    )
 
 
 def batches(items: list[RawMessage], size: int) -> list[list[RawMessage]]:

@@ -81,8 +81,11 @@ def test_good_json_events_become_rows_in_order() -> None:
             DeadLetterReason.FEATURE_MISMATCH,
         ),
         (json.dumps(event(0, features={"a": math.nan, "b": 1.0})).encode(), "non_finite"),
-        (b'{"event_id":"x","timestamp":"2026-01-01T00:00:00Z","pipeline":"fraud",'
-         b'"features":{"a":1e999,"b":1}}', "non_finite"),
+        (
+            b'{"event_id":"x","timestamp":"2026-01-01T00:00:00Z","pipeline":"fraud",'
+            b'"features":{"a":1e999,"b":1}}',
+            "non_finite",
+        ),
         (json.dumps(event(0, timestamp="2026-01-01T00:00:00")).encode(), "schema_violation"),
         (json.dumps(event(0, extra=1)).encode(), "schema_violation"),
         (json.dumps(event(0, features={"a": "high", "b": 1.0})).encode(), "schema_violation"),
@@ -95,7 +98,12 @@ def test_bad_json_is_dead_lettered_with_reason(value: bytes, reason: str) -> Non
     assert out.rows.event_ids == ["e1"]
     assert reasons(out) == [DeadLetterReason(reason).value]
     dead = out.dead_letters[0]
-    assert (dead.payload, dead.key, dead.source_offset, dead.source_partition) == (value, b"k", 7, 3)
+    assert (dead.payload, dead.key, dead.source_offset, dead.source_partition) == (
+        value,
+        b"k",
+        7,
+        3,
+    )
     assert dead.source_topic == f"{P}.inputs" and dead.detail
     # The dead letter survives its own trip through the DLQ byte for byte.
     assert DeadLetter.from_json(dead.to_json()).payload == value
@@ -124,7 +132,10 @@ def test_values_pydantic_converts_are_accepted_like_pydantic() -> None:
 
 def test_first_valid_event_fixes_feature_names_and_key_order_does_not_matter() -> None:
     out = decode_inputs(
-        [jmsg(event(0, features={"b": 2.0, "a": 1.0})), jmsg(event(1, features={"a": 3.0, "b": 4.0}), 1)],
+        [
+            jmsg(event(0, features={"b": 2.0, "a": 1.0})),
+            jmsg(event(1, features={"a": 3.0, "b": 4.0}), 1),
+        ],
         pipeline=P,
     )
     assert out.rows.feature_names == ("b", "a")
@@ -189,9 +200,7 @@ def test_rows_table_has_archive_layout() -> None:
 def test_labels_are_validated_and_tabled() -> None:
     good = [LabelEvent(event_id=f"e{i}", label=i % 2, timestamp=T0).to_json() for i in range(3)]
     wrong = LabelEvent(event_id="x", label=1, timestamp=T0, pipeline="other").to_json()
-    out = decode_labels(
-        [msg(v, i) for i, v in enumerate([*good, b"{", wrong])], pipeline=P
-    )
+    out = decode_labels([msg(v, i) for i, v in enumerate([*good, b"{", wrong])], pipeline=P)
     assert out.table is not None
     assert out.table.column("label").to_pylist() == [0, 1, 0]
     assert out.table.column("offset").to_pylist() == [0, 1, 2]
@@ -252,8 +261,14 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
     for key, strategy in [
         ("schema_version", st.sampled_from([1, 2, "1", True, 1.0])),
         ("model_version", st.one_of(st.none(), st.text(max_size=5), st.integers())),
-        ("prediction", st.one_of(st.none(), finite, st.integers(), st.text(max_size=3), st.booleans())),
-        ("probabilities", st.one_of(st.none(), st.lists(st.one_of(finite, st.booleans()), max_size=3))),
+        (
+            "prediction",
+            st.one_of(st.none(), finite, st.integers(), st.text(max_size=3), st.booleans()),
+        ),
+        (
+            "probabilities",
+            st.one_of(st.none(), st.lists(st.one_of(finite, st.booleans()), max_size=3)),
+        ),
         ("surprise", st.integers()),
     ]:
         if draw(st.booleans()) and draw(st.booleans()):

@@ -51,12 +51,22 @@ def test_known_drift_gives_exactly_its_event_and_no_drift_gives_none(
     drifting, steady = pipeline_run("drift"), pipeline_run("steady")
     for run in (drifting, steady):
         run.start_worker()
-    replay(drifting.settings, file, inject="shift", at=4000, magnitude=1.5,
-           inject_features=["f0"], progress=False)
-    replay(steady.settings, file, progress=False)
+    replay(
+        drifting.settings,
+        file,
+        inject="shift",
+        at=4000,
+        magnitude=1.5,
+        inject_features=["f0"],
+        progress=False,
+    )
+    replay(steady.settings, file, labels_delay=100, progress=False)
     for run in (drifting, steady):
-        wait_for(lambda r=run: r.archived() >= 6000, 120, f"{run.name}: 6000 archived rows\n"
-                 + run.logs())
+        wait_for(
+            lambda r=run: r.archived() >= 6000,
+            120,
+            f"{run.name}: 6000 archived rows\n" + run.logs(),
+        )
 
     (message,) = drifting.read(drifting.settings.topics.drift, want=1)
     event = DriftEvent.from_json(message.value())
@@ -68,6 +78,13 @@ def test_known_drift_gives_exactly_its_event_and_no_drift_gives_none(
     assert event.features[0].name == "f0" and event.statistic > event.threshold
     assert event.window_end >= T0 + timedelta(milliseconds=4000)
     assert steady.read(steady.settings.topics.drift) == []
+    # Delayed labels went through the labels agent into the archive, joinable by event id.
+    labels = wait_for(
+        lambda: (t := steady.store.archive(steady.name).read_labels()).num_rows >= 6000 and t,
+        60,
+        "6000 archived labels",
+    )
+    assert set(labels.column("event_id").to_pylist()) == {f"row-{i}" for i in range(6000)}
 
 
 def produce_mixed(run: PipelineRun, good: int, bad: int, seed: int = 1) -> Counter[str]:
@@ -75,16 +92,25 @@ def produce_mixed(run: PipelineRun, good: int, bad: int, seed: int = 1) -> Count
     p = run.name
     x = np.random.default_rng(seed).normal(size=(good, 3))
     names = ["f0", "f1", "f2"]
-    kinds = ["malformed", "schema_version", "feature_mismatch", "non_finite", "oversized",
-             "unknown_content_type", "wrong_pipeline", "schema_violation"]
+    kinds = [
+        "malformed",
+        "schema_version",
+        "feature_mismatch",
+        "non_finite",
+        "oversized",
+        "unknown_content_type",
+        "wrong_pipeline",
+        "schema_violation",
+    ]
     bad_at = set(np.linspace(0, good - 1, bad).astype(int).tolist())
     producer = make_producer(run.settings, linger_ms=20)
     sent: Counter[str] = Counter()
     k = 0
     for i in range(good):
         value = event_bytes(p, i, x[i], names)
-        producer.produce(run.settings.topics.inputs, value, key=f"row-{i}".encode(),
-                         headers=list(JSON_HEADERS))
+        producer.produce(
+            run.settings.topics.inputs, value, key=f"row-{i}".encode(), headers=list(JSON_HEADERS)
+        )
         if i in bad_at:
             kind = kinds[k % len(kinds)]
             k += 1
@@ -98,7 +124,9 @@ def produce_mixed(run: PipelineRun, good: int, bad: int, seed: int = 1) -> Count
             elif kind == "feature_mismatch":
                 raw = orjson.dumps({**doc, "features": {"f0": 1.0, "zz": 2.0, "f2": 3.0}})
             elif kind == "non_finite":
-                raw = json.dumps({**doc, "features": {"f0": float("nan"), "f1": 1, "f2": 2}}).encode()
+                raw = json.dumps(
+                    {**doc, "features": {"f0": float("nan"), "f1": 1, "f2": 2}}
+                ).encode()
             elif kind == "oversized":
                 raw = orjson.dumps({**doc, "model_version": "x" * 5000})
             elif kind == "unknown_content_type":
@@ -107,8 +135,9 @@ def produce_mixed(run: PipelineRun, good: int, bad: int, seed: int = 1) -> Count
                 raw = orjson.dumps({**doc, "pipeline": "someone-else"})
             else:
                 raw = orjson.dumps({**doc, "timestamp": "yesterday"})
-            producer.produce(run.settings.topics.inputs, raw, key=f"bad-{k}".encode(),
-                             headers=headers)
+            producer.produce(
+                run.settings.topics.inputs, raw, key=f"bad-{k}".encode(), headers=headers
+            )
             sent[kind] += 1
         if i % 5000 == 0:
             producer.poll(0)
@@ -132,8 +161,8 @@ def test_malformed_messages_go_to_the_dlq_and_good_rows_are_archived_once(pipeli
     assert worker.poll() is None, "the worker survived every bad message"
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
     text = metrics.decode()
-    assert 'driftline_dead_letters_total{pipeline="%s",reason="malformed"} %d.0' % (
-        run.name, sent["malformed"]) in text
+    malformed = f'driftline_dead_letters_total{{pipeline="{run.name}",reason="malformed"}}'
+    assert f"{malformed} {sent['malformed']}.0" in text
     assert "driftline_events_total" in text and "driftline_consumer_lag" in text
 
 
@@ -164,9 +193,14 @@ def test_sigkill_mid_replay_loses_nothing_and_restores_the_detector(
     replay(run.settings, file, rate=6000, progress=False, on_sent=kill_midway)
     assert killed, "the worker was killed mid-replay"
     table = pq.read_table(file)
-    wait_for(lambda: len(set(run.store.archive(run.name).read_rows().column("event_id")
-                             .to_pylist())) >= n, 180, "every event id archived\n" + run.logs(),
-             poll=2.0)
+    wait_for(
+        lambda: (
+            len(set(run.store.archive(run.name).read_rows().column("event_id").to_pylist())) >= n
+        ),
+        180,
+        "every event id archived\n" + run.logs(),
+        poll=2.0,
+    )
     assert run.workers[-1].poll() is None
     time.sleep(2.5)  # one more checkpoint interval: the state covers every row
 
@@ -221,11 +255,22 @@ class SecondBroker:
         jars = cache / f"kafka-{version}" / "jars"
         log = open(self.state / "restart.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            ["java", "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-             f"-Dlog4j2.configurationFile={REPO / 'scripts/kafka/log4j2.properties'}",
-             f"-Dkafka.logs.file={self.state / 'server.log'}", "-cp", f"{jars}/*",
-             "kafka.Kafka", str(self.state / "server.properties")],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                "java",
+                "-Xms256m",
+                "-Xmx1g",
+                "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={REPO / 'scripts/kafka/log4j2.properties'}",
+                f"-Dkafka.logs.file={self.state / 'server.log'}",
+                "-cp",
+                f"{jars}/*",
+                "kafka.Kafka",
+                str(self.state / "server.properties"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         (self.state / "broker.pid").write_text(str(proc.pid))
         from tests.conftest import _broker_answers
@@ -243,7 +288,8 @@ def second_broker(tmp_path: Path):
     broker.stop()
 
 
-def test_worker_recovers_by_itself_when_the_broker_restarts(pipeline_run, second_broker) -> None:
+def test_worker_recovers_by_itself_when_the_broker_restarts(second_broker, pipeline_run) -> None:
+    # second_broker comes first so the pipeline (and its worker) is torn down before it.
     run = pipeline_run("restart", bootstrap=second_broker.bootstrap)
     worker = run.start_worker()
     x = np.random.default_rng(9).normal(size=(20_000, 4))
@@ -253,10 +299,17 @@ def test_worker_recovers_by_itself_when_the_broker_restarts(pipeline_run, second
         for start in range(lo, hi, 1000):
             part = x[start : min(hi, start + 1000)]
             batch = InferenceBatch.from_arrays(
-                run.name, [f"row-{i}" for i in range(start, start + len(part))],
-                [T0] * len(part), part, ["f0", "f1", "f2", "f3"])
-            producer.produce(run.settings.topics.inputs, batch.to_ipc(),
-                             headers=[(CONTENT_TYPE_HEADER, ARROW_CONTENT_TYPE.encode())])
+                run.name,
+                [f"row-{i}" for i in range(start, start + len(part))],
+                [T0] * len(part),
+                part,
+                ["f0", "f1", "f2", "f3"],
+            )
+            producer.produce(
+                run.settings.topics.inputs,
+                batch.to_ipc(),
+                headers=[(CONTENT_TYPE_HEADER, ARROW_CONTENT_TYPE.encode())],
+            )
         assert producer.flush(60) == 0
 
     send(0, 10_000)

@@ -151,8 +151,13 @@ def test_new_champion_becomes_the_reference(tmp_path: Path) -> None:
     rows = store.archive(P).read_rows()
     version = store.snapshot(P, rows.slice(500, 500), parents=[], combine="root")
     event = ModelVersionEvent(
-        pipeline=P, deployment_id="d1", model_version_id="m1", artifact_uri="file:///m",
-        content_hash="0" * 64, framework="torch", feature_names=["f0", "f1", "f2"],
+        pipeline=P,
+        deployment_id="d1",
+        model_version_id="m1",
+        artifact_uri="file:///m",
+        content_hash="0" * 64,
+        framework="torch",
+        feature_names=["f0", "f1", "f2"],
         data_version_id=version.id,
     )
     step.on_model_version(event)
@@ -186,3 +191,13 @@ def test_bad_state_bytes_are_refused(tmp_path: Path) -> None:
     other = MonitorStep(config("other"), open_store(tmp_path / "o"), pipeline="other")
     with pytest.raises(ValueError, match="cannot restore pipeline"):
         step.restore(other.state_bytes())
+
+
+def test_ood_flags_name_the_far_events(tmp_path: Path) -> None:
+    x = gaussian(1000)
+    x[900, :] = 25.0  # far from everything in the reference
+    step = MonitorStep(config(P), open_store(tmp_path), pipeline=P, emit_ood=True)
+    flags = [f for out in run(step, messages(P, x)) for f in out.ood_flags]
+    assert "row-900" in {f.event_id for f in flags}
+    assert len(flags) < 20, "in-distribution rows are rarely flagged"
+    assert all(f.score > f.threshold for f in flags)

@@ -79,12 +79,15 @@ def test_replay_worker_retrainer_subscriber(
     kafka_bootstrap: str, loop_pipeline_factory: Any, tmp_path: Path, read_topic: Any
 ) -> None:
     # A training needs 400 labelled rows: the first alarm comes before the drifted rows'
-    # labels (1000 rows late) and is SKIPPED, asking for labels; a later alarm trains.
-    lp = loop_pipeline_factory(selection={"min_labelled_rows": 400})
+    # labels (1000 rows late) and is SKIPPED, asking for labels; an alarm of the same
+    # episode comes again every ert=1000 rows while the drift lasts, and one of them trains.
+    lp = loop_pipeline_factory(
+        selection={"min_labelled_rows": 400}, detector={"reference_rows": 500, "ert": 1000}
+    )
     config = ["--config", str(lp.config_file)]
     before, after = tmp_path / "before.parquet", tmp_path / "after.parquet"
-    labelled_file(before, "a", 700, seed=1)
-    x_after, y_after = labelled_file(after, "b", 3500, seed=2)
+    labelled_file(before, "a", 600, seed=1)
+    x_after, y_after = labelled_file(after, "b", 4500, seed=2)
     logs = [tmp_path / "worker.log", tmp_path / "retrainer.log"]
 
     def replay(path: Path, *options: str) -> None:

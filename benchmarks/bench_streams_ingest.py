@@ -1,0 +1,301 @@
+"""Throughput of the Faust monitor vs a raw confluent-kafka consume+decode loop, same topic.
+
+For JSON single events and for Arrow record batches, one topic is filled once; then, side by
+side in one run:
+
+* **raw**: a confluent-kafka consumer reads the topic from the start and decodes every message
+  into a feature matrix (orjson per event / Arrow IPC per batch) — the floor any monitor pays;
+* **MonitorStep**: the monitor's processing step alone (decode, validate, archive, sketch,
+  detect) on the same messages in this process, no broker — where the time goes;
+* **Faust monitor**: ``driftline worker`` (a separate process) consuming the topic; its rate is
+  read from its Prometheus counter between 5% and 100% of the rows, so start-up and the first
+  reference fit are not counted.
+
+    python benchmarks/bench_streams_ingest.py            # ~3-4 minutes on 2 cores
+    python benchmarks/bench_streams_ingest.py --json-events 50000 --arrow-rows 500000
+
+Needs a broker (``KAFKA_BOOTSTRAP_SERVERS``, default 127.0.0.1:9092). Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pyarrow as pa
+
+from lifecycle_store import LifecycleStore
+from schemas import ARROW_CONTENT_TYPE, CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE, InferenceBatch
+from streams.kafka_io import (
+    admin_client,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    to_raw_message,
+)
+from streams.messages import RawMessage
+from streams.monitor import MonitorStep
+from streams.settings import Settings
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def fill(settings: Settings, kind: str, rows: int, d: int, batch_rows: int) -> int:
+    """Produce ``rows`` rows to the pipeline's input topic; return the number of messages."""
+    producer = make_producer(settings, linger_ms=50, batch_num_messages=10000)
+    x = np.random.default_rng(0).normal(size=(rows, d))
+    names = [f"f{j}" for j in range(d)]
+    topic = settings.topics.inputs
+    messages = 0
+    if kind == "json":
+        headers = [(CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode())]
+        for i in range(rows):
+            doc = {
+                "event_id": f"e{i}",
+                "timestamp": "2026-01-01T00:00:00Z",
+                "pipeline": settings.pipeline,
+                "features": dict(zip(names, x[i].tolist(), strict=True)),
+            }
+            while True:
+                try:
+                    producer.produce(topic, orjson.dumps(doc), headers=headers)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            messages += 1
+    else:
+        headers = [(CONTENT_TYPE_HEADER, ARROW_CONTENT_TYPE.encode())]
+        for lo in range(0, rows, batch_rows):
+            part = x[lo : lo + batch_rows]
+            batch = InferenceBatch.from_arrays(
+                settings.pipeline,
+                [f"e{i}" for i in range(lo, lo + len(part))],
+                [T0] * len(part),
+                part,
+                names,
+            )
+            producer.produce(topic, batch.to_ipc(), headers=headers)
+            producer.poll(0)
+            messages += 1
+    assert producer.flush(120) == 0
+    return messages
+
+
+def raw_rate(settings: Settings, kind: str, messages: int, d: int) -> float:
+    """Rows per second of a plain consume+decode loop over the whole topic."""
+    consumer = make_consumer(settings, f"bench-raw-{uuid.uuid4().hex[:8]}")
+    consumer.subscribe([settings.topics.inputs])
+    names = [f"f{j}" for j in range(d)]
+    seen = rows = 0
+    started = None
+    while seen < messages:
+        batch = consumer.consume(num_messages=1000, timeout=1.0)
+        if not batch:
+            continue
+        if started is None:
+            started = time.perf_counter()
+        if kind == "json":
+            docs = [orjson.loads(m.value()) for m in batch]
+            x = np.array([[doc["features"][n] for n in names] for doc in docs], dtype=np.float64)
+            rows += len(x)
+        else:
+            for m in batch:
+                table = pa.ipc.open_stream(pa.py_buffer(m.value())).read_all()
+                x = np.column_stack([table.column(n).to_numpy() for n in names])
+                rows += len(x)
+        seen += len(batch)
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    consumer.close()
+    return rows / elapsed
+
+
+def step_rate(settings: Settings, root: Path, kind: str, messages: int, batch: int) -> float:
+    """Rows per second of MonitorStep alone on the topic's messages (read beforehand)."""
+    consumer = make_consumer(settings, f"bench-step-{uuid.uuid4().hex[:8]}")
+    consumer.subscribe([settings.topics.inputs])
+    raw: list[RawMessage] = []
+    while len(raw) < messages:
+        raw.extend(to_raw_message(m) for m in consumer.consume(num_messages=1000, timeout=1.0))
+    consumer.close()
+    store = LifecycleStore.open(
+        f"sqlite:///{root}/step-{uuid.uuid4().hex[:6]}.db", artifacts=str(root / "step-artifacts")
+    )
+    step = MonitorStep(settings.config, store, pipeline=settings.pipeline, archive_rows=50_000)
+    size = batch if kind == "json" else 1
+    warm = max(size, messages // 20)
+    for lo in range(0, warm, size):  # the reference fit is start-up, not throughput
+        step.process(raw[lo : lo + size])
+    started = time.perf_counter()
+    rows = 0
+    for lo in range(warm, messages, size):
+        rows += step.process(raw[lo : lo + size]).rows
+    step.flush()
+    elapsed = time.perf_counter() - started
+    store.close()
+    return rows / elapsed
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def faust_rate(config_file: Path, rows: int, port: int, log: Path) -> float:
+    """Rows per second of ``driftline worker`` between 5% and 100% of the rows."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from streams.cli import main; main()",
+                "worker",
+                "--config",
+                str(config_file),
+                "--metrics-port",
+                str(port),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        first = last = None
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            done = events_total(port)
+            now = time.perf_counter()
+            if first is None and done >= 0.05 * rows:
+                first = (now, done)
+            if done >= rows:
+                last = (now, done)
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"the worker exited; see {log}")
+            time.sleep(0.05)
+        if first is None or last is None:
+            raise RuntimeError(f"the worker did not finish; see {log}")
+        return (last[1] - first[1]) / (last[0] - first[0])
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def events_total(port: int) -> float:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
+    except OSError:
+        return 0.0
+    match = re.search(rb"^driftline_events_total\{[^}]*\} (\S+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def write_config(root: Path, pipeline: str, bootstrap: str, batch: int) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "driftline.toml"
+    path.write_text(
+        f'kafka_bootstrap_servers = "{bootstrap}"\npartitions = 1\n'
+        f'store_url = "sqlite:///{root}/store.db"\nartifacts = "{root}/artifacts"\n'
+        f'state_dir = "{root}/state"\nbatch_size = {batch}\nbatch_timeout_s = 0.05\n'
+        f'[pipeline]\nname = "{pipeline}"\n[pipeline.detector]\nreference_rows = 2000\n'
+        "[pipeline.detector.params]\nn_simulated = 200000\n"
+    )
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json-events", type=int, default=100_000)
+    parser.add_argument("--arrow-rows", type=int, default=1_000_000)
+    parser.add_argument("--arrow-batch", type=int, default=10_000, help="rows per Arrow message")
+    parser.add_argument("--features", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=1000, help="worker micro-batch (messages)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of raw and MonitorStep")
+    args = parser.parse_args()
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, rows, goal_rate, goal_ratio in (
+            ("json", args.json_events, 50_000, 0.6),
+            ("arrow", args.arrow_rows, 2_000_000, 0.8),
+        ):
+            pipeline = f"bench-{kind}-{uuid.uuid4().hex[:8]}"
+            root = Path(tmp) / pipeline
+            config_file = write_config(root, pipeline, bootstrap, args.batch)
+            settings = Settings.load(config_file)
+            ensure_topics(settings)
+            try:
+                messages = fill(settings, kind, rows, args.features, args.arrow_batch)
+                raw = statistics.median(
+                    raw_rate(settings, kind, messages, args.features) for _ in range(args.repeats)
+                )
+                step = statistics.median(
+                    step_rate(settings, root, kind, messages, args.batch)
+                    for _ in range(args.repeats)
+                )
+                faust = faust_rate(config_file, rows, free_port(), root / "worker.log")
+                raw_after = raw_rate(settings, kind, messages, args.features)
+            finally:
+                drop_topics(settings, pipeline)
+            results.append(
+                (
+                    kind,
+                    rows,
+                    messages,
+                    statistics.median([raw, raw_after]),
+                    step,
+                    faust,
+                    goal_rate,
+                    goal_ratio,
+                )
+            )
+    print_table(results, args)
+
+
+def drop_topics(settings: Settings, pipeline: str) -> None:
+    admin = admin_client(settings)
+    names = [t for t in admin.list_topics(timeout=10).topics if pipeline in t]
+    for future in admin.delete_topics(names).values():
+        with contextlib.suppress(Exception):  # gone already
+            future.result(timeout=30)
+
+
+def print_table(results: list[tuple], args: argparse.Namespace) -> None:
+    fmt: Callable[[float], str] = lambda v: f"{v:,.0f}"  # noqa: E731
+    print(
+        f"\nfeatures={args.features}, worker batch={args.batch} messages, Arrow "
+        f"{args.arrow_batch} rows/message, medians of {args.repeats} raw/step runs\n"
+    )
+    print(
+        "| payload | rows | raw consume+decode (rows/s) | MonitorStep alone (rows/s) "
+        "| Faust monitor (rows/s) | Faust / raw | goal |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for kind, rows, _messages, raw, step, faust, goal_rate, goal_ratio in results:
+        print(
+            f"| {kind} | {fmt(rows)} | {fmt(raw)} | {fmt(step)} | {fmt(faust)} | "
+            f"{faust / raw:.0%} | >= {fmt(goal_rate)}/s and >= {goal_ratio:.0%} of raw |"
+        )
+
+
+if __name__ == "__main__":
+    main()

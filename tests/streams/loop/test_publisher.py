@@ -1,0 +1,49 @@
+"""KafkaPublisher: confirmed delivery, the right topic and key, a clear error otherwise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from retrainer.publisher import Publisher
+from schemas import LabelRequest, ModelVersionEvent
+from streams.publisher import KafkaPublisher, PublishError
+from streams.settings import Settings
+
+
+@pytest.mark.kafka
+def test_publishes_to_the_pipeline_topics_with_keys_and_content_type(
+    loop_pipeline_factory: Any, event_factory: Any, read_topic: Any
+) -> None:
+    lp = loop_pipeline_factory()
+    publisher = KafkaPublisher(lp.settings)
+    assert isinstance(publisher, Publisher)
+    event: ModelVersionEvent = event_factory(lp.name, 1.0)
+    request = LabelRequest(
+        request_id="r-1", pipeline=lp.name, event_ids=["e1", "e2"], reason="few labels"
+    )
+    publisher.publish_model_version(event)
+    publisher.publish_label_request(request)
+    publisher.close()
+    assert publisher.published == 2
+    [versions] = read_topic(lp.settings.topics.model_versions, expect=1)
+    assert versions.key() == f"{lp.name}/champion".encode()
+    assert ModelVersionEvent.from_json(versions.value()) == event
+    assert dict(versions.headers())["content-type"] == b"application/json"
+    [requests] = read_topic(lp.settings.topics.label_requests, expect=1)
+    assert requests.key() == lp.name.encode()
+    assert LabelRequest.from_json(requests.value()) == request
+
+
+def test_an_unreachable_broker_raises_publish_error(event_factory: Any) -> None:
+    settings = Settings(pipeline="fraud", kafka_bootstrap_servers="127.0.0.1:1")
+    publisher = KafkaPublisher(settings, delivery_timeout_s=1.0)
+    with pytest.raises(PublishError, match=r"not confirmed.*127\.0\.0\.1:1.*retried"):
+        publisher.publish_model_version(event_factory("fraud", 1.0))
+    assert publisher.published == 0
+
+
+def test_delivery_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="delivery_timeout_s must be > 0, got 0"):
+        KafkaPublisher(Settings(pipeline="fraud"), delivery_timeout_s=0)
