@@ -7,6 +7,8 @@ side in one run:
   into a feature matrix (orjson per event / Arrow IPC per batch) — the floor any monitor pays;
 * **MonitorStep**: the monitor's processing step alone (decode, validate, archive, sketch,
   detect) on the same messages in this process, no broker — where the time goes;
+* **bare Faust**: a Faust agent that only counts ``noack_take`` batches of the same topic —
+  the ceiling any Faust agent has on this machine;
 * **Faust monitor**: ``driftline worker`` (a separate process) consuming the topic; its rate is
   read from its Prometheus counter between 5% and 100% of the rows, so start-up and the first
   reference fit are not counted.
@@ -150,6 +152,50 @@ def step_rate(settings: Settings, root: Path, kind: str, messages: int, batch: i
     return rows / elapsed
 
 
+# A Faust agent doing nothing but take batches: Faust's own per-message cost, no monitoring.
+BARE_AGENT = """
+import os, sys, time, faust
+topic, n, bootstrap, data = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+app = faust.App("bare-" + topic, broker="kafka://" + bootstrap, value_serializer="raw",
+                web_enabled=False, datadir=data, stream_wait_empty=False,
+                consumer_auto_offset_reset="earliest")
+state = {"n": 0, "t0": None}
+@app.agent(app.topic(topic, value_serializer="raw", acks=False))
+async def count(stream):
+    async for events in stream.noack_take(1000, within=0.2):
+        state["t0"] = state["t0"] or time.perf_counter()
+        state["n"] += len(events)
+        if state["n"] >= n:
+            print("RATE", state["n"] / (time.perf_counter() - state["t0"]), flush=True)
+            os._exit(0)
+sys.argv = [sys.argv[0], "worker", "-l", "warn"]
+app.main()
+"""
+
+
+def bare_faust_rate(settings: Settings, messages: int, root: Path) -> float:
+    """Messages per second a do-nothing Faust agent takes from the topic."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            BARE_AGENT,
+            settings.topics.inputs,
+            str(messages),
+            settings.kafka_bootstrap_servers,
+            str(root / "bare"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    match = re.search(r"RATE (\S+)", out.stdout + out.stderr)
+    if match is None:
+        raise RuntimeError(f"the bare Faust agent failed:\n{out.stderr[-2000:]}")
+    return float(match.group(1))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -209,13 +255,13 @@ def events_total(port: int) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def write_config(root: Path, pipeline: str, bootstrap: str, batch: int) -> Path:
+def write_config(root: Path, pipeline: str, bootstrap: str, batch: int, timeout: float) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     path = root / "driftline.toml"
     path.write_text(
         f'kafka_bootstrap_servers = "{bootstrap}"\npartitions = 1\n'
         f'store_url = "sqlite:///{root}/store.db"\nartifacts = "{root}/artifacts"\n'
-        f'state_dir = "{root}/state"\nbatch_size = {batch}\nbatch_timeout_s = 0.05\n'
+        f'state_dir = "{root}/state"\nbatch_size = {batch}\nbatch_timeout_s = {timeout}\n'
         f'[pipeline]\nname = "{pipeline}"\n[pipeline.detector]\nreference_rows = 2000\n'
         "[pipeline.detector.params]\nn_simulated = 200000\n"
     )
@@ -229,6 +275,8 @@ def main() -> None:
     parser.add_argument("--arrow-batch", type=int, default=10_000, help="rows per Arrow message")
     parser.add_argument("--features", type=int, default=16)
     parser.add_argument("--batch", type=int, default=1000, help="worker micro-batch (messages)")
+    parser.add_argument("--batch-timeout", type=float, default=0.2, help="worker take() wait (s)")
+    parser.add_argument("--payloads", default="json,arrow", help="which payloads to measure")
     parser.add_argument("--repeats", type=int, default=3, help="runs of raw and MonitorStep")
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -238,9 +286,11 @@ def main() -> None:
             ("json", args.json_events, 50_000, 0.6),
             ("arrow", args.arrow_rows, 2_000_000, 0.8),
         ):
+            if kind not in args.payloads.split(","):
+                continue
             pipeline = f"bench-{kind}-{uuid.uuid4().hex[:8]}"
             root = Path(tmp) / pipeline
-            config_file = write_config(root, pipeline, bootstrap, args.batch)
+            config_file = write_config(root, pipeline, bootstrap, args.batch, args.batch_timeout)
             settings = Settings.load(config_file)
             ensure_topics(settings)
             try:
@@ -252,6 +302,7 @@ def main() -> None:
                     step_rate(settings, root, kind, messages, args.batch)
                     for _ in range(args.repeats)
                 )
+                bare = bare_faust_rate(settings, messages, root) * rows / messages
                 faust = faust_rate(config_file, rows, free_port(), root / "worker.log")
                 raw_after = raw_rate(settings, kind, messages, args.features)
             finally:

@@ -31,6 +31,7 @@ import logging
 import time
 import weakref
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from schemas import (
@@ -69,8 +70,6 @@ def app_id(pipeline: str) -> str:
 
 def to_raw_message(message: Any) -> RawMessage:
     """A Faust/aiokafka message as a `RawMessage`."""
-    from datetime import UTC, datetime
-
     headers = message.headers or ()
     pairs = headers.items() if isinstance(headers, dict) else headers
     return RawMessage(
@@ -202,7 +201,6 @@ def create_app(
         stream_wait_empty=False,
         web_enabled=False,
     )
-    app.step = step  # type: ignore[attr-defined]
 
     def topic(name: str, partitions: int | None = None) -> Any:
         # Raw bytes in and out: a bad message reaches the DLQ exactly as it was sent.
@@ -214,7 +212,6 @@ def create_app(
     dlq, drift, ood = topic(topics.dlq), topic(topics.drift), topic(topics.ood)
     table = app.Table(STATE_TABLE, partitions=settings.partitions, key_type=bytes, value_type=bytes)
     ckpt = Checkpointer(app, step, table, metrics)
-    app.checkpointer = ckpt  # type: ignore[attr-defined]
 
     async def publish(out: MonitorOutput) -> None:
         await send_dead_letters(out.dead_letters)

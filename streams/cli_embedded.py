@@ -222,12 +222,12 @@ def _print_summary(result: Report, out: Path) -> None:
         console.print(table)
         console.print(f"False alarms in clean stretches: {len(result.false_alarms)}")
     names = version_names(run, result.concepts)
-    gains = {g.model_version_id: g for g in result.gains}
+    gains = {(g.row, g.model_version_id): g for g in result.gains}
     table = Table(title=f"Trainings of the {run.policy} policy")
     for col in ("row", "trigger", "outcome", "warm-started from", "accuracy old -> new"):
         table.add_column(col)
     for t in run.trainings:
-        gain = gains.get(t.model_version_id or "")
+        gain = gains.get((t.row, t.model_version_id or "")) if t.deployed else None
         table.add_row(
             str(t.row),
             t.trigger,

@@ -31,9 +31,11 @@ reference. After a DriftEvent the detector is reset and monitoring continues aga
 reference (one drift *episode* per reference; the retrainer debounces by episode).
 
 **Exactly-once effect on state under at-least-once delivery.** The step remembers the next
-offset of every input partition it has folded into its state; rows re-delivered after a crash
-(offsets below it) are archived again (the archive drops them by event id) but never counted
-twice by the detectors, so a restored state plus a replay equals an uninterrupted run.
+offset of every input partition it has folded into its state; messages re-delivered after a
+crash (offsets below it) are skipped whole — their rows were archived before the checkpoint
+that recorded the offsets — so a restored state plus a replay equals an uninterrupted run.
+Rows re-delivered *beyond* the last checkpoint are archived again; the archive keeps one row
+per event id when read.
 
 >>> import tempfile, numpy as np
 >>> from datetime import datetime, timezone
@@ -95,6 +97,7 @@ __all__ = ["LabelOutput", "MonitorOutput", "MonitorStep"]
 SKETCH_ROWS_PER_BATCH = 32
 SKETCH_K = 64
 _SKETCH_BLOCK = 4 * SKETCH_K
+DETECT_CHUNK = 4096
 _STATE_MAGIC = b"DLMON\x00\x01\x00"
 
 
@@ -145,17 +148,19 @@ class _Partition:
         self.window_min_us = self.window_max_us = None
         self.rows = 0
 
-    def extend_window(self, rows: Rows) -> None:
-        if len(rows) == 0:
+    def extend_window(self, rows: Rows, start: int, stop: int) -> None:
+        """Rows ``start:stop`` of ``rows`` were monitored."""
+        if stop <= start:
             return
         if self.window_start_offset is None:
-            self.window_start_offset = int(rows.offsets[0])
-        lo, hi = int(rows.timestamps_us.min()), int(rows.timestamps_us.max())
+            self.window_start_offset = int(rows.offsets[start])
+        stamps = rows.timestamps_us[start:stop]
+        lo, hi = int(stamps.min()), int(stamps.max())
         self.window_min_us = lo if self.window_min_us is None else min(self.window_min_us, lo)
         self.window_max_us = hi if self.window_max_us is None else max(self.window_max_us, hi)
-        self.rows += len(rows)
+        self.rows += stop - start
         if self.since_alarm is not None:
-            self.since_alarm += len(rows)
+            self.since_alarm += stop - start
 
     def sample(self, x: np.ndarray) -> None:
         stride = max(1, len(x) // SKETCH_ROWS_PER_BATCH)
@@ -521,32 +526,39 @@ class MonitorStep:
             monitor.sample(part.features)
             if self._ood is not None:
                 out.ood_flags.extend(self._ood_flags(part))
-            while len(part):
-                result = monitor.detector.update(part.features)
+            x, start = part.features, 0
+            while start < len(part):
+                # Bounded chunks: after an alarm the rest of the chunk is fed again to the
+                # reset detector, so an alarm costs at most one chunk, not the whole batch.
+                stop = min(len(part), start + DETECT_CHUNK)
+                result = monitor.detector.update(x[start:stop])
                 ratio = result.statistic / result.threshold if result.threshold else 0.0
                 if best is None or ratio >= best[0]:
                     best = (ratio, result.statistic, result.threshold)
                 if not result.drift or result.index is None:
-                    monitor.extend_window(part)
-                    break
-                upto = part.take(np.arange(result.index + 1))
-                monitor.extend_window(upto)
+                    monitor.extend_window(part, start, stop)
+                    start = stop
+                    continue
+                end = start + result.index + 1
+                monitor.extend_window(part, start, end)
                 if monitor.since_alarm is None or monitor.since_alarm >= holdoff:
-                    out.drift_events.append(self._drift_event(int(p), monitor, upto, result))
+                    out.drift_events.append(
+                        self._drift_event(int(p), monitor, part, end - 1, result)
+                    )
                     monitor.since_alarm = 0
                 else:
                     out.suppressed_alarms += 1
                 monitor.detector.reset()
                 monitor.start_window()
-                part = part.take(np.arange(result.index + 1, len(part)))
+                start = end
         if best is not None:
             out.statistic, out.threshold = best[1], best[2]
 
     def _drift_event(
-        self, partition: int, monitor: _Partition, upto: Rows, result: Any
+        self, partition: int, monitor: _Partition, rows: Rows, row: int, result: Any
     ) -> DriftEvent:
-        topic = upto.topics[-1]
-        end_offset = int(upto.offsets[-1])
+        topic = rows.topics[row]
+        end_offset = int(rows.offsets[row])
         start_offset = (
             monitor.window_start_offset if monitor.window_start_offset is not None else end_offset
         )
@@ -555,7 +567,7 @@ class MonitorStep:
             "drift-"
             + hashlib.sha256(
                 f"{self.pipeline}\0{self.reference_data_version}\0{topic}\0{partition}\0"
-                f"{end_offset}\0{upto.event_ids[-1]}".encode()
+                f"{end_offset}\0{rows.event_ids[row]}".encode()
             ).hexdigest()[:24]
         )
         return DriftEvent(

@@ -117,16 +117,13 @@ class KafkaPublisher:
                 count += 1
                 self._producer.poll(0)
             remaining = self._producer.flush(self.delivery_timeout_s)
-        if remaining:
+        if remaining or errors:
+            cause = f" ({errors[0]})" if errors else ""
             raise PublishError(
-                f"{remaining} record(s) not confirmed by the broker at "
-                f"{self.settings.kafka_bootstrap_servers} within {self.delivery_timeout_s}s; "
-                "check that the broker is up (they stay pending and are retried)"
-            )
-        if errors:
-            raise PublishError(
-                f"the broker rejected a record ({errors[0]}); check the topic exists and "
-                "accepts the producer's settings (they stay pending and are retried)"
+                f"{remaining + len(errors)} record(s) not confirmed by the broker at "
+                f"{self.settings.kafka_bootstrap_servers} within {self.delivery_timeout_s}s"
+                f"{cause}; check that the broker is up and the topic exists (outbox items "
+                "stay pending and are retried)"
             )
         self.published += count
         return count

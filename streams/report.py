@@ -134,7 +134,7 @@ def render_png(report: Report, path: Path) -> None:
     for ax in (ax_stat, ax_train, ax_acc):
         _draw_concepts(ax, report.concepts)
     _draw_statistic(ax_stat, primary, report)
-    _draw_trainings(ax_train, primary)
+    _draw_trainings(ax_train, primary, report.concepts)
     _draw_accuracy(ax_acc, report)
     _draw_cost(ax_cost, report)
     ax_acc.set_xlabel("stream row")
@@ -184,7 +184,7 @@ def _draw_statistic(ax: Any, run: RunResult, report: Report) -> None:
     ax.legend(loc="upper left", fontsize=8, ncols=4)
 
 
-def _draw_trainings(ax: Any, run: RunResult) -> None:
+def _draw_trainings(ax: Any, run: RunResult, concepts: list[Concept]) -> None:
     lanes = {"deployed": 3, "rejected": 2, "skipped": 1, "failed": 0}
     for outcome, lane in lanes.items():
         chosen = [t for t in run.trainings if training_outcome(t) == outcome]
@@ -198,10 +198,15 @@ def _draw_trainings(ax: Any, run: RunResult) -> None:
             zorder=4,
             label=f"{label} ({len(chosen)})",
         )
-    deployed_at = {d.model_version_id: d.row for d in run.deployments}
-    for i, d in enumerate(run.deployments):
+    deployed_at: dict[str, int] = {}
+    for d in run.deployments:
+        deployed_at.setdefault(d.model_version_id, d.row)
+    names = version_names(run, concepts)
+    for d in run.deployments:
         ax.axvline(d.row, color="#2ca02c", alpha=0.35, lw=2, zorder=1)
-        ax.text(d.row, 4.35, f"v{i + 1}", ha="center", fontsize=8, color="#2ca02c")
+        name = names.get(d.model_version_id, _short(d.model_version_id)).split(" ")[0]
+        again = " again" if deployed_at[d.model_version_id] < d.row else ""
+        ax.text(d.row, 4.35, name + again, ha="center", fontsize=8, color="#2ca02c")
     for t in run.trainings:
         parent = deployed_at.get(t.warm_start_from or "")
         if t.deployed and parent is not None:
@@ -369,8 +374,9 @@ def _trainings_table(report: Report) -> str:
 
 
 def version_names(run: RunResult, concepts: list[Concept]) -> dict[str, str]:
-    """Readable names of a run's models: ``v2 (B)`` is the second deployed model, trained
-    on concept B; a model that was trained but never deployed keeps a short id.
+    """Readable names of a run's models: ``v2 (B)`` is the second model deployed, trained
+    on concept B (a model deployed again keeps its name); a model that was trained but never
+    deployed keeps a short id.
 
     >>> from streams.embedded import DeploymentRecord
     >>> run = RunResult(policy="drift", pipeline="p", rows=9, seconds=0, trainings=[
@@ -380,10 +386,14 @@ def version_names(run: RunResult, concepts: list[Concept]) -> dict[str, str]:
     >>> version_names(run, [Concept(start=0, end=9, concept="A")])
     {'mv-1': 'v1 (A)'}
     """
-    deployed = {d.model_version_id: i + 1 for i, d in enumerate(run.deployments)}
+    deployed: dict[str, int] = {}
+    for d in run.deployments:
+        deployed.setdefault(d.model_version_id, len(deployed) + 1)
     names: dict[str, str] = {}
     for t in run.trainings:
-        if t.model_version_id is None:
+        # A training that reproduces a model already stored (model versions are content
+        # addressed) gets that model's name, from the training that first made it.
+        if t.model_version_id is None or t.model_version_id in names:
             continue
         concept = concept_at(concepts, max(t.row - 1, 0))
         number = deployed.get(t.model_version_id)
@@ -401,12 +411,15 @@ def _lineage_table(report: Report) -> str:
     run = report.run(report.primary)
     names = version_names(run, report.concepts)
     rows: list[list[object]] = []
+    seen: set[str] = set()
     for d in run.deployments:
         parent = d.parent_model_version_id
         accuracy = d.metrics.get("accuracy")
+        again = " again" if d.model_version_id in seen else ""
+        seen.add(d.model_version_id)
         rows.append(
             [
-                names.get(d.model_version_id, _short(d.model_version_id)),
+                names.get(d.model_version_id, _short(d.model_version_id)) + again,
                 d.row,
                 _short(d.model_version_id),
                 _short(d.data_version_id),

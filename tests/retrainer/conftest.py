@@ -90,7 +90,7 @@ class Feed:
             pa.table(
                 {
                     "event_id": ids,
-                    "label": pa.array([int(v) for v in y], pa.int64()),
+                    "label": pa.array(np.asarray(y).tolist()),
                     "timestamp": pa.array([at] * len(ids), pa.timestamp("us", tz="UTC")),
                 }
             )

@@ -115,3 +115,13 @@ def test_toml_without_pipeline_table() -> None:
         PipelineConfig.from_toml('[kafka]\nbootstrap = "x"\n')
     with pytest.raises(ConfigError, match="not valid TOML"):
         PipelineConfig.from_toml("[pipeline\nname=")
+
+
+def test_detector_section_builds_the_detector() -> None:
+    det = PipelineConfig.from_dict(
+        {"name": "p", "detector": {"kind": "mmd", "ert": 5000, "params": {"window": 200}}}
+    ).detector.build()
+    assert type(det).__name__ == "OnlineMMD" and det.ert == 5000 and det.window == 200
+    assert type(
+        PipelineConfig(name="p", detector={"kind": "feature"}).detector.build()
+    ).__name__ == ("FeatureDrift")

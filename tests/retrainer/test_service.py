@@ -272,3 +272,42 @@ def test_submit_runs_off_the_callers_thread(
         [outcome] = future.result(timeout=120)
     assert outcome.deployed and threads and threads[0] != threading.current_thread().name
     assert np.isfinite(outcome.timings["total_s"])
+
+
+@pytest.mark.parametrize("adapter", ["sklearn", "river"])
+def test_other_adapters_run_the_same_lifecycle(
+    store: LifecycleStore, feed_factory: Callable[[str], Feed], adapter: str
+) -> None:
+    feed = feed_factory(f"ad-{adapter}")
+    pub = InMemoryPublisher()
+    r = make(store, f"ad-{adapter}", pub, model={"adapter": adapter, "epochs": 5})
+    x, y = concept("A", 800, 0)
+    feed.rows(x, y)
+    [first] = r.tick(feed.clock)
+    assert first.deployed and first.metrics["challenger"]["accuracy"] > 0.6, first.reason
+    xb, yb = concept("B", 800, 1)
+    start, end, _ = feed.rows(xb, yb)
+    out = r.handle_drift(drift_event(f"ad-{adapter}", first.data_version_id, start, end))
+    assert out.status == "COMPLETE", out.reason
+    assert out.metrics["challenger"]["accuracy"] > out.metrics["champion"]["accuracy"]
+    assert pub.model_versions[0].framework == adapter
+    assert store.model_version(out.model_version_id).framework == adapter
+
+
+def test_regression_pipeline_gates_on_mse(
+    store: LifecycleStore, feed_factory: Callable[[str], Feed]
+) -> None:
+    feed = feed_factory("reg")
+    r = make(store, "reg", label={"task": "regression"})
+    rng = np.random.default_rng(0)
+    w_a, w_b = rng.normal(size=8), rng.normal(size=8)
+    x = rng.normal(size=(1200, 8))
+    feed.rows(x, x @ w_a)
+    [first] = r.tick(feed.clock)
+    assert first.deployed and first.metrics["gate"]["metric"] == "mse"
+    assert first.metrics["challenger"]["r2"] > 0.9
+    xb = rng.normal(size=(1200, 8)) + 2.0
+    start, end, _ = feed.rows(xb, xb @ w_b)
+    out = r.handle_drift(drift_event("reg", first.data_version_id, start, end))
+    assert out.deployed, out.reason
+    assert out.metrics["challenger"]["mse"] < out.metrics["champion"]["mse"]

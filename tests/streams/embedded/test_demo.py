@@ -80,7 +80,10 @@ def test_the_recurring_concept_warm_starts_from_its_earlier_lifecycle(demo: Repo
     run = demo.run("drift")
     second_a = demo.concepts[3]
     assert second_a.concept == "A" == demo.concepts[0].concept
-    trained_at = {t.model_version_id: t.row for t in run.trainings if t.model_version_id}
+    trained_at: dict[str, int] = {}  # a model version's first training
+    for t in run.trainings:
+        if t.model_version_id:
+            trained_at.setdefault(t.model_version_id, t.row)
     recurring = [t for t in run.trainings if t.deployed and second_a.start <= t.row < second_a.end]
     assert recurring, "no model was deployed for the recurring concept"
     parent = recurring[0].warm_start_from

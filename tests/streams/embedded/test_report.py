@@ -19,7 +19,7 @@ from streams.evaluation import (
     TrainingCost,
     detections,
 )
-from streams.report import Report, load_report, training_outcome, write_report
+from streams.report import Report, load_report, training_outcome, version_names, write_report
 
 
 def _score(policy: str, trainings: int, level: float) -> PolicyScore:
@@ -182,3 +182,28 @@ def test_headless_chromium_renders_the_page(report: Report, tmp_path: Path) -> N
     statistic_blue = np.array([31, 119, 180]) / 255
     assert np.sum(np.abs(pixels - statistic_blue).max(axis=-1) < 0.08) > 200
     assert _ink(shot) > 0.03
+
+
+def test_a_model_deployed_again_keeps_its_name(report: Report, tmp_path: Path) -> None:
+    run = report.runs[0]
+    again = TrainingRecord(
+        row=3500,
+        training_id="t3",
+        trigger="drift",
+        status="COMPLETE",
+        model_version_id="mv-a",
+        warm_start_from="mv-a",
+        deployed=True,
+    )
+    run = run.model_copy(
+        update={
+            "trainings": [*run.trainings, again],
+            "deployments": [
+                *run.deployments,
+                DeploymentRecord(row=3500, deployment_id="dep-t3", model_version_id="mv-a"),
+            ],
+        }
+    )
+    assert version_names(run, report.concepts) == {"mv-a": "v1 (A)", "mv-b": "v2 (B)"}
+    paths = write_report(report.model_copy(update={"runs": [run]}), tmp_path)
+    assert "v1 (A) again" in paths["html"].read_text()
