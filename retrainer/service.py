@@ -44,7 +44,7 @@ from retrainer.selection import Selection, feature_matrix, informative_event_ids
 from retrainer.selection import select_training_data as _select
 from retrainer.transfer import ParentChoice, choose_parent
 from retrainer.triggers import TriggerContext, TriggerDecision, make_trigger, reacts_to_drift
-from schemas import DriftEvent, LabelRequest, ModelVersionEvent, Topics, utcnow
+from schemas import DriftEvent, LabelRequest, ModelVersionEvent, SchemaError, Topics, utcnow
 
 __all__ = ["Retrainer"]
 
@@ -296,11 +296,12 @@ class Retrainer:
         """Where the drifted data starts: the first alarm of this episode's window start."""
         start = event.window_start
         for rec in self.store.drift_events(self.pipeline, limit=_HISTORY):
-            payload = rec.payload
-            if payload.get("reference_data_version") == event.reference_data_version:
-                t = _parse_time(payload.get("window_start"))
-                if t is not None and t < start:
-                    start = t
+            try:
+                other = DriftEvent.from_dict(rec.payload)
+            except SchemaError:
+                continue  # recorded by an older schema: not part of a current episode
+            if other.episode_key == event.episode_key and other.window_start < start:
+                start = other.window_start
         return start
 
     def _champion_metric(self, metric: str, window: int, min_rows: int) -> float | None:

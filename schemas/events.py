@@ -79,8 +79,11 @@ class SourceRange(BaseModel):
 class DriftEvent(Event):
     """A detector's alarm, published to ``{p}.drift``.
 
-    The drift *episode* is ``(pipeline, reference_data_version)``: all alarms raised
-    against one reference belong to one episode.
+    The drift *episode* is the time one reference is in force: all alarms raised between
+    two deployments belong to one episode (``episode_key``). It is keyed by the deployment
+    that installed the reference, not by the reference data version alone, so redeploying an
+    old model (a recurring concept, a rollback) opens a new episode instead of reopening a
+    closed one.
     """
 
     schema_name: ClassVar[str] = "drift_event"
@@ -96,11 +99,16 @@ class DriftEvent(Event):
     offsets: list[SourceRange] = Field(default_factory=list)
     rows_seen: int = Field(ge=0, description="events monitored since the detector was reset")
     reference_data_version: str | None = None
+    reference_deployment_id: str | None = Field(
+        default=None, description="the champion deployment whose data is the reference"
+    )
     detected_at: UtcDatetime = Field(default_factory=utcnow)
 
     @property
     def episode_key(self) -> str:
-        """One key per drift episode: alarms against the same reference share it."""
+        """One key per drift episode: alarms raised while one reference is in force share it."""
+        if self.reference_deployment_id:
+            return f"{self.pipeline}/deployment/{self.reference_deployment_id}"
         return f"{self.pipeline}/{self.reference_data_version or 'bootstrap'}"
 
 

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
     from lifecycle_store import LifecycleStore
 
-__all__ = ["CHECKPOINT_INTERVAL_S", "REFERENCE_POLL_S", "Checkpointer", "create_app"]
+__all__ = ["CHECKPOINT_INTERVAL_S", "REFERENCE_POLL_S", "Checkpointer", "commit", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,14 @@ def to_raw_message(message: Any) -> RawMessage:
         offset=message.offset,
         timestamp=datetime.fromtimestamp(message.timestamp, tz=UTC) if message.timestamp else None,
     )
+
+
+async def commit(app: Any, offsets: dict[Any, int]) -> None:
+    """Flush what was produced (changelog, DLQ), then commit ``offsets`` of the consumer."""
+    await app.producer.flush()
+    # Faust's public commit covers only acked events, and acks are off for the input and the
+    # labels (see the module docstring), so commit through the consumer's own call.
+    await app.consumer._commit(offsets)
 
 
 class Checkpointer:
@@ -144,10 +152,7 @@ class Checkpointer:
             nxt = self.step.next_offset(topic, partition)
             if nxt is not None:
                 offsets[TP(topic, partition)] = nxt
-        await self.app.producer.flush()
-        # Faust's public commit only covers acked events, and acks are off for the input
-        # (see the module docstring), so commit through the consumer's own call.
-        await self.app.consumer._commit(offsets)
+        await commit(self.app, offsets)
         if self.metrics is not None:
             self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
 
@@ -202,12 +207,16 @@ def create_app(
         web_enabled=False,
     )
 
-    def topic(name: str, partitions: int | None = None) -> Any:
+    def topic(name: str, partitions: int | None = None, acks: bool = True) -> Any:
         # Raw bytes in and out: a bad message reaches the DLQ exactly as it was sent.
-        return app.topic(name, partitions=partitions, value_serializer="raw", key_serializer="raw")
+        return app.topic(
+            name, partitions=partitions, value_serializer="raw", key_serializer="raw", acks=acks
+        )
 
-    inputs = topic(topics.inputs, settings.partitions)
-    labels = topic(topics.labels, settings.partitions)
+    # No Faust acks on the inputs and labels: their offsets are committed explicitly, once
+    # what they carry is archived (see the module docstring).
+    inputs = topic(topics.inputs, settings.partitions, acks=False)
+    labels = topic(topics.labels, settings.partitions, acks=False)
     versions = topic(topics.model_versions, settings.partitions)
     dlq, drift, ood = topic(topics.dlq), topic(topics.drift), topic(topics.ood)
     table = app.Table(STATE_TABLE, partitions=settings.partitions, key_type=bytes, value_type=bytes)
@@ -251,6 +260,8 @@ def create_app(
         ):
             out = step.process_labels([to_raw_message(e.message) for e in events])
             await send_dead_letters(out.dead_letters)
+            # The last event of each partition wins: its next offset is what to commit.
+            await commit(app, {e.message.tp: e.message.offset + 1 for e in events})
             if metrics is not None:
                 metrics.observe_labels(out)
 

@@ -115,6 +115,7 @@ def drift_event(
     statistic: float = 3.0,
     threshold: float = 1.0,
     drift_id: str | None = None,
+    deployment: str | None = None,
 ) -> DriftEvent:
     return DriftEvent(
         drift_id=drift_id or f"d-{uuid.uuid4().hex[:10]}",
@@ -126,4 +127,5 @@ def drift_event(
         window_end=end,
         rows_seen=1000,
         reference_data_version=reference,
+        reference_deployment_id=deployment,
     )

@@ -115,6 +115,13 @@ def test_one_episode_gives_one_training(
     assert all(o.training_id == done.training_id for o in outcomes)
     episode = f"idem/{first.data_version_id}"
     assert len(store.trainings("idem", episode_key=episode)) == 1
+    # Episodes are keyed by the deployment that installed the reference: redeploying the
+    # same data (a recurring concept) opens a new episode, which may train again.
+    deployment = store.history("idem")[-1].id
+    fresh = r.handle_drift(
+        drift_event("idem", first.data_version_id, start, end, deployment=deployment)
+    )
+    assert fresh.status == "COMPLETE" and fresh.training_id != done.training_id
     # Every alarm is recorded and linked to the one training.
     linked = {d.drift_id for d in store.drift_events("idem", training_id=done.training_id)}
     assert linked == {"d0", "d1", "d2"}
@@ -140,10 +147,13 @@ def test_too_few_labels_skips_with_a_label_request_then_trains(
     assert store.training(skipped.training_id).status == "SKIPPED"
     assert store.current("labels").id == first.model_version_id
 
-    # Labels arrive; the next alarm of the same episode may now train (SKIPPED freed it).
+    # Labels arrive; the next alarm of the same episode may now train (SKIPPED freed it),
+    # on all rows since the episode's first alarm, not just its own shorter window.
     feed.labels(ids, yb, end)
-    again = r.handle_drift(drift_event("labels", first.data_version_id, start, end))
+    again = r.handle_drift(drift_event("labels", first.data_version_id, end, end))
     assert again.status == "COMPLETE" and again.deployed, again.reason
+    assert again.metrics["selection"]["since"] == start.isoformat()
+    assert again.metrics["selection"]["labelled"] == 1000
 
 
 class PoisonedMLP(TorchMLP):
