@@ -27,6 +27,7 @@ worker that owns the ``{p}/champion`` key's partition receives the ModelVersionE
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import weakref
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL_S = 1.0
 SESSION_TIMEOUT_S = 10.0
+LABELS_WAIT_S = 0.5
 REFERENCE_POLL_S = 5.0
 STATE_TABLE = "monitor-state"
 _JSON_HEADERS = [(CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode())]
@@ -258,6 +260,10 @@ def create_app(
         async for events in stream.take_events(
             settings.batch_size, within=settings.batch_timeout_s
         ):
+            while not step.accepts_labels:
+                # Labels before the first input row: the pipeline has no feature schema in the
+                # store yet; wait (uncommitted) rather than hold them where a crash loses them.
+                await asyncio.sleep(LABELS_WAIT_S)
             out = step.process_labels([to_raw_message(e.message) for e in events])
             await send_dead_letters(out.dead_letters)
             # The last event of each partition wins: its next offset is what to commit.

@@ -23,7 +23,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _root() -> None:
     """Label-free drift detection on Kafka and automatic, warm-started retraining."""

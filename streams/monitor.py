@@ -72,6 +72,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from detectors import Coreset, DriftDetector, OODScorer, make_detector
 from lifecycle_store import LifecycleStore
@@ -220,8 +221,11 @@ class MonitorStep:
         self.archive_rows = archive_rows
         self.alarm_holdoff = int(config.detector.ert) if alarm_holdoff is None else alarm_holdoff
         self._unarchived: list[Rows] = []
+        self._early_labels: list[pa.Table] = []
         self.feature_names: tuple[str, ...] | None = self._known_feature_names()
         self.reference_data_version: str | None = None
+        # The deployment that installed the reference: it names the drift episode.
+        self.reference_deployment_id: str | None = None
         self._template: bytes | None = None
         self._ood: OODScorer | None = None
         self._monitors: dict[int, _Partition] = {}
@@ -294,23 +298,39 @@ class MonitorStep:
         self.store.archive(self.pipeline).append_rows(rows.to_table())
         self._unarchived = []
 
+    @property
+    def accepts_labels(self) -> bool:
+        """Whether labels can be archived now: the pipeline's features are known (from the
+        config, the store or a first input row), so the pipeline exists in the store."""
+        return self._ensure_registered()
+
     def process_labels(self, messages: Sequence[RawMessage]) -> LabelOutput:
-        """Validate ``{p}.labels`` messages, archive the good ones, dead-letter the rest."""
+        """Validate ``{p}.labels`` messages, archive the good ones, dead-letter the rest.
+
+        Labels that arrive before the pipeline's features are known are held in memory and
+        archived with the first input rows (a transport that must not lose them on a crash
+        waits for `accepts_labels` before calling this).
+        """
         decoded = decode_labels(messages, pipeline=self.pipeline)
         count = 0
         if decoded.table is not None:
             count = decoded.table.num_rows
-            if self._ensure_registered():
-                self.store.archive(self.pipeline).append_labels(decoded.table)
+            self._early_labels.append(decoded.table)
+            self._archive_labels()
         return LabelOutput(labels=count, dead_letters=decoded.dead_letters)
+
+    def _archive_labels(self) -> None:
+        if self._early_labels and self._ensure_registered():
+            archive = self.store.archive(self.pipeline)
+            for table in self._early_labels:
+                archive.append_labels(table)
+            self._early_labels = []
 
     def on_model_version(self, event: ModelVersionEvent) -> None:
         """A new champion: its training data becomes the reference; a new episode begins."""
         if event.alias != "champion" or event.pipeline != self.pipeline:
             return
-        if event.data_version_id is None or event.data_version_id == self.reference_data_version:
-            return
-        self._fit_reference_from_store(event.data_version_id)
+        self._install_reference(event.deployment_id, event.data_version_id)
 
     def sync_reference(self) -> None:
         """Refit on the champion's data version if the store has a new champion (a worker
@@ -319,12 +339,23 @@ class MonitorStep:
             champion = self.store.current(self.pipeline, "champion")
         except NotFoundError:
             return
-        if (
-            champion is not None
-            and champion.data_version_id
-            and champion.data_version_id != self.reference_data_version
-        ):
-            self._fit_reference_from_store(champion.data_version_id)
+        if champion is not None:
+            deployment = self.store.history(self.pipeline, "champion")[-1]
+            self._install_reference(deployment.id, champion.data_version_id)
+
+    def _install_reference(self, deployment_id: str, data_version_id: str | None) -> None:
+        """Make the champion deployment's training data the reference; a new episode begins.
+
+        A redeployed model (a recurring concept, a rollback) may bring back the reference in
+        force already: no refit then, but still a new episode, so its alarms are heard.
+        """
+        if deployment_id == self.reference_deployment_id:
+            return
+        if data_version_id and data_version_id != self.reference_data_version:
+            self._fit_reference_from_store(data_version_id)
+        self.reference_deployment_id = deployment_id
+        for monitor in self._monitors.values():
+            monitor.since_alarm = None
 
     def drop_partitions(self, partitions: Iterable[int]) -> None:
         """Forget the monitors and offsets of ``partitions`` (moved to another worker)."""
@@ -354,6 +385,7 @@ class MonitorStep:
             "partitions": self.partitions,
             "feature_names": list(self.feature_names) if self.feature_names else None,
             "reference": self.reference_data_version,
+            "reference_deployment": self.reference_deployment_id,
             "rows_seen": {
                 str(p): n for p, n in self._seen.items() if partitions is None or p in chosen
             },
@@ -410,6 +442,7 @@ class MonitorStep:
             if header["feature_names"]:
                 self.feature_names = tuple(header["feature_names"])
             self.reference_data_version = header["reference"]
+            self.reference_deployment_id = header.get("reference_deployment")
             self._template = None if header["template"] is None else blobs[header["template"]]
             self._ood = (
                 None if header["ood"] is None else OODScorer.from_bytes(blobs[header["ood"]])
@@ -452,6 +485,7 @@ class MonitorStep:
         if self.feature_names is None:
             self.feature_names = names
         self._ensure_registered()
+        self._archive_labels()
 
     def _ensure_registered(self) -> bool:
         if self._registered:
@@ -566,7 +600,8 @@ class MonitorStep:
         drift_id = (
             "drift-"
             + hashlib.sha256(
-                f"{self.pipeline}\0{self.reference_data_version}\0{topic}\0{partition}\0"
+                f"{self.pipeline}\0{self.reference_deployment_id}\0{self.reference_data_version}\0"
+                f"{topic}\0{partition}\0"
                 f"{end_offset}\0{rows.event_ids[row]}".encode()
             ).hexdigest()[:24]
         )
@@ -589,6 +624,7 @@ class MonitorStep:
             ],
             rows_seen=monitor.rows,
             reference_data_version=self.reference_data_version,
+            reference_deployment_id=self.reference_deployment_id,
         )
 
     def _ood_flags(self, rows: Rows) -> list[OODFlag]:

@@ -201,3 +201,20 @@ def test_ood_flags_name_the_far_events(tmp_path: Path) -> None:
     assert "row-900" in {f.event_id for f in flags}
     assert len(flags) < 20, "in-distribution rows are rarely flagged"
     assert all(f.score > f.threshold for f in flags)
+
+
+def test_labels_before_any_row_are_kept_until_the_pipeline_exists(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from schemas import LabelEvent
+    from streams.messages import RawMessage
+
+    store = open_store(tmp_path)
+    step = MonitorStep(config(P), store, pipeline=P)
+    assert not step.accepts_labels
+    label = LabelEvent(event_id="row-3", label=1, timestamp=datetime(2026, 1, 1, tzinfo=UTC))
+    out = step.process_labels([RawMessage(label.to_json(), None, (), f"{P}.labels", 0, 0)])
+    assert out.labels == 1
+    run(step, messages(P, gaussian(10)))
+    assert step.accepts_labels
+    assert store.archive(P).read_labels().column("event_id").to_pylist() == ["row-3"]
