@@ -9,14 +9,47 @@ transaction (``store.deploy(..., outbox=...)``), then published, then marked pub
 from __future__ import annotations
 
 import logging
+import math
 import threading
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from schemas import LabelRequest, ModelVersionEvent
+from lifecycle_store.records import Deployment, ModelVersion
+from schemas import LabelRequest, ModelVersionEvent, utcnow
 
-__all__ = ["InMemoryPublisher", "Publisher", "flush_outbox"]
+__all__ = ["InMemoryPublisher", "Publisher", "deployment_event", "flush_outbox"]
 
 logger = logging.getLogger(__name__)
+
+
+def deployment_event(
+    deployment: Deployment,
+    model: ModelVersion,
+    feature_names: Sequence[str],
+    *,
+    reason: str | None = None,
+) -> ModelVersionEvent:
+    """The ModelVersionEvent announcing ``deployment`` of ``model``: a pointer to verified
+    bytes (artifact URI and sha256), never the bytes. Only finite numeric metrics travel."""
+    return ModelVersionEvent(
+        pipeline=deployment.pipeline,
+        alias=deployment.alias,
+        deployment_id=deployment.id,
+        model_version_id=model.id,
+        artifact_uri=model.artifact_uri,
+        content_hash=model.content_hash,
+        framework=model.framework,
+        feature_names=list(feature_names),
+        metrics={
+            k: float(v)
+            for k, v in model.metrics.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        },
+        data_version_id=model.data_version_id,
+        parent_model_version_id=model.parent_model_version_id,
+        reason=deployment.reason if reason is None else reason,
+        deployed_at=deployment.deployed_at or utcnow(),
+    )
 
 
 @runtime_checkable

@@ -39,7 +39,7 @@ from retrainer.exceptions import TrainingError, WarmStartError
 from retrainer.gate import compare, holdout_mask
 from retrainer.guard import GuardFeatures, WastedComputationGuard, history_from_trainings
 from retrainer.outcome import TrainingOutcome
-from retrainer.publisher import Publisher, flush_outbox
+from retrainer.publisher import Publisher, deployment_event, flush_outbox
 from retrainer.selection import Selection, feature_matrix, informative_event_ids, join_labels
 from retrainer.selection import select_training_data as _select
 from retrainer.transfer import ParentChoice, choose_parent
@@ -655,25 +655,7 @@ class Retrainer:
         made: list[ModelVersionEvent] = []
 
         def outbox(deployment: Any, model: Any) -> OutboxMessage:
-            event = ModelVersionEvent(
-                pipeline=self.pipeline,
-                alias=self.alias,
-                deployment_id=deployment.id,
-                model_version_id=model.id,
-                artifact_uri=model.artifact_uri,
-                content_hash=model.content_hash,
-                framework=model.framework,
-                feature_names=features,
-                metrics={
-                    k: float(v)
-                    for k, v in model.metrics.items()
-                    if isinstance(v, int | float) and np.isfinite(v)
-                },
-                data_version_id=model.data_version_id,
-                parent_model_version_id=model.parent_model_version_id,
-                reason=reason,
-                deployed_at=deployment.deployed_at or utcnow(),
-            )
+            event = deployment_event(deployment, model, features, reason=reason)
             made.append(event)
             return OutboxMessage(self.topics.model_versions, event.key, event.to_json())
 

@@ -38,7 +38,8 @@ from lifecycle_store.records import (
     Training,
 )
 from retrainer.publisher import Publisher, flush_outbox
-from schemas import ModelVersionEvent, Topics, utcnow
+from retrainer.publisher import deployment_event as retrainer_deployment_event
+from schemas import ModelVersionEvent, Topics
 
 if TYPE_CHECKING:
     from lifecycle_store.store import LifecycleStore
@@ -119,27 +120,10 @@ def model_lineage(store: LifecycleStore, model_version_id: str, *, hops: int = 3
 def deployment_event(
     store: LifecycleStore, deployment: Deployment, model: ModelVersion
 ) -> ModelVersionEvent:
-    """The ModelVersionEvent announcing ``deployment`` of ``model``: a pointer to verified
-    bytes, never the bytes."""
-    return ModelVersionEvent(
-        pipeline=deployment.pipeline,
-        alias=deployment.alias,
-        deployment_id=deployment.id,
-        model_version_id=model.id,
-        artifact_uri=model.artifact_uri,
-        content_hash=model.content_hash,
-        framework=model.framework,
-        feature_names=list(store.pipeline(deployment.pipeline).feature_names),
-        metrics={
-            k: float(v)
-            for k, v in model.metrics.items()
-            if isinstance(v, int | float) and not isinstance(v, bool)
-        },
-        data_version_id=model.data_version_id,
-        parent_model_version_id=model.parent_model_version_id,
-        reason=deployment.reason,
-        deployed_at=deployment.deployed_at or utcnow(),
-    )
+    """The ModelVersionEvent announcing ``deployment`` of ``model`` (feature names from the
+    pipeline's record in the store)."""
+    feature_names = store.pipeline(deployment.pipeline).feature_names
+    return retrainer_deployment_event(deployment, model, feature_names)
 
 
 def rollback(

@@ -7,6 +7,7 @@ it (River-style), so a warm start is "the parent's parameters + the parent's wei
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -223,3 +224,36 @@ def better(metric: str, a: float, b: float, margin: float = 0.0) -> bool:
     if HIGHER_IS_BETTER[metric]:
         return a > b + margin
     return a < b - margin
+
+
+class AdapterBase:
+    """What the built-in adapters share: the description of a model (its parameters, classes
+    and feature count), from which ``build`` makes the same model again."""
+
+    framework = ""
+
+    def __init__(self) -> None:
+        self._params: dict[str, Any] = {}
+        self._classes: list[Any] | None = None
+        self._n_features = 0
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return copy.deepcopy(self._params)
+
+    @property
+    def classes(self) -> list[Any] | None:
+        return None if self._classes is None else list(self._classes)
+
+    @property
+    def n_features(self) -> int:
+        return self._n_features
+
+    def _merge_params(self, params: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+        """``defaults`` updated by ``params``; an unknown name is an error, not ignored."""
+        unknown = sorted(set(params) - set(defaults))
+        if unknown:
+            raise AdapterError(
+                f"unknown {self.framework} params {unknown}; allowed: {sorted(defaults)}"
+            )
+        return {**defaults, **params}

@@ -14,7 +14,7 @@ from typing import Any, Self
 import numpy as np
 import skops.io as sio
 
-from retrainer.adapters.base import Budget, Deadline, FitReport, check_xy, metrics
+from retrainer.adapters.base import AdapterBase, Budget, Deadline, FitReport, check_xy, metrics
 from retrainer.exceptions import AdapterError, ArtifactFormatError, NotBuiltError
 
 __all__ = ["RiverAdapter"]
@@ -39,7 +39,7 @@ _SAFE_TYPES = {
 }
 
 
-class RiverAdapter:
+class RiverAdapter(AdapterBase):
     """A river model learning one row at a time (default ``HoeffdingTreeClassifier`` /
     scaled ``LinearRegression``).
 
@@ -58,29 +58,12 @@ class RiverAdapter:
     framework = "river"
 
     def __init__(self) -> None:
-        self._params: dict[str, Any] = {}
-        self._classes: list[Any] | None = None
-        self._n_features = 0
+        super().__init__()
         self._model: Any = None
         self._fitted = False
 
-    @property
-    def params(self) -> dict[str, Any]:
-        return copy.deepcopy(self._params)
-
-    @property
-    def classes(self) -> list[Any] | None:
-        return None if self._classes is None else list(self._classes)
-
-    @property
-    def n_features(self) -> int:
-        return self._n_features
-
     def build(self, params: dict[str, Any], n_features: int, classes: Sequence[Any] | None) -> None:
-        unknown = sorted(set(params) - set(_DEFAULTS))
-        if unknown:
-            raise AdapterError(f"unknown river params {unknown}; allowed: {sorted(_DEFAULTS)}")
-        p = {**_DEFAULTS, **params}
+        p = self._merge_params(params, _DEFAULTS)
         if p["model"] is None:
             p["model"], kwargs, scale = _DEFAULT_MODEL[classes is not None]
             p["model_params"] = {**kwargs, **p["model_params"]}

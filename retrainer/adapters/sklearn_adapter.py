@@ -18,7 +18,15 @@ import skops.io as sio
 from sklearn.base import BaseEstimator
 from sklearn.preprocessing import StandardScaler
 
-from retrainer.adapters.base import Budget, Deadline, FitReport, better, check_xy, metrics
+from retrainer.adapters.base import (
+    AdapterBase,
+    Budget,
+    Deadline,
+    FitReport,
+    better,
+    check_xy,
+    metrics,
+)
 from retrainer.exceptions import AdapterError, ArtifactFormatError, NotBuiltError
 
 __all__ = ["SklearnAdapter"]
@@ -32,7 +40,7 @@ _DEFAULT_ESTIMATOR = {
 _SAFE_PREFIXES = ("sklearn.", "numpy.", "scipy.")
 
 
-class SklearnAdapter:
+class SklearnAdapter(AdapterBase):
     """Any scikit-learn estimator named by dotted path (default ``SGDClassifier`` /
     ``SGDRegressor``), with an optional input scaler kept across warm starts.
 
@@ -51,30 +59,13 @@ class SklearnAdapter:
     framework = "sklearn"
 
     def __init__(self) -> None:
-        self._params: dict[str, Any] = {}
-        self._classes: list[Any] | None = None
-        self._n_features = 0
+        super().__init__()
         self._est: Any = None
         self._scaler: StandardScaler | None = None
         self._fitted = False
 
-    @property
-    def params(self) -> dict[str, Any]:
-        return copy.deepcopy(self._params)
-
-    @property
-    def classes(self) -> list[Any] | None:
-        return None if self._classes is None else list(self._classes)
-
-    @property
-    def n_features(self) -> int:
-        return self._n_features
-
     def build(self, params: dict[str, Any], n_features: int, classes: Sequence[Any] | None) -> None:
-        unknown = sorted(set(params) - set(_DEFAULTS))
-        if unknown:
-            raise AdapterError(f"unknown sklearn params {unknown}; allowed: {sorted(_DEFAULTS)}")
-        p = {**_DEFAULTS, **params}
+        p = self._merge_params(params, _DEFAULTS)
         if p["estimator"] is None:
             p["estimator"], default_kwargs = _DEFAULT_ESTIMATOR[classes is not None]
             p["estimator_params"] = {**default_kwargs, **p["estimator_params"]}

@@ -17,7 +17,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from retrainer.adapters.base import Budget, Deadline, FitReport, check_xy, metrics
+from retrainer.adapters.base import AdapterBase, Budget, Deadline, FitReport, check_xy, metrics
 from retrainer.exceptions import (
     AdapterError,
     ArtifactFormatError,
@@ -39,7 +39,7 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
-class TorchMLP:
+class TorchMLP(AdapterBase):
     """An MLP with standardized inputs; classifier when built with classes, else regressor.
 
     Warm start copies the parent's hidden layers and input scaler, and maps the parent's
@@ -67,9 +67,7 @@ class TorchMLP:
     framework = "torch-mlp"
 
     def __init__(self) -> None:
-        self._params: dict[str, Any] = {}
-        self._classes: list[Any] | None = None
-        self._n_features = 0
+        super().__init__()
         self._net: nn.Sequential | None = None
         self._x_mean = np.zeros(0, dtype=np.float32)
         self._x_std = np.ones(0, dtype=np.float32)
@@ -78,23 +76,8 @@ class TorchMLP:
         self._scaled = False
 
     # ------------------------------------------------------------------ description
-    @property
-    def params(self) -> dict[str, Any]:
-        return dict(self._params)
-
-    @property
-    def classes(self) -> list[Any] | None:
-        return None if self._classes is None else list(self._classes)
-
-    @property
-    def n_features(self) -> int:
-        return self._n_features
-
     def build(self, params: dict[str, Any], n_features: int, classes: Sequence[Any] | None) -> None:
-        unknown = sorted(set(params) - set(_DEFAULTS))
-        if unknown:
-            raise AdapterError(f"unknown torch-mlp params {unknown}; allowed: {sorted(_DEFAULTS)}")
-        p = {**_DEFAULTS, **params}
+        p = self._merge_params(params, _DEFAULTS)
         p["hidden"] = [int(h) for h in p["hidden"]]
         if any(h < 1 for h in p["hidden"]):
             raise AdapterError(f"hidden layer sizes must be >= 1, got {p['hidden']}")
