@@ -16,6 +16,8 @@ app = faust.App(
     datadir=os.environ["ECHO_DATADIR"],
     store="memory://",
     web_enabled=False,
+    web_port=int(os.environ["ECHO_WEB_PORT"]),
+    web_host="127.0.0.1",
     topic_allow_declare=True,
     consumer_auto_offset_reset="earliest",
 )

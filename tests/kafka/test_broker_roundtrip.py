@@ -4,6 +4,7 @@ confluent-kafka, against the real broker."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,13 @@ from confluent_kafka import Consumer, Producer
 pytestmark = pytest.mark.kafka
 
 APP = Path(__file__).with_name("echo_app.py")
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (Faust's worker binds its web port even when off)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def consume(
@@ -58,6 +66,7 @@ def test_confluent_to_faust_and_back(
         "ECHO_IN": source,
         "ECHO_OUT": sink,
         "ECHO_DATADIR": str(tmp_path / "faust"),
+        "ECHO_WEB_PORT": str(free_port()),
     }
     worker = subprocess.Popen(
         [sys.executable, str(APP), "worker", "--loglevel", "warn"],
