@@ -196,11 +196,7 @@ def create_app(
         producer_acks=-1,
         producer_max_request_size=DLQ_MAX_MESSAGE_BYTES,
         consumer_auto_offset_reset="earliest",
-        # Faust's aiokafka consumer fetches with fetch_max_wait_ms=1500 (not a setting), and each
-        # fetch that drains the partition's buffer waits out most of that on the broker: the
-        # rate is about one fetch per ~1.5 s, so a fetch must be large (aiokafka's
-        # fetch_max_bytes, 50 MB, still caps one response over all partitions).
-        consumer_max_fetch_size=max(32 * 1024 * 1024, 2 * settings.max_message_bytes),
+        consumer_max_fetch_size=max(4 * 1024 * 1024, 2 * settings.max_message_bytes),
         broker_commit_interval=CHECKPOINT_INTERVAL_S,
         # A SIGKILLed worker's partitions move to the others (or to its restart) after this.
         broker_session_timeout=SESSION_TIMEOUT_S,

@@ -249,6 +249,10 @@ class AdapterBase:
     def n_features(self) -> int:
         return self._n_features
 
+    def _description(self) -> dict[str, Any]:
+        """What an artifact records besides the fitted state, to rebuild the same model."""
+        return {"params": self._params, "classes": self._classes, "n_features": self._n_features}
+
     def _merge_params(self, params: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
         """``defaults`` updated by ``params``; an unknown name is an error, not ignored."""
         unknown = sorted(set(params) - set(defaults))

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from typing import Any, Self
 
 import numpy as np
-import skops.io as sio
 
+from retrainer.adapters._skops import dump_artifact, load_artifact
 from retrainer.adapters.base import AdapterBase, Budget, Deadline, FitReport, check_xy, metrics
-from retrainer.exceptions import AdapterError, ArtifactFormatError, NotBuiltError
+from retrainer.exceptions import AdapterError, NotBuiltError
 
 __all__ = ["RiverAdapter"]
 
@@ -167,37 +167,17 @@ class RiverAdapter(AdapterBase):
     def save(self) -> bytes:
         if not self._fitted:
             raise NotBuiltError("this river model has not learned anything; call fit(...) first")
-        meta = {
-            "adapter": self.framework,
-            "params": self._params,
-            "classes": self._classes,
-            "n_features": self._n_features,
-        }
-        return bytes(sio.dumps({"meta": meta, "model": self._model}))
+        return dump_artifact(self.framework, self._description(), model=self._model)
 
     @classmethod
     def load(cls, data: bytes) -> Self:
-        try:
-            untrusted = sio.get_untrusted_types(data=bytes(data))
-        except Exception as exc:
-            raise ArtifactFormatError(
-                f"these {len(data)} bytes are not a skops artifact ({exc}); load them with the "
-                "adapter named in the model version's framework"
-            ) from None
-        unsafe = [
-            t for t in untrusted if not t.startswith(("river.", "numpy.")) and t not in _SAFE_TYPES
-        ]
-        if unsafe:
-            raise ArtifactFormatError(
-                f"artifact holds types outside river/numpy {unsafe}; refusing to load it"
-            )
-        doc = sio.loads(bytes(data), trusted=untrusted)
-        meta = doc.get("meta", {}) if isinstance(doc, dict) else {}
-        if meta.get("adapter") != cls.framework:
-            raise ArtifactFormatError(
-                f"artifact was written by {meta.get('adapter')!r}, not river; load it with "
-                "that adapter"
-            )
+        doc = load_artifact(
+            data,
+            cls.framework,
+            lambda t: t.startswith(("river.", "numpy.")) or t in _SAFE_TYPES,
+            "river/numpy",
+        )
+        meta = doc["meta"]
         out = cls()
         out._params, out._classes = meta["params"], meta["classes"]
         out._n_features, out._model, out._fitted = meta["n_features"], doc["model"], True

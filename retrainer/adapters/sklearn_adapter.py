@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from typing import Any, Self
 
 import numpy as np
-import skops.io as sio
 from sklearn.base import BaseEstimator
 from sklearn.preprocessing import StandardScaler
 
+from retrainer.adapters._skops import dump_artifact, load_artifact
 from retrainer.adapters.base import (
     AdapterBase,
     Budget,
@@ -27,7 +27,7 @@ from retrainer.adapters.base import (
     check_xy,
     metrics,
 )
-from retrainer.exceptions import AdapterError, ArtifactFormatError, NotBuiltError
+from retrainer.exceptions import AdapterError, NotBuiltError
 
 __all__ = ["SklearnAdapter"]
 
@@ -203,35 +203,14 @@ class SklearnAdapter(AdapterBase):
 
     def save(self) -> bytes:
         self._require_fitted()
-        meta = {
-            "adapter": self.framework,
-            "params": self._params,
-            "classes": self._classes,
-            "n_features": self._n_features,
-        }
-        return bytes(sio.dumps({"meta": meta, "estimator": self._est, "scaler": self._scaler}))
+        return dump_artifact(self.framework, self._description(), estimator=self._est, scaler=self._scaler)
 
     @classmethod
     def load(cls, data: bytes) -> Self:
-        try:
-            untrusted = sio.get_untrusted_types(data=bytes(data))
-        except Exception as exc:
-            raise ArtifactFormatError(
-                f"these {len(data)} bytes are not a skops artifact ({exc}); load them with the "
-                "adapter named in the model version's framework"
-            ) from None
-        unsafe = [t for t in untrusted if not t.startswith(_SAFE_PREFIXES)]
-        if unsafe:
-            raise ArtifactFormatError(
-                f"artifact holds types outside scikit-learn/numpy {unsafe}; refusing to load it"
-            )
-        doc = sio.loads(bytes(data), trusted=untrusted)
-        meta = doc.get("meta", {}) if isinstance(doc, dict) else {}
-        if meta.get("adapter") != cls.framework:
-            raise ArtifactFormatError(
-                f"artifact was written by {meta.get('adapter')!r}, not sklearn; load it with "
-                "that adapter"
-            )
+        doc = load_artifact(
+            data, cls.framework, lambda t: t.startswith(_SAFE_PREFIXES), "scikit-learn/numpy"
+        )
+        meta = doc["meta"]
         out = cls()
         out._params, out._classes = meta["params"], meta["classes"]
         out._n_features, out._est, out._scaler = meta["n_features"], doc["estimator"], doc["scaler"]
