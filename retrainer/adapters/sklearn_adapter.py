@@ -203,7 +203,9 @@ class SklearnAdapter(AdapterBase):
 
     def save(self) -> bytes:
         self._require_fitted()
-        return dump_artifact(self.framework, self._description(), estimator=self._est, scaler=self._scaler)
+        return dump_artifact(
+            self.framework, self._description(), estimator=self._est, scaler=self._scaler
+        )
 
     @classmethod
     def load(cls, data: bytes) -> Self:
