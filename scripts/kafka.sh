@@ -3,6 +3,7 @@
 # controller in one JVM) on 127.0.0.1, for tests and local development.
 #
 #   scripts/kafka.sh start    # fetch jars once (Maven), format storage, start, wait until ready
+#   scripts/kafka.sh resume   # start again on the data of the last start (no wipe)
 #   scripts/kafka.sh stop     # stop the broker this script started
 #   scripts/kafka.sh status   # exit 0 when the broker answers
 #
@@ -97,6 +98,22 @@ start() {
     cluster_id="$(java_run kafka.tools.StorageTool random-uuid)"
     java_run kafka.tools.StorageTool format -t "$cluster_id" -c "$state/server.properties" >/dev/null
     say "starting Apache Kafka $version (KRaft, cluster $cluster_id) on 127.0.0.1:$port"
+    launch
+}
+
+resume() {
+    [[ -f "$state/server.properties" ]] || { say "nothing to resume in $state: use start"; exit 1; }
+    if [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        say "broker already running (pid $(cat "$pidfile")) on 127.0.0.1:$port"
+        return
+    fi
+    fetch_jars
+    : >"$log"
+    say "resuming Apache Kafka $version on the data in $state"
+    launch
+}
+
+launch() {  # run the broker in the background on $state and wait until it serves clients
     nohup java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
         -Dlog4j2.configurationFile="$here/kafka/log4j2.properties" \
         -Dkafka.logs.file="$log" -cp "$jars/*" \
@@ -153,7 +170,8 @@ status() {
 
 case "${1:-}" in
     start) start ;;
+    resume) resume ;;
     stop) stop ;;
     status) status ;;
-    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+    *) echo "usage: $0 start|resume|stop|status" >&2; exit 2 ;;
 esac
