@@ -31,14 +31,14 @@ clean data.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, overload
+from typing import Literal, get_args, overload
 
 import numpy as np
 
 __all__ = ["KINDS", "inject"]
 
 Kind = Literal["shift", "scale", "noise", "correlation", "subpopulation"]
-KINDS: tuple[str, ...] = ("shift", "scale", "noise", "correlation", "subpopulation")
+KINDS: tuple[str, ...] = get_args(Kind)
 
 
 @overload
