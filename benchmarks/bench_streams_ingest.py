@@ -7,8 +7,9 @@ side in one run:
   into a feature matrix (orjson per event / Arrow IPC per batch) — the floor any monitor pays;
 * **MonitorStep**: the monitor's processing step alone (decode, validate, archive, sketch,
   detect) on the same messages in this process, no broker — where the time goes;
-* **bare Faust**: a Faust agent that only counts ``noack_take`` batches of the same topic —
-  the ceiling any Faust agent has on this machine;
+* **bare Faust agents**: agents that only count what they get from the same topic — one on
+  Faust's per-message stream (``noack_take``), one on `deliver_batches` (one `Batch` per
+  fetch, the path the monitor uses): each path's ceiling on this machine;
 * **Faust monitor**: ``driftline worker`` (a separate process) consuming the topic; its rate is
   read from its Prometheus counter between 5% and 100% of the rows, so start-up and the first
   reference fit are not counted.
@@ -152,40 +153,56 @@ def step_rate(settings: Settings, root: Path, kind: str, messages: int, batch: i
     return rows / elapsed
 
 
-# A Faust agent doing nothing but take batches: Faust's own per-message cost, no monitoring.
+# Faust agents doing nothing but count: Faust's own cost per message, no monitoring. "stream"
+# is a plain agent on the topic (Faust's per-message path, ``noack_take``); "batches" is the
+# same agent on `deliver_batches`, the path the monitor uses.
 BARE_AGENT = """
-import os, sys, time, faust
-topic, n, bootstrap, data = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-app = faust.App("bare-" + topic, broker="kafka://" + bootstrap, value_serializer="raw",
-                web_enabled=False, datadir=data, stream_wait_empty=False,
-                consumer_auto_offset_reset="earliest")
+import os, sys, time
+from streams.faust_batches import BatchApp, deliver_batches
+mode, topic, n, bootstrap, data, port = sys.argv[1:7]
+n = int(n)
+app = BatchApp("bare-" + mode + "-" + topic, broker="kafka://" + bootstrap,
+               value_serializer="raw", web_enabled=False, datadir=data,
+               stream_wait_empty=False, consumer_auto_offset_reset="earliest",
+               broker_max_poll_records=1000)
+source = app.topic(topic, value_serializer="raw", acks=False)
 state = {"n": 0, "n0": 0, "t0": None}
-@app.agent(app.topic(topic, value_serializer="raw", acks=False))
-async def count(stream):
-    async for events in stream.noack_take(1000, within=0.2):
-        state["n"] += len(events)
-        if state["t0"] is None and state["n"] >= 0.05 * n:  # same window as the monitor's
-            state["t0"], state["n0"] = time.perf_counter(), state["n"]
-        if state["n"] >= n:
-            rate = (state["n"] - state["n0"]) / (time.perf_counter() - state["t0"])
-            print(f"RATE={rate}", flush=True)
-            os._exit(0)
-sys.argv = [sys.argv[0], "worker", "-l", "warn"]
+def count(k):
+    state["n"] += k
+    if state["t0"] is None and state["n"] >= 0.05 * n:  # same window as the monitor's
+        state["t0"], state["n0"] = time.perf_counter(), state["n"]
+    if state["n"] >= n:
+        rate = (state["n"] - state["n0"]) / (time.perf_counter() - state["t0"])
+        print(f"RATE={rate}", flush=True)
+        os._exit(0)
+if mode == "stream":
+    @app.agent(source)
+    async def per_message(stream):
+        async for events in stream.noack_take(1000, within=0.2):
+            count(len(events))
+else:
+    @app.agent(deliver_batches(app, source))
+    async def batches(stream):
+        async for batch in stream:
+            count(len(batch.messages))
+sys.argv = [sys.argv[0], "worker", "-l", "warn", "--web-port", port]
 app.main()
 """
 
 
-def bare_faust_rate(settings: Settings, messages: int, root: Path) -> float:
-    """Messages per second a do-nothing Faust agent takes from the topic."""
+def bare_faust_rate(settings: Settings, mode: str, messages: int, root: Path) -> float:
+    """Messages per second a do-nothing Faust agent (``mode`` stream or batches) takes."""
     out = subprocess.run(
         [
             sys.executable,
             "-c",
             BARE_AGENT,
+            mode,
             settings.topics.inputs,
             str(messages),
             settings.kafka_bootstrap_servers,
-            str(root / "bare"),
+            str(root / f"bare-{mode}"),
+            str(free_port()),
         ],
         capture_output=True,
         text=True,
@@ -257,13 +274,13 @@ def events_total(port: int) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def write_config(root: Path, pipeline: str, bootstrap: str, batch: int, timeout: float) -> Path:
+def write_config(root: Path, pipeline: str, bootstrap: str, batch: int) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     path = root / "driftline.toml"
     path.write_text(
         f'kafka_bootstrap_servers = "{bootstrap}"\npartitions = 1\n'
         f'store_url = "sqlite:///{root}/store.db"\nartifacts = "{root}/artifacts"\n'
-        f'state_dir = "{root}/state"\nbatch_size = {batch}\nbatch_timeout_s = {timeout}\n'
+        f'state_dir = "{root}/state"\nbatch_size = {batch}\n'
         f'[pipeline]\nname = "{pipeline}"\n[pipeline.detector]\nreference_rows = 2000\n'
         "[pipeline.detector.params]\nn_simulated = 200000\n"
     )
@@ -277,7 +294,6 @@ def main() -> None:
     parser.add_argument("--arrow-batch", type=int, default=10_000, help="rows per Arrow message")
     parser.add_argument("--features", type=int, default=16)
     parser.add_argument("--batch", type=int, default=1000, help="worker micro-batch (messages)")
-    parser.add_argument("--batch-timeout", type=float, default=0.2, help="worker take() wait (s)")
     parser.add_argument("--payloads", default="json,arrow", help="which payloads to measure")
     parser.add_argument("--repeats", type=int, default=3, help="runs of raw and MonitorStep")
     args = parser.parse_args()
@@ -292,7 +308,7 @@ def main() -> None:
                 continue
             pipeline = f"bench-{kind}-{uuid.uuid4().hex[:8]}"
             root = Path(tmp) / pipeline
-            config_file = write_config(root, pipeline, bootstrap, args.batch, args.batch_timeout)
+            config_file = write_config(root, pipeline, bootstrap, args.batch)
             settings = Settings.load(config_file)
             ensure_topics(settings)
             try:
@@ -304,7 +320,10 @@ def main() -> None:
                     step_rate(settings, root, kind, messages, args.batch)
                     for _ in range(args.repeats)
                 )
-                bare = bare_faust_rate(settings, messages, root) * rows / messages
+                bare = {
+                    mode: bare_faust_rate(settings, mode, messages, root) * rows / messages
+                    for mode in ("stream", "batches")
+                }
                 faust = faust_rate(config_file, rows, free_port(), root / "worker.log")
                 raw_after = raw_rate(settings, kind, messages, args.features)
             finally:
@@ -336,18 +355,19 @@ def drop_topics(settings: Settings, pipeline: str) -> None:
 def print_table(results: list[tuple], args: argparse.Namespace) -> None:
     fmt: Callable[[float], str] = lambda v: f"{v:,.0f}"  # noqa: E731
     print(
-        f"\nfeatures={args.features}, worker batch={args.batch} messages within "
-        f"{args.batch_timeout} s, Arrow {args.arrow_batch} rows/message, medians of "
+        f"\nfeatures={args.features}, worker batch={args.batch} messages, "
+        f"Arrow {args.arrow_batch} rows/message, medians of "
         f"{args.repeats} raw/step runs; all rates in rows per second\n"
     )
     print(
-        "| payload | rows | raw consume+decode | MonitorStep alone | bare Faust agent "
-        "| Faust monitor | Faust monitor / raw | goal |"
+        "| payload | rows | raw consume+decode | MonitorStep alone | bare Faust agent: stream "
+        "| bare Faust agent: batches | Faust monitor | Faust monitor / raw | goal |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for kind, rows, _messages, raw, step, bare, faust, goal_rate, goal_ratio in results:
         print(
-            f"| {kind} | {fmt(rows)} | {fmt(raw)} | {fmt(step)} | {fmt(bare)} | {fmt(faust)} "
+            f"| {kind} | {fmt(rows)} | {fmt(raw)} | {fmt(step)} | {fmt(bare['stream'])} "
+            f"| {fmt(bare['batches'])} | {fmt(faust)} "
             f"| {faust / raw:.0%} | >= {fmt(goal_rate)} and >= {goal_ratio:.0%} of raw |"
         )
 

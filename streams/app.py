@@ -1,24 +1,29 @@
 """The Faust app of a pipeline: thin agents around `MonitorStep`.
 
-``{p}.inputs``  → ``monitor`` agent: micro-batches (``noack_take``) → `MonitorStep.process`
+``{p}.inputs``  → ``monitor`` agent: one micro-batch per fetch → `MonitorStep.process`
                    → ``{p}.dlq`` / ``{p}.drift`` / ``{p}.ood``
 ``{p}.labels``  → ``labels`` agent: `MonitorStep.process_labels` → ``{p}.dlq``
 ``{p}.model-versions`` → ``model_versions`` agent: `MonitorStep.on_model_version`
 
-Crash safety. Every ``CHECKPOINT_INTERVAL_S`` the monitor archives the pending rows (one
+Inputs and labels skip Faust's per-message path: each fetch of a partition reaches its agent
+as one `Batch` (see `streams.faust_batches`), which is what lets a worker keep up with the
+vectorized step. Faust still runs the worker: group membership, co-partitioned assignment,
+table recovery, and flow control during rebalances.
+
+Crash safety. Every ``CHECKPOINT_INTERVAL_S`` the checkpointer archives the pending rows (one
 Parquet segment), writes the step state of each touched partition into the ``monitor-state``
 table — a Faust table, so a changelog partition next to the input partition backs it —,
 flushes the producer so the changelog records are on the broker, and only then commits the
-input offsets the state covers. A worker killed with SIGKILL restarts from that commit: the
-table is recovered from its changelog, and rows the state already covers are skipped (the
-state remembers the offsets it has folded in), so nothing is lost and nothing is counted
-twice.
+input offsets the state covers and the label offsets whose labels are archived. A worker
+killed with SIGKILL restarts from that commit: the table is recovered from its changelog, and
+rows the state already covers are skipped (the state remembers the offsets it has folded in),
+so nothing is lost and nothing is counted twice.
 
-The input topic is declared without Faust acks and the monitor commits its offsets itself.
-Faust acks — and so commits — messages it *skips* while a rebalance or a table recovery is
-under way; with acks on, a restart could move the committed offset past rows that were never
-processed (the integration test that SIGKILLs a worker caught exactly that). With our own
-commits, the offset Faust seeks to after every rebalance is always one the state covers.
+Faust never acks inputs or labels (their topics are declared with ``acks=False``): Faust acks —
+and so commits — messages it *skips* while a rebalance or a table recovery is under way; with
+acks on, a restart could move the committed offset past rows that were never processed (the
+integration test that SIGKILLs a worker caught exactly that). With our own commits, the offset
+Faust seeks to after every rebalance is always one the state covers.
 
 Every worker also re-reads the champion from the lifecycle store every
 ``REFERENCE_POLL_S`` seconds, because with several workers in one consumer group only the
@@ -27,12 +32,9 @@ worker that owns the ``{p}/champion`` key's partition receives the ModelVersionE
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-import weakref
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from schemas import (
@@ -42,15 +44,13 @@ from schemas import (
     ModelVersionEvent,
     SchemaError,
 )
+from streams.faust_batches import Batch, BatchApp, deliver_batches
 from streams.kafka_io import DLQ_MAX_MESSAGE_BYTES
-from streams.messages import RawMessage
 from streams.metrics import MonitorMetrics
 from streams.monitor import MonitorOutput, MonitorStep
 from streams.settings import Settings
 
 if TYPE_CHECKING:
-    import faust
-
     from lifecycle_store import LifecycleStore
 
 __all__ = ["CHECKPOINT_INTERVAL_S", "REFERENCE_POLL_S", "Checkpointer", "commit", "create_app"]
@@ -59,7 +59,6 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL_S = 1.0
 SESSION_TIMEOUT_S = 10.0
-LABELS_WAIT_S = 0.5
 REFERENCE_POLL_S = 5.0
 STATE_TABLE = "monitor-state"
 _JSON_HEADERS = [(CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode())]
@@ -70,31 +69,19 @@ def app_id(pipeline: str) -> str:
     return f"driftline-monitor-{pipeline}"
 
 
-def to_raw_message(message: Any) -> RawMessage:
-    """A Faust/aiokafka message as a `RawMessage`."""
-    headers = message.headers or ()
-    pairs = headers.items() if isinstance(headers, dict) else headers
-    return RawMessage(
-        value=message.value or b"",
-        key=message.key,
-        headers=tuple((str(k), bytes(v) if v is not None else b"") for k, v in pairs),
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        timestamp=datetime.fromtimestamp(message.timestamp, tz=UTC) if message.timestamp else None,
-    )
-
-
-async def commit(app: Any, offsets: dict[Any, int]) -> None:
+async def commit(app: Any, offsets: dict[tuple[str, int], int]) -> None:
     """Flush what was produced (changelog, DLQ), then commit ``offsets`` of the consumer."""
+    from faust.types import TP
+
     await app.producer.flush()
-    # Faust's public commit covers only acked events, and acks are off for the input and the
-    # labels (see the module docstring), so commit through the consumer's own call.
-    await app.consumer._commit(offsets)
+    if offsets:
+        # Faust's public commit covers only acked events, and acks are off for the input and
+        # the labels (see the module docstring), so commit through the consumer's own call.
+        await app.consumer._commit({TP(t, p): o for (t, p), o in offsets.items()})
 
 
 class Checkpointer:
-    """Saves step state into the Faust table, then commits the input offsets it covers."""
+    """Saves step state into the Faust table, then commits the offsets it covers."""
 
     def __init__(
         self, app: Any, step: MonitorStep, table: Any, metrics: MonitorMetrics | None
@@ -103,7 +90,10 @@ class Checkpointer:
         self.step = step
         self.table = table
         self.metrics = metrics
-        self.pending: list[Any] = []
+        #: input partition -> its topic, for partitions with rows since the last save
+        self.pending: dict[int, str] = {}
+        #: (labels topic, partition) -> the next offset to commit once labels are archived
+        self.labels: dict[tuple[str, int], int] = {}
         self.restored: set[int] = set()
         self.last = time.monotonic()
 
@@ -111,51 +101,57 @@ class Checkpointer:
     def key(partition: int) -> bytes:
         return f"partition-{partition}".encode()
 
-    def restore(self, partitions: set[int]) -> None:
-        """Load the saved state of partitions this worker has not restored yet."""
-        for p in sorted(partitions - self.restored):
-            data = self.table.get(self.key(p))
-            if data:
-                self.step.restore(data, partitions=[p])
-                log.info("restored monitor state of partition %d (%d bytes)", p, len(data))
-            self.restored.add(p)
+    def restore(self, partition: int) -> None:
+        """Load the saved state of ``partition`` unless this worker restored it already."""
+        if partition in self.restored:
+            return
+        data = self.table.get(self.key(partition))
+        if data:
+            self.step.restore(data, partitions=[partition])
+            log.info("restored monitor state of partition %d (%d bytes)", partition, len(data))
+        self.restored.add(partition)
+
+    def processed(self, batch: Batch) -> None:
+        """``batch`` went through the step: its offsets are due at the next save."""
+        last = batch.messages[-1]
+        self.pending[last.partition] = last.topic
+
+    def labelled(self, batch: Batch) -> None:
+        """``batch`` of labels went through the step."""
+        last = batch.messages[-1]
+        self.labels[(last.topic, last.partition)] = last.offset + 1
 
     def forget(self, partitions: set[int]) -> None:
         """Partitions moved to another worker: their state will come back from the table."""
         self.step.drop_partitions(partitions)
         self.restored -= partitions
-        self.pending = [e for e in self.pending if e.message.partition not in partitions]
+        for p in partitions:
+            self.pending.pop(p, None)
+        self.labels = {k: v for k, v in self.labels.items() if k[1] not in partitions}
 
     def due(self) -> bool:
-        return bool(self.pending) and time.monotonic() - self.last >= CHECKPOINT_INTERVAL_S
+        waiting = self.pending or self.labels
+        return bool(waiting) and time.monotonic() - self.last >= CHECKPOINT_INTERVAL_S
 
     async def save(self) -> None:
-        from faust.streams import _current_event
-        from faust.types import TP
-
-        events, self.pending = self.pending, []
+        pending, self.pending = self.pending, {}
         self.last = time.monotonic()
-        if not events:
-            return
-        last_of: dict[int, Any] = {}
-        for event in events:
-            last_of[event.message.partition] = event
         started = time.perf_counter()
         offsets = {}
-        for partition, event in sorted(last_of.items()):
-            # A table write goes to the changelog partition of the current event; point it at
-            # an event of this partition so state stays co-partitioned with its input.
-            token = _current_event.set(weakref.ref(event))
-            try:
-                self.table[self.key(partition)] = self.step.state_bytes([partition])
-            finally:
-                _current_event.reset(token)
-            topic = event.message.topic
+        for partition, topic in sorted(pending.items()):
+            key, value = self.key(partition), self.step.state_bytes([partition])
+            # The changelog partition of the input partition: state stays co-partitioned with
+            # its input, so whoever owns the input after a rebalance recovers its state.
+            self.table.send_changelog(partition, key, value)
+            self.table.data[key] = value
             nxt = self.step.next_offset(topic, partition)
             if nxt is not None:
-                offsets[TP(topic, partition)] = nxt
+                offsets[(topic, partition)] = nxt
+        if not self.step.holds_labels:  # labels that came first are archived with the rows
+            offsets.update(self.labels)
+            self.labels = {}
         await commit(self.app, offsets)
-        if self.metrics is not None:
+        if self.metrics is not None and pending:
             self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
 
 
@@ -163,10 +159,8 @@ def create_app(
     settings: Settings,
     store: LifecycleStore | None = None,
     metrics: MonitorMetrics | None = None,
-) -> faust.App:
+) -> BatchApp:
     """The Faust app monitoring pipeline ``settings.pipeline`` (see the module docstring)."""
-    import faust
-
     from lifecycle_store import LifecycleStore
 
     topics = settings.topics
@@ -185,7 +179,7 @@ def create_app(
         # Rows wait for the checkpoint, which archives them as one segment.
         archive_rows=max(50_000, settings.batch_size),
     )
-    app = faust.App(
+    app = BatchApp(
         app_id(settings.pipeline),
         broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(",")],
         value_serializer="raw",
@@ -200,8 +194,8 @@ def create_app(
         broker_commit_interval=CHECKPOINT_INTERVAL_S,
         # A SIGKILLed worker's partitions move to the others (or to its restart) after this.
         broker_session_timeout=SESSION_TIMEOUT_S,
-        broker_max_poll_records=max(500, settings.batch_size),
-        stream_buffer_maxsize=max(4096, 4 * settings.batch_size),
+        # One fetch is one micro-batch.
+        broker_max_poll_records=settings.batch_size,
         table_standby_replicas=0,
         # Shutdown must not wait for Faust acks: the input's offsets are committed by the
         # checkpoint, not by acks (see the module docstring).
@@ -240,34 +234,30 @@ def create_app(
         for letter in dead:
             await dlq.send(value=letter.to_json(), headers=_JSON_HEADERS)
 
-    @app.agent(inputs, name="monitor")
+    @app.agent(deliver_batches(app, inputs), name="monitor")
     async def monitor(stream: Any) -> None:
-        async for events in stream.noack_take(settings.batch_size, within=settings.batch_timeout_s):
-            ckpt.restore({e.message.partition for e in events})
-            messages = [to_raw_message(e.message) for e in events]
+        async for batch in stream:
+            if batch.stale(app):  # fetched before a rebalance: Faust seeks back to the commit
+                continue
+            ckpt.restore(batch.partition)
             started = time.perf_counter()
-            out = step.process(messages)
+            out = step.process(batch.messages)
             await publish(out)
-            ckpt.pending.extend(events)
+            ckpt.processed(batch)
             if metrics is not None:
-                metrics.observe_batch(out, messages, time.perf_counter() - started)
-                metrics.observe_lag(app, messages)
+                metrics.observe_batch(out, batch.messages, time.perf_counter() - started)
+                metrics.observe_lag(app, batch.messages)
             if ckpt.due():
                 await ckpt.save()
 
-    @app.agent(labels, name="labels")
+    @app.agent(deliver_batches(app, labels), name="labels")
     async def label_agent(stream: Any) -> None:
-        async for events in stream.take_events(
-            settings.batch_size, within=settings.batch_timeout_s
-        ):
-            while not step.accepts_labels:
-                # Labels before the first input row: the pipeline has no feature schema in the
-                # store yet; wait (uncommitted) rather than hold them where a crash loses them.
-                await asyncio.sleep(LABELS_WAIT_S)
-            out = step.process_labels([to_raw_message(e.message) for e in events])
+        async for batch in stream:
+            if batch.stale(app):
+                continue
+            out = step.process_labels(batch.messages)
             await send_dead_letters(out.dead_letters)
-            # The last event of each partition wins: its next offset is what to commit.
-            await commit(app, {e.message.tp: e.message.offset + 1 for e in events})
+            ckpt.labelled(batch)
             if metrics is not None:
                 metrics.observe_labels(out)
 
@@ -292,8 +282,8 @@ def create_app(
 
     def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         revoked = args[0] if args else kwargs.get("revoked", ())
-        # Unacked events of a revoked partition go to its new owner (their offsets were not
-        # committed); drop them and the partition's state, which the table brings back.
+        # Rows of a revoked partition since the last checkpoint go to its new owner (their
+        # offsets were not committed); drop the partition's state, which the table brings back.
         mine = {tp.partition for tp in revoked if tp.topic == topics.inputs}
         if mine:
             ckpt.forget(mine)

@@ -299,17 +299,17 @@ class MonitorStep:
         self._unarchived = []
 
     @property
-    def accepts_labels(self) -> bool:
-        """Whether labels can be archived now: the pipeline's features are known (from the
-        config, the store or a first input row), so the pipeline exists in the store."""
-        return self._ensure_registered()
+    def holds_labels(self) -> bool:
+        """Whether labels that came before the pipeline's features wait in memory (a
+        transport must not commit their offsets yet: they are archived with the first rows)."""
+        return bool(self._early_labels)
 
     def process_labels(self, messages: Sequence[RawMessage]) -> LabelOutput:
         """Validate ``{p}.labels`` messages, archive the good ones, dead-letter the rest.
 
         Labels that arrive before the pipeline's features are known are held in memory and
         archived with the first input rows (a transport that must not lose them on a crash
-        waits for `accepts_labels` before calling this).
+        commits their offsets only once `holds_labels` is false).
         """
         decoded = decode_labels(messages, pipeline=self.pipeline)
         count = 0

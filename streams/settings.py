@@ -89,8 +89,9 @@ class Settings(BaseSettings):
     store_url: SecretStr = SecretStr("sqlite:///driftline.db")
     artifacts: str = Field(default="artifacts", description="directory or pyarrow FS URI")
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 turns metrics off")
-    batch_size: int = Field(default=1000, ge=1, description="most messages per micro-batch")
-    batch_timeout_s: float = Field(default=0.2, gt=0, description="longest wait to fill one")
+    batch_size: int = Field(
+        default=1000, ge=1, description="most messages per micro-batch (one fetch)"
+    )
     max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     state_dir: Path = Field(default=Path(".driftline"), description="worker state and tables")
     emit_ood: bool = Field(default=False, description="publish per-event OODFlags on {p}.ood")

@@ -59,7 +59,6 @@ class PipelineRun:
             "state_dir": str(root / "state"),
             "metrics_port": 0,
             "batch_size": 1000,
-            "batch_timeout_s": 0.05,
         }
         fields.update(options)
         lines = [f"{k} = {_toml(v)}" for k, v in fields.items()]

@@ -18,9 +18,18 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from confluent_kafka import TopicPartition
 
-from schemas import ARROW_CONTENT_TYPE, CONTENT_TYPE_HEADER, DeadLetter, DriftEvent, InferenceBatch
-from streams.kafka_io import make_producer
+from schemas import (
+    ARROW_CONTENT_TYPE,
+    CONTENT_TYPE_HEADER,
+    DeadLetter,
+    DriftEvent,
+    InferenceBatch,
+    LabelEvent,
+)
+from streams.app import app_id
+from streams.kafka_io import make_consumer, make_producer
 from streams.monitor import MonitorStep
 from streams.replay import replay
 from tests.streams.ingest.conftest import PipelineRun, free_port, wait_for
@@ -173,14 +182,46 @@ def last_state(run: PipelineRun) -> bytes:
     return records[-1].value()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known bug, open: in some runs the restarted worker restores its state, takes one "
-        "batch and then Faust fetches nothing more from {p}.inputs (event loop idle, no lag "
-        "consumed); the rows are not lost (offsets uncommitted) but wait for the next restart"
-    ),
-)
+def committed_offset(run: PipelineRun, topic: str) -> int | None:
+    """The monitor group's committed offset of ``topic`` partition 0 (None: nothing yet)."""
+    consumer = make_consumer(run.settings, app_id(run.name))
+    try:
+        (tp,) = consumer.committed([TopicPartition(topic, 0)], timeout=10)
+    finally:
+        consumer.close()
+    return tp.offset if tp.offset >= 0 else None
+
+
+def test_labels_before_any_input_are_committed_only_once_archived(pipeline_run) -> None:
+    run = pipeline_run("early-labels")
+    producer = make_producer(run.settings)
+    for i in range(50):
+        label = LabelEvent(event_id=f"row-{i}", label=i % 2, timestamp=T0)
+        producer.produce(run.settings.topics.labels, label.to_json(), headers=list(JSON_HEADERS))
+    assert producer.flush(30) == 0
+    run.start_worker()
+    # The pipeline has no features yet, so the labels wait in memory: several checkpoints
+    # pass without their offsets being committed (a crash now must not lose them).
+    time.sleep(6)
+    assert run.workers[0].poll() is None, run.logs()
+    assert committed_offset(run, run.settings.topics.labels) is None
+
+    for i, row in enumerate(np.random.default_rng(0).normal(size=(50, 4))):
+        producer.produce(
+            run.settings.topics.inputs,
+            event_bytes(run.name, i, row, [f"f{j}" for j in range(4)]),
+            headers=list(JSON_HEADERS),
+        )
+    assert producer.flush(30) == 0
+    wait_for(
+        lambda: committed_offset(run, run.settings.topics.labels) == 50,
+        60,
+        "label offsets committed once the labels are archived\n" + run.logs(),
+    )
+    labels = run.store.archive(run.name).read_labels()
+    assert set(labels.column("event_id").to_pylist()) == {f"row-{i}" for i in range(50)}
+
+
 def test_sigkill_mid_replay_loses_nothing_and_restores_the_detector(
     pipeline_run, tmp_path: Path
 ) -> None:

@@ -211,10 +211,11 @@ def test_labels_before_any_row_are_kept_until_the_pipeline_exists(tmp_path: Path
 
     store = open_store(tmp_path)
     step = MonitorStep(config(P), store, pipeline=P)
-    assert not step.accepts_labels
+    assert not step.holds_labels
     label = LabelEvent(event_id="row-3", label=1, timestamp=datetime(2026, 1, 1, tzinfo=UTC))
     out = step.process_labels([RawMessage(label.to_json(), None, (), f"{P}.labels", 0, 0)])
     assert out.labels == 1
+    assert step.holds_labels, "no features known yet: the label waits in memory"
     run(step, messages(P, gaussian(10)))
-    assert step.accepts_labels
+    assert not step.holds_labels
     assert store.archive(P).read_labels().column("event_id").to_pylist() == ["row-3"]
