@@ -35,7 +35,13 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from streams.messages import RawMessage
 
-__all__ = ["Batch", "BatchApp", "deliver_batches", "raw_message"]
+__all__ = ["FETCH_MAX_WAIT_MS", "Batch", "BatchApp", "deliver_batches", "raw_message"]
+
+#: Longest wait of the broker for data before it answers a fetch (Faust hard-codes 1500 ms).
+#: One fetch request carries every partition a worker reads from a broker, and a partition with
+#: records still buffered is left out of it; so with idle partitions in the request (labels, the
+#: table's changelog) the input's next fetch waited behind them for the whole 1.5 s.
+FETCH_MAX_WAIT_MS = 100
 
 BatchHandler = Callable[["Batch"], Awaitable[None]]
 
@@ -70,8 +76,18 @@ def raw_message(record: Any) -> RawMessage:
     )
 
 
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by its fetcher at start
+        return consumer
+
+
 class BatchConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer, handing whole fetches of the app's batch topics on."""
+
+    def _new_consumer_thread(self) -> Any:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:
         records, active = await super()._wait_next_records(timeout)
@@ -84,13 +100,14 @@ class BatchConsumer(faust_aiokafka.Consumer):
             handler = handlers.get(tp.topic)
             if handler is None:
                 rest[tp] = fetched
+                continue
             # Like Faust's own loop: nothing is delivered once the flow stopped or a rebalance
             # began; Faust then seeks every partition back to its committed offset, so the
             # records dropped here are fetched again.
-            elif self.flow_active and generation == self.app.consumer_generation_id:
-                if fetched and (active is None or tp in active):
-                    await handler(Batch(generation, [raw_message(r) for r in fetched]))
-                    self._read_offset[tp] = fetched[-1].offset
+            fresh = self.flow_active and generation == self.app.consumer_generation_id
+            if fresh and fetched and (active is None or tp in active):
+                await handler(Batch(generation, [raw_message(r) for r in fetched]))
+                self._read_offset[tp] = fetched[-1].offset
         return rest, active
 
 
