@@ -63,16 +63,25 @@ class Batch:
 
 
 def raw_message(record: Any) -> RawMessage:
-    """An aiokafka ``ConsumerRecord`` as a `RawMessage`."""
-    millis = record.timestamp
+    """An aiokafka ``ConsumerRecord`` as a `RawMessage` (a null header value becomes b"").
+
+    >>> from aiokafka.structs import ConsumerRecord
+    >>> r = ConsumerRecord("p.inputs", 2, 41, 1767225600000, 0, None, b"{}", None, 0, 2,
+    ...                    [("content-type", b"application/json"), ("trace", None)])
+    >>> m = raw_message(r)
+    >>> m.partition, m.offset, m.headers[1], m.timestamp.isoformat()
+    (2, 41, ('trace', b''), '2026-01-01T00:00:00+00:00')
+    """
+    millis, headers = record.timestamp, record.headers
+    # Positional arguments, in field order: this runs once per consumed record.
     return RawMessage(
-        value=record.value or b"",
-        key=record.key,
-        headers=tuple((k, v if v is not None else b"") for k, v in record.headers or ()),
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        timestamp=None if millis is None else datetime.fromtimestamp(millis / 1000, tz=UTC),
+        record.value or b"",
+        record.key,
+        tuple([(k, b"" if v is None else v) for k, v in headers]) if headers else (),
+        record.topic,
+        record.partition,
+        record.offset,
+        None if millis is None else datetime.fromtimestamp(millis / 1000, tz=UTC),
     )
 
 
