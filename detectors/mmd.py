@@ -95,7 +95,9 @@ class OnlineMMD(DriftDetector):
 
     def _fourier(self, x: np.ndarray) -> np.ndarray:
         xs = ((x - self._mean) / self._scale).astype(np.float32)
-        return np.cos(xs @ self._omega + self._phase)
+        z = xs @ self._omega
+        z += self._phase  # in place: the hot path of every update
+        return np.cos(z, out=z)
 
     def _raw_features(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self._fourier(x) @ self._white)

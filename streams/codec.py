@@ -19,8 +19,10 @@ test checks the fast path against the model on generated events.
 >>> msgs = [RawMessage(good, topic="fraud.inputs", offset=0),
 ...         RawMessage(b"{oops", topic="fraud.inputs", offset=1)]
 >>> out = decode_inputs(msgs, pipeline="fraud")
->>> out.rows.event_ids, out.rows.features.tolist(), [d.reason.value for d in out.dead_letters]
-(['e1'], [[1.0, 2.0]], ['malformed'])
+>>> out.rows.event_ids.to_pylist(), out.rows.features.tolist()
+(['e1'], [[1.0, 2.0]])
+>>> [d.reason.value for d in out.dead_letters]
+['malformed']
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ __all__ = [
     "dead_letter",
     "decode_inputs",
     "decode_labels",
+    "strings",
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -71,18 +74,31 @@ TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
 _Pending = tuple[RawMessage, str, int, dict[str, Any], str | None]
 
 
+def strings(values: Sequence[str | None] | pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A string column: Python strings, or an Arrow column as it is (no per-row copy)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        return values if values.type == pa.string() else values.cast(pa.string())
+    return pa.array(values, pa.string())
+
+
 @dataclass
 class Rows:
-    """Valid input rows as columns, in the order they arrived."""
+    """Valid input rows as columns, in the order they arrived.
+
+    The string columns are Arrow arrays, so rows from Arrow batches reach the archive without a
+    per-row conversion; ``rows.event_ids[i].as_py()`` reads one.
+    """
 
     feature_names: tuple[str, ...]
-    event_ids: list[str]
+    event_ids: pa.Array
     timestamps_us: np.ndarray
     features: np.ndarray
-    topics: list[str]
+    topics: pa.Array
     partitions: np.ndarray
     offsets: np.ndarray
-    model_versions: list[str | None] | None = None
+    model_versions: pa.Array | None = None
 
     def __len__(self) -> int:
         return len(self.event_ids)
@@ -92,58 +108,67 @@ class Rows:
         idx = np.flatnonzero(index) if index.dtype == bool else index
         return Rows(
             self.feature_names,
-            [self.event_ids[i] for i in idx],
+            self.event_ids.take(idx),
             self.timestamps_us[idx],
             self.features[idx],
-            [self.topics[i] for i in idx],
+            self.topics.take(idx),
             self.partitions[idx],
             self.offsets[idx],
-            None if self.model_versions is None else [self.model_versions[i] for i in idx],
+            None if self.model_versions is None else self.model_versions.take(idx),
         )
 
     def to_table(self) -> pa.Table:
         """The archive layout: event_id, timestamp, features, model_version, topic,
         partition, offset."""
         columns: dict[str, pa.Array] = {
-            "event_id": pa.array(self.event_ids, pa.string()),
+            "event_id": self.event_ids,
             "timestamp": pa.array(self.timestamps_us, pa.int64()).cast(TIMESTAMP_TYPE),
         }
         for j, name in enumerate(self.feature_names):
             columns[name] = pa.array(self.features[:, j], pa.float64())
         if self.model_versions is not None:
-            columns["model_version"] = pa.array(self.model_versions, pa.string())
-        columns["topic"] = pa.array(self.topics, pa.string())
+            columns["model_version"] = self.model_versions
+        columns["topic"] = self.topics
         columns["partition"] = pa.array(self.partitions, pa.int32())
         columns["offset"] = pa.array(self.offsets, pa.int64())
         return pa.table(columns)
 
     @staticmethod
+    def empty(feature_names: tuple[str, ...]) -> Rows:
+        """No rows, with ``feature_names``."""
+        return Rows(
+            feature_names,
+            strings([]),
+            np.zeros(0, np.int64),
+            np.zeros((0, len(feature_names))),
+            strings([]),
+            np.zeros(0, np.int32),
+            np.zeros(0, np.int64),
+        )
+
+    @staticmethod
     def concat(parts: Sequence[Rows], feature_names: tuple[str, ...]) -> Rows:
         """One `Rows` of all ``parts`` (all with ``feature_names``)."""
         if not parts:
-            d = len(feature_names)
-            return Rows(
-                feature_names,
-                [],
-                np.zeros(0, np.int64),
-                np.zeros((0, d)),
-                [],
-                np.zeros(0, np.int32),
-                np.zeros(0, np.int64),
-            )
+            return Rows.empty(feature_names)
         if len(parts) == 1:
             return parts[0]
-        versions: list[str | None] | None = None
+        versions = None
         if any(p.model_versions is not None for p in parts):
-            versions = []
-            for p in parts:
-                versions.extend(p.model_versions or [None] * len(p))
+            versions = pa.concat_arrays(
+                [
+                    p.model_versions
+                    if p.model_versions is not None
+                    else pa.nulls(len(p), pa.string())
+                    for p in parts
+                ]
+            )
         return Rows(
             feature_names,
-            [e for p in parts for e in p.event_ids],
+            pa.concat_arrays([p.event_ids for p in parts]),
             np.concatenate([p.timestamps_us for p in parts]),
             np.concatenate([p.features for p in parts]),
-            [t for p in parts for t in p.topics],
+            pa.concat_arrays([p.topics for p in parts]),
             np.concatenate([p.partitions for p in parts]),
             np.concatenate([p.offsets for p in parts]),
             versions,
@@ -297,13 +322,13 @@ class _Batch:
         self.parts.append(
             Rows(
                 names,
-                [p[1] for p in pending],
+                strings([p[1] for p in pending]),
                 np.fromiter((p[2] for p in pending), np.int64, len(pending)),
                 x,
-                [p[0].topic for p in pending],
+                strings([p[0].topic for p in pending]),
                 np.fromiter((p[0].partition for p in pending), np.int32, len(pending)),
                 np.fromiter((p[0].offset for p in pending), np.int64, len(pending)),
-                None if all(v is None for v in versions) else versions,
+                None if all(v is None for v in versions) else strings(versions),
             )
         )
 
@@ -357,13 +382,13 @@ class _Batch:
             x[:, j] = table.column(name).to_numpy()
         rows = Rows(
             self.names,
-            table.column("event_id").to_pylist(),
+            strings(table.column("event_id")),
             table.column("timestamp").cast(TIMESTAMP_TYPE).cast(pa.int64()).to_numpy(),
             x,
-            [message.topic] * n,
+            strings(pa.repeat(message.topic, n)),
             np.full(n, message.partition, np.int32),
             np.full(n, message.offset, np.int64),
-            table.column("model_version").to_pylist()
+            strings(table.column("model_version"))
             if "model_version" in table.column_names
             else None,
         )
@@ -376,7 +401,7 @@ class _Batch:
                 message,
                 DeadLetterReason.NON_FINITE,
                 f"{bad.size} of {n} rows have NaN or infinite features (event ids "
-                f"{[rows.event_ids[i] for i in bad[:10]]}); the other {n - bad.size} rows were "
+                f"{rows.event_ids.take(bad[:10]).to_pylist()}); the other {n - bad.size} rows were "
                 "accepted",
             )
             rows = rows.take(finite)

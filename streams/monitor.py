@@ -87,7 +87,7 @@ from schemas import (
     SourceRange,
     Topics,
 )
-from streams.codec import Rows, decode_inputs, decode_labels
+from streams.codec import Rows, decode_inputs, decode_labels, strings
 from streams.messages import RawMessage
 
 __all__ = ["LabelOutput", "MonitorOutput", "MonitorStep"]
@@ -591,7 +591,7 @@ class MonitorStep:
     def _drift_event(
         self, partition: int, monitor: _Partition, rows: Rows, row: int, result: Any
     ) -> DriftEvent:
-        topic = rows.topics[row]
+        topic = rows.topics[row].as_py()
         end_offset = int(rows.offsets[row])
         start_offset = (
             monitor.window_start_offset if monitor.window_start_offset is not None else end_offset
@@ -602,7 +602,7 @@ class MonitorStep:
             + hashlib.sha256(
                 f"{self.pipeline}\0{self.reference_deployment_id}\0{self.reference_data_version}\0"
                 f"{topic}\0{partition}\0"
-                f"{end_offset}\0{rows.event_ids[row]}".encode()
+                f"{end_offset}\0{rows.event_ids[row].as_py()}".encode()
             ).hexdigest()[:24]
         )
         return DriftEvent(
@@ -632,15 +632,16 @@ class MonitorStep:
         scores = self._ood.score(rows.features)
         threshold = float(self._ood.threshold)
         flagged = np.flatnonzero(scores > threshold)
+        ids = rows.event_ids.take(flagged).to_pylist()
         return [
             OODFlag(
-                event_id=rows.event_ids[i],
+                event_id=event_id,
                 pipeline=self.pipeline,
                 score=float(scores[i]),
                 threshold=threshold,
                 timestamp=_from_us(int(rows.timestamps_us[i])),
             )
-            for i in flagged
+            for i, event_id in zip(flagged, ids, strict=True)
         ]
 
 
@@ -671,10 +672,10 @@ def _rows_bytes(rows: Rows) -> bytes:
     buf = io.BytesIO()
     np.savez(
         buf,
-        event_ids=np.array(rows.event_ids, dtype=str),
+        event_ids=np.array(rows.event_ids.to_pylist(), dtype=str),
         timestamps_us=rows.timestamps_us,
         features=rows.features,
-        topics=np.array(rows.topics, dtype=str),
+        topics=np.array(rows.topics.to_pylist(), dtype=str),
         partitions=rows.partitions,
         offsets=rows.offsets,
         names=np.array(rows.feature_names, dtype=str),
@@ -686,10 +687,10 @@ def _rows_from_bytes(data: bytes) -> Rows:
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
         return Rows(
             tuple(str(n) for n in z["names"]),
-            [str(e) for e in z["event_ids"]],
+            strings([str(e) for e in z["event_ids"]]),
             z["timestamps_us"],
             z["features"],
-            [str(t) for t in z["topics"]],
+            strings([str(t) for t in z["topics"]]),
             z["partitions"],
             z["offsets"],
         )

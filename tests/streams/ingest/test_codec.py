@@ -58,7 +58,7 @@ def test_good_json_events_become_rows_in_order() -> None:
     out = decode_inputs([jmsg(event(i), offset=10 + i) for i in range(5)], pipeline=P)
     assert out.dead_letters == []
     assert out.rows.feature_names == NAMES
-    assert out.rows.event_ids == [f"e{i}" for i in range(5)]
+    assert out.rows.event_ids.to_pylist() == [f"e{i}" for i in range(5)]
     assert out.rows.features[:, 0].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert out.rows.offsets.tolist() == [10, 11, 12, 13, 14]
     assert set(out.rows.partitions.tolist()) == {3}
@@ -95,7 +95,7 @@ def test_good_json_events_become_rows_in_order() -> None:
 )
 def test_bad_json_is_dead_lettered_with_reason(value: bytes, reason: str) -> None:
     out = decode_inputs([jmsg(event(1)), msg(value, offset=7)], pipeline=P, feature_names=NAMES)
-    assert out.rows.event_ids == ["e1"]
+    assert out.rows.event_ids.to_pylist() == ["e1"]
     assert reasons(out) == [DeadLetterReason(reason).value]
     dead = out.dead_letters[0]
     assert (dead.payload, dead.key, dead.source_offset, dead.source_partition) == (
@@ -153,7 +153,7 @@ def test_arrow_batches_decode_to_rows_with_message_offsets() -> None:
         [jmsg(event(9)), msg(batch.to_ipc(), 5, ARROW)], pipeline=P, feature_names=("b", "a")
     )
     assert out.dead_letters == []
-    assert out.rows.event_ids == ["e9", "r0", "r1", "r2", "r3"]
+    assert out.rows.event_ids.to_pylist() == ["e9", "r0", "r1", "r2", "r3"]
     # Columns come in the pipeline's order, whatever order the producer used.
     assert out.rows.features[1:].tolist() == batch.features()[:, ::-1].tolist()
     assert out.rows.offsets.tolist() == [0, 5, 5, 5, 5]
@@ -187,7 +187,7 @@ def test_bad_arrow_messages() -> None:
         "non_finite",
     ]
     # Finite rows of a partly bad batch still count; the whole message is in the DLQ.
-    assert out.rows.event_ids == ["n0", "n2"]
+    assert out.rows.event_ids.to_pylist() == ["n0", "n2"]
     assert "n1" in out.dead_letters[-1].detail
 
 
@@ -304,7 +304,7 @@ def test_bulk_path_decides_like_the_pydantic_model(docs: list[dict[str, Any]]) -
         assert (i in rejected) == (not ok)
         if ok:
             row = accepted[i]
-            assert out.rows.event_ids[row] == values[0]
+            assert out.rows.event_ids[row].as_py() == values[0]
             assert int(out.rows.timestamps_us[row]) == values[1]
             assert out.rows.features[row].tolist() == values[2]
 
@@ -314,4 +314,4 @@ def test_orjson_and_stdlib_bytes_decode_the_same() -> None:
     a = decode_inputs([msg(orjson.dumps(doc))], pipeline=P)
     b = decode_inputs([msg(json.dumps(doc).encode())], pipeline=P)
     assert a.rows.features.tolist() == b.rows.features.tolist() and not a.dead_letters
-    assert a.rows.model_versions == ["m"]
+    assert a.rows.model_versions.to_pylist() == ["m"]

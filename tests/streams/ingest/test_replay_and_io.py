@@ -99,7 +99,7 @@ def test_replay_sends_valid_json_arrow_and_delayed_labels(
         decoded = decode_inputs(inputs, pipeline=s.pipeline)
         assert decoded.dead_letters == [] and len(decoded.rows) == 100
         assert decoded.rows.feature_names == ("f0", "f1")
-        assert decoded.rows.event_ids[:2] == ["row-0", "row-1"]
+        assert decoded.rows.event_ids[:2].to_pylist() == ["row-0", "row-1"]
         labels = [LabelEvent.from_json(m.value()) for m in read_all(s, s.topics.labels, 50)]
         assert sorted(int(e.event_id[4:]) for e in labels) == list(range(50))
         assert ensure_topics(s) == []
