@@ -127,7 +127,18 @@ class BatchTransport(faust_aiokafka.Transport):
 
 
 class BatchApp(faust.App):
-    """A `faust.App` whose consumer can deliver whole fetches (see `deliver_batches`)."""
+    """A `faust.App` whose consumer can deliver whole fetches (see `deliver_batches`).
+
+    >>> app = BatchApp("example", broker="kafka://127.0.0.1:9092", web_enabled=False)
+    >>> inputs = app.topic("example.inputs", value_serializer="raw", acks=False)
+    >>> batches = deliver_batches(app, inputs)  # an agent iterates this channel
+    >>> sorted(app.batch_handlers)
+    ['example.inputs']
+    >>> deliver_batches(app, app.topic("example.labels"))
+    Traceback (most recent call last):
+    ...
+    ValueError: deliver_batches needs a topic declared with acks=False: its agent commits ...
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -145,6 +156,11 @@ def deliver_batches(app: BatchApp, topic: Any, maxsize: int = 4) -> Any:
     reading the channel commits offsets itself. ``maxsize`` batches may wait in the channel;
     beyond that the fetcher waits too, which is the back-pressure on the broker.
     """
+    if topic.acks:
+        raise ValueError(
+            "deliver_batches needs a topic declared with acks=False: its agent commits the "
+            f"offsets of {list(topic.topics)} itself"
+        )
     channel = app.channel(maxsize=maxsize)
 
     async def handle(batch: Batch) -> None:
