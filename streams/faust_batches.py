@@ -16,7 +16,11 @@ topic must be declared with ``acks=False``); the agent commits them itself.
 
 A batch carries the consumer generation it was fetched in. After a rebalance Faust seeks
 each partition back to its committed offset, so a batch from an older generation may hold
-records of a partition this worker no longer owns: agents must drop it (`Batch.stale`).
+records of a partition this worker no longer owns: agents must drop it (`Batch.stale`). The
+channel is never emptied behind the agent's back: Faust clears its own channels whenever
+flow resumes, but a fetch can land between the seek that ends a table recovery and that
+resume, and clearing it would skip those records for good (the SIGKILL test caught exactly
+that: the first thousand rows after a restart went missing).
 
 >>> from streams.messages import RawMessage
 >>> Batch(0, (RawMessage(b"{}", topic="p.inputs", partition=3, offset=9),)).partition
@@ -126,6 +130,17 @@ class BatchTransport(faust_aiokafka.Transport):
     Consumer = BatchConsumer
 
 
+class _BatchChannel(faust.Channel):
+    """An in-memory channel whose queue survives flow resumes (see the module docstring)."""
+
+    @property
+    def queue(self) -> Any:
+        if self._queue is None:
+            maxsize = self.maxsize or self.app.conf.stream_buffer_maxsize
+            self._queue = self.app.FlowControlQueue(maxsize=maxsize, clear_on_resume=False)
+        return self._queue
+
+
 class BatchApp(faust.App):
     """A `faust.App` whose consumer can deliver whole fetches (see `deliver_batches`).
 
@@ -161,7 +176,7 @@ def deliver_batches(app: BatchApp, topic: Any, maxsize: int = 4) -> Any:
             "deliver_batches needs a topic declared with acks=False: its agent commits the "
             f"offsets of {list(topic.topics)} itself"
         )
-    channel = app.channel(maxsize=maxsize)
+    channel = _BatchChannel(app, maxsize=maxsize)
 
     async def handle(batch: Batch) -> None:
         await channel.send(value=batch)
