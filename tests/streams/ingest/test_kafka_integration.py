@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -182,14 +183,22 @@ def last_state(run: PipelineRun) -> bytes:
     return records[-1].value()
 
 
-def committed_offset(run: PipelineRun, topic: str) -> int | None:
-    """The monitor group's committed offset of ``topic`` partition 0 (None: nothing yet)."""
+def committed_offset(run: PipelineRun, topic: str, partition: int = 0) -> int | None:
+    """The monitor group's committed offset of ``topic``/``partition`` (None: nothing yet)."""
     consumer = make_consumer(run.settings, app_id(run.name))
     try:
-        (tp,) = consumer.committed([TopicPartition(topic, 0)], timeout=10)
+        (tp,) = consumer.committed([TopicPartition(topic, partition)], timeout=10)
     finally:
         consumer.close()
     return tp.offset if tp.offset >= 0 else None
+
+
+def end_offset(run: PipelineRun, topic: str, partition: int) -> int:
+    consumer = make_consumer(run.settings, f"test-watermarks-{time.monotonic_ns()}")
+    try:
+        return int(consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1])
+    finally:
+        consumer.close()
 
 
 def test_labels_before_any_input_are_committed_only_once_archived(pipeline_run) -> None:
@@ -220,6 +229,52 @@ def test_labels_before_any_input_are_committed_only_once_archived(pipeline_run) 
     )
     labels = run.store.archive(run.name).read_labels()
     assert set(labels.column("event_id").to_pylist()) == {f"row-{i}" for i in range(50)}
+
+
+def test_a_second_worker_takes_over_partitions_and_nothing_is_lost(
+    pipeline_run, tmp_path: Path
+) -> None:
+    n, partitions = 20_000, 4
+    file = data_file(tmp_path / "stream.parquet", n, seed=7)
+    run = pipeline_run("rebalance", partitions=partitions)
+    run.start_worker()
+    inputs = run.settings.topics.inputs
+    # Faust logs each assignment as a table: "| {p}.inputs | {0-1} |".
+    assigned = re.compile(rf"\| {re.escape(inputs)}\s+\| \{{[0-9, -]+\}}")
+    joined = []
+
+    def join_midway(rows: int) -> None:
+        if not joined and rows >= n // 4:
+            wait_for(lambda: run.archived() >= 2000, 60, "rows archived before the second worker")
+            run.start_worker()
+            joined.append(rows)
+
+    # Slow enough that the second worker joins, and the group rebalances, while rows flow.
+    replay(run.settings, file, rate=1500, progress=False, on_sent=join_midway)
+    assert joined, "the second worker joined mid-replay"
+    second = run.root / "worker-1.log"
+    wait_for(
+        lambda: assigned.search(second.read_text(errors="replace")),
+        60,
+        "input partitions assigned to the second worker\n" + run.logs(),
+    )
+    wait_for(
+        lambda: (
+            len(set(run.store.archive(run.name).read_rows().column("event_id").to_pylist())) >= n
+        ),
+        180,
+        "every event id archived\n" + run.logs(),
+        poll=2.0,
+    )
+    wait_for(
+        lambda: all(
+            committed_offset(run, inputs, p) == end_offset(run, inputs, p)
+            for p in range(partitions)
+        ),
+        60,
+        "every input offset committed\n" + run.logs(),
+    )
+    assert all(w.poll() is None for w in run.workers), run.logs()
 
 
 def test_sigkill_mid_replay_loses_nothing_and_restores_the_detector(
