@@ -246,7 +246,7 @@ def create_app(
             ckpt.processed(batch)
             if metrics is not None:
                 metrics.observe_batch(out, batch.messages, time.perf_counter() - started)
-                metrics.observe_lag(app, batch.messages)
+                metrics.observe_lag(app, batch.messages[-1:])  # one partition per batch
             if ckpt.due():
                 await ckpt.save()
 

@@ -231,6 +231,18 @@ def test_labels_before_any_input_are_committed_only_once_archived(pipeline_run) 
     assert set(labels.column("event_id").to_pylist()) == {f"row-{i}" for i in range(50)}
 
 
+def wait_until_archived(run: PipelineRun, n: int) -> None:
+    """Wait until ``n`` distinct event ids are in the pipeline's archive."""
+    wait_for(
+        lambda: (
+            len(set(run.store.archive(run.name).read_rows().column("event_id").to_pylist())) >= n
+        ),
+        180,
+        "every event id archived\n" + run.logs(),
+        poll=2.0,
+    )
+
+
 def test_a_second_worker_takes_over_partitions_and_nothing_is_lost(
     pipeline_run, tmp_path: Path
 ) -> None:
@@ -258,14 +270,7 @@ def test_a_second_worker_takes_over_partitions_and_nothing_is_lost(
         60,
         "input partitions assigned to the second worker\n" + run.logs(),
     )
-    wait_for(
-        lambda: (
-            len(set(run.store.archive(run.name).read_rows().column("event_id").to_pylist())) >= n
-        ),
-        180,
-        "every event id archived\n" + run.logs(),
-        poll=2.0,
-    )
+    wait_until_archived(run, n)
     wait_for(
         lambda: all(
             committed_offset(run, inputs, p) == end_offset(run, inputs, p)
@@ -297,14 +302,7 @@ def test_sigkill_mid_replay_loses_nothing_and_restores_the_detector(
     replay(run.settings, file, rate=6000, progress=False, on_sent=kill_midway)
     assert killed, "the worker was killed mid-replay"
     table = pq.read_table(file)
-    wait_for(
-        lambda: (
-            len(set(run.store.archive(run.name).read_rows().column("event_id").to_pylist())) >= n
-        ),
-        180,
-        "every event id archived\n" + run.logs(),
-        poll=2.0,
-    )
+    wait_until_archived(run, n)
     assert run.workers[-1].poll() is None
     time.sleep(2.5)  # one more checkpoint interval: the state covers every row
 
