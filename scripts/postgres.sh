@@ -6,24 +6,35 @@
 #   bash scripts/postgres.sh stop
 #   bash scripts/postgres.sh url               # prints the export line of a running server
 #
-# The cluster lives in .postgres/ at the repository root (gitignored), listens on 127.0.0.1
+# The cluster lives in .postgres/ at the repository root (gitignored) — or, when run as root
+# from a checkout the 'postgres' user cannot reach (e.g. under a mktemp -d directory), in
+# ${TMPDIR:-/tmp}/driftline-postgres-<checksum of the checkout path> —, listens on 127.0.0.1
 # only, on port ${PGPORT:-55432}. PostgreSQL is installed with apt-get when missing. When
 # DRIFTLINE_TEST_POSTGRES_URL is already set, `start` starts nothing and repeats it.
 # Only the export line goes to stdout; progress and errors go to stderr.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-STATE="${DRIFTLINE_POSTGRES_DIR:-$ROOT/.postgres}"
 PORT="${PGPORT:-55432}"
 DB_USER="driftline"
 DB_NAME="driftline_test"
-DATA="$STATE/data"
-SOCK="$STATE/sock"
-LOG="$STATE/server.log"
-PWFILE="$STATE/password"
 
 say() { echo "postgres.sh: $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
+
+# Where the cluster lives. As root the server runs as user 'postgres', which must be able to
+# reach that directory; a checkout it cannot traverse gets a directory under /tmp instead.
+set_state() {
+    STATE="${DRIFTLINE_POSTGRES_DIR:-$ROOT/.postgres}"
+    if [[ -z "${DRIFTLINE_POSTGRES_DIR:-}" && "$(id -u)" == 0 ]] && id postgres >/dev/null 2>&1 &&
+        ! runuser -u postgres -- test -x "$ROOT"; then
+        STATE="${TMPDIR:-/tmp}/driftline-postgres-$(printf %s "$ROOT" | cksum | cut -d' ' -f1)"
+    fi
+    DATA="$STATE/data"
+    SOCK="$STATE/sock"
+    LOG="$STATE/server.log"
+    PWFILE="$STATE/password"
+}
 
 pg_bin() {
     local dir
@@ -90,6 +101,7 @@ start() {
     fi
     install_postgres
     BIN="$(pg_bin)"
+    set_state
     init_cluster
     if ! running; then
         say "starting PostgreSQL on 127.0.0.1:$PORT"
@@ -112,6 +124,7 @@ start() {
 stop() {
     BIN="$(pg_bin)"
     [[ -n "$BIN" ]] || { say "PostgreSQL is not installed; nothing to stop"; return 0; }
+    set_state
     if running; then
         as_owner "$BIN/pg_ctl" -D "$DATA" -m fast -w stop >&2 || die "pg_ctl stop failed"
     else
@@ -124,6 +137,7 @@ case "${1:-}" in
     stop) stop ;;
     url)
         BIN="$(pg_bin)"
+        set_state
         [[ -n "$BIN" ]] && running || die "not running; use: source <(bash scripts/postgres.sh start)"
         echo "export DRIFTLINE_TEST_POSTGRES_URL='$(url)'"
         ;;
