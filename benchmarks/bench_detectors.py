@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 from river.drift import ADWIN  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
-from detectors import (  # noqa: E402
+from driftline.detectors import (  # noqa: E402
     Coreset,
     DriftDetector,
     FeatureDrift,

@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from streams.demo import digits_scenario, run_demo
-from streams.report import Report, version_names
+from driftline.streams.evaluation.demo import digits_scenario, run_demo
+from driftline.streams.evaluation.report import Report, version_names
 
 
 def main() -> None:

@@ -28,13 +28,13 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from lifecycle_store import LifecycleStore
-from retrainer.adapters import Budget, load_adapter, make_adapter
-from retrainer.config import PipelineConfig
-from retrainer.publisher import InMemoryPublisher
-from retrainer.selection import feature_matrix
-from retrainer.service import Retrainer
-from schemas import DriftEvent
+from driftline.config.pipeline import PipelineConfig
+from driftline.lifecycle_store import LifecycleStore
+from driftline.retrainer.adapters import Budget, load_adapter, make_adapter
+from driftline.retrainer.publisher import InMemoryPublisher
+from driftline.retrainer.selection import feature_matrix
+from driftline.retrainer.service import Retrainer
+from driftline.schemas import DriftEvent
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 MAX_EPOCHS = 100

@@ -33,9 +33,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from detectors.coreset import Coreset
-from lifecycle_store import LifecycleStore, orm
-from lifecycle_store.canonical import profile_bytes
+from driftline.detectors.coreset import Coreset
+from driftline.lifecycle_store import LifecycleStore, orm
+from driftline.lifecycle_store.canonical import profile_bytes
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 

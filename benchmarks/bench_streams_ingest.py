@@ -42,18 +42,23 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from lifecycle_store import LifecycleStore
-from schemas import ARROW_CONTENT_TYPE, CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE, InferenceBatch
-from streams.kafka_io import (
+from driftline.config.settings import Settings
+from driftline.lifecycle_store import LifecycleStore
+from driftline.schemas import (
+    ARROW_CONTENT_TYPE,
+    CONTENT_TYPE_HEADER,
+    JSON_CONTENT_TYPE,
+    InferenceBatch,
+)
+from driftline.streams.kafka.clients import (
     admin_client,
     ensure_topics,
     make_consumer,
     make_producer,
     to_raw_message,
 )
-from streams.messages import RawMessage
-from streams.monitor import MonitorStep
-from streams.settings import Settings
+from driftline.streams.monitor.messages import RawMessage
+from driftline.streams.monitor.step import MonitorStep
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -158,7 +163,7 @@ def step_rate(settings: Settings, root: Path, kind: str, messages: int, batch: i
 # same agent on `deliver_batches`, the path the monitor uses.
 BARE_AGENT = """
 import os, sys, time
-from streams.faust_batches import BatchApp, deliver_batches
+from driftline.streams.kafka.faust_batches import BatchApp, deliver_batches
 mode, topic, n, bootstrap, data, port = sys.argv[1:7]
 n = int(n)
 app = BatchApp("bare-" + mode + "-" + topic, broker="kafka://" + bootstrap,
@@ -229,7 +234,7 @@ def faust_rate(config_file: Path, rows: int, port: int, log: Path) -> float:
             [
                 sys.executable,
                 "-c",
-                "from streams.cli import main; main()",
+                "from driftline.streams.cli import main; main()",
                 "worker",
                 "--config",
                 str(config_file),

@@ -6,9 +6,11 @@ the old concept, then ``--rows`` labelled rows of a drifted concept archived. Th
 * **in process** (the baseline): ``Retrainer.handle_drift(event)`` with an in-memory
   publisher — selection, snapshot, warm-started MLP fit, gate, register, deploy;
 * **over Kafka**: the DriftEvent is produced to ``{p}.drift``; a running
-  :class:`~streams.retrainer_service.RetrainerService` consumes it, retrains, publishes the
+  :class:`~driftline.streams.kafka.retrainer_service.RetrainerService` consumes it, retrains,
+  publishes the
   ModelVersionEvent through the outbox to ``{p}.model-versions``, and a
-  :class:`~streams.subscriber.ModelSubscriber` loads the artifact, checks its hash and swaps.
+  :class:`~driftline.streams.sdk.subscriber.ModelSubscriber` loads the artifact, checks its hash
+  and swaps.
   The clock stops in the subscriber's swap callback.
 
 The difference is what Kafka, the outbox and the consumer SDK add. Goal: ≤ 15 s for an MLP
@@ -33,15 +35,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from lifecycle_store.store import LifecycleStore
-from retrainer.config import PipelineConfig
-from retrainer.publisher import InMemoryPublisher
-from retrainer.service import Retrainer
-from schemas import DriftEvent
-from streams.kafka_io import admin_client, ensure_topics, make_producer
-from streams.retrainer_service import RetrainerService
-from streams.settings import Settings
-from streams.subscriber import ModelSubscriber, ServedModel
+from driftline.config.pipeline import PipelineConfig
+from driftline.config.settings import Settings
+from driftline.lifecycle_store.store import LifecycleStore
+from driftline.retrainer.publisher import InMemoryPublisher
+from driftline.retrainer.service import Retrainer
+from driftline.schemas import DriftEvent
+from driftline.streams.kafka.clients import admin_client, ensure_topics, make_producer
+from driftline.streams.kafka.retrainer_service import RetrainerService
+from driftline.streams.sdk.subscriber import ModelSubscriber, ServedModel
 
 N_FEATURES = 16
 FEATURES = [f"f{i}" for i in range(N_FEATURES)]
@@ -193,10 +195,10 @@ def run_over_kafka(prep: Prepared, bootstrap: str) -> dict[str, float]:
 
 
 def _publish_current(prep: Prepared, settings: Settings) -> None:
-    from lifecycle_store.records import OutboxMessage
-    from retrainer.publisher import flush_outbox
-    from streams.admin import deployment_event
-    from streams.publisher import KafkaPublisher
+    from driftline.lifecycle_store.records import OutboxMessage
+    from driftline.retrainer.publisher import flush_outbox
+    from driftline.streams.admin import deployment_event
+    from driftline.streams.kafka.publisher import KafkaPublisher
 
     # The bootstrap deployment went to an in-memory publisher; announce it on Kafka too.
     deployment = prep.store.history(prep.pipeline)[-1]

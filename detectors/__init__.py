@@ -4,16 +4,16 @@ and dataset similarity. Pure computation (numpy/scipy): no I/O, no Kafka, no dat
 
 from __future__ import annotations
 
-from detectors.base import DriftDetector
-from detectors.coreset import Coreset
-from detectors.exceptions import DetectorError, InvalidInputError, NotFittedError
-from detectors.factory import DETECTOR_KINDS, make_detector
-from detectors.feature import FeatureDrift
-from detectors.mmd import OnlineMMD
-from detectors.ood import OODScorer
-from detectors.output import OutputDrift
-from detectors.result import DriftResult
-from detectors.similarity import SIMILARITY_SCALE, exact_mmd2, mmd2, similarity
+from driftline.detectors.base import DriftDetector
+from driftline.detectors.coreset import Coreset
+from driftline.detectors.exceptions import DetectorError, InvalidInputError, NotFittedError
+from driftline.detectors.factory import DETECTOR_KINDS, make_detector
+from driftline.detectors.feature import FeatureDrift
+from driftline.detectors.mmd import OnlineMMD
+from driftline.detectors.ood import OODScorer
+from driftline.detectors.output import OutputDrift
+from driftline.detectors.result import DriftResult
+from driftline.detectors.similarity import SIMILARITY_SCALE, exact_mmd2, mmd2, similarity
 
 __all__ = [
     "DETECTOR_KINDS",

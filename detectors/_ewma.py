@@ -24,7 +24,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.signal import lfilter
 
-from detectors.exceptions import DetectorError
+from driftline.detectors.exceptions import DetectorError
 
 # Runs are this many windows long: long enough that the quiet start after a reset is a small
 # part of each run, short enough for many runs (many alarms) per simulated event.

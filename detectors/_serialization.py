@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.exceptions import InvalidInputError
+from driftline.detectors.exceptions import InvalidInputError
 
 _MAGIC = b"DLDET\x00\x01\x00"
 

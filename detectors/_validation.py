@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors.exceptions import InvalidInputError
+from driftline.detectors.exceptions import InvalidInputError
 
 
 def check_positive_int(name: str, value: object, meaning: str = "") -> int:

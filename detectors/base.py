@@ -8,16 +8,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from detectors._ewma import calibrate_threshold, ewma, lam_for_window
-from detectors._serialization import pack, unpack
-from detectors._validation import (
+from driftline.detectors._ewma import calibrate_threshold, ewma, lam_for_window
+from driftline.detectors._serialization import pack, unpack
+from driftline.detectors._validation import (
     as_matrix,
     check_ert,
     check_feature_names,
     check_positive_int,
 )
-from detectors.exceptions import InvalidInputError, NotFittedError
-from detectors.result import DriftResult
+from driftline.detectors.exceptions import InvalidInputError, NotFittedError
+from driftline.detectors.result import DriftResult
 
 __all__ = ["DriftDetector"]
 
@@ -46,12 +46,12 @@ class DriftDetector:
     is above the threshold at some row, with ``index`` the first such row. ``drift_detected``
     latches: it stays True until ``reset()``, which restarts monitoring against the same
     reference; updates after an alarm keep working (the chart keeps following the data).
-    Subclasses: :class:`~detectors.OnlineMMD`, :class:`~detectors.FeatureDrift`,
-    :class:`~detectors.OutputDrift`.
+    Subclasses: :class:`~driftline.detectors.OnlineMMD`, :class:`~driftline.detectors.FeatureDrift`,
+    :class:`~driftline.detectors.OutputDrift`.
 
     Example:
         >>> import numpy as np
-        >>> from detectors import OnlineMMD
+        >>> from driftline.detectors import OnlineMMD
         >>> det = OnlineMMD(ert=1000, seed=0).fit(np.random.default_rng(0).normal(size=(500, 2)))
         >>> restored = DriftDetector.from_bytes(det.to_bytes())
         >>> type(restored).__name__, restored.n_features

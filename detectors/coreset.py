@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from detectors._serialization import pack, unpack
-from detectors._validation import as_matrix, check_positive_int
-from detectors.exceptions import InvalidInputError
+from driftline.detectors._serialization import pack, unpack
+from driftline.detectors._validation import as_matrix, check_positive_int
+from driftline.detectors.exceptions import InvalidInputError
 
 __all__ = ["Coreset"]
 

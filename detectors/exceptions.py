@@ -10,14 +10,16 @@ Every message names the bad value and says how to fix it::
 
 from __future__ import annotations
 
+from driftline.errors import DriftlineError
+
 __all__ = ["DetectorError", "InvalidInputError", "NotFittedError"]
 
 
-class DetectorError(ValueError):
+class DetectorError(DriftlineError, ValueError):
     """Base class of every error raised by :mod:`detectors`.
 
     Example:
-        >>> from detectors import DetectorError, OnlineMMD
+        >>> from driftline.detectors import DetectorError, OnlineMMD
         >>> try:
         ...     OnlineMMD(ert=0).fit([[0.0]] * 50)
         ... except DetectorError as exc:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from detectors.base import DriftDetector
-from detectors.exceptions import InvalidInputError
-from detectors.feature import FeatureDrift
-from detectors.mmd import OnlineMMD
-from detectors.output import OutputDrift
+from driftline.detectors.base import DriftDetector
+from driftline.detectors.exceptions import InvalidInputError
+from driftline.detectors.feature import FeatureDrift
+from driftline.detectors.mmd import OnlineMMD
+from driftline.detectors.output import OutputDrift
 
 __all__ = ["DETECTOR_KINDS", "make_detector"]
 

@@ -7,10 +7,10 @@ from typing import ClassVar
 import numpy as np
 from scipy.stats import chi2
 
-from detectors._ewma import simulated_states
-from detectors._validation import check_positive_int
-from detectors.base import DriftDetector
-from detectors.exceptions import InvalidInputError
+from driftline.detectors._ewma import simulated_states
+from driftline.detectors._validation import check_positive_int
+from driftline.detectors.base import DriftDetector
+from driftline.detectors.exceptions import InvalidInputError
 
 __all__ = ["FeatureDrift"]
 

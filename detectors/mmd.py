@@ -6,12 +6,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from detectors._ewma import ewma_weights
-from detectors._kernels import median_distance
-from detectors._validation import check_positive_int
-from detectors._whiten import standardize, whitening
-from detectors.base import DriftDetector
-from detectors.exceptions import InvalidInputError
+from driftline.detectors._ewma import ewma_weights
+from driftline.detectors._kernels import median_distance
+from driftline.detectors._validation import check_positive_int
+from driftline.detectors._whiten import standardize, whitening
+from driftline.detectors.base import DriftDetector
+from driftline.detectors.exceptions import InvalidInputError
 
 __all__ = ["OnlineMMD"]
 

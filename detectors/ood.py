@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from detectors._kernels import sqdist
-from detectors._serialization import pack, unpack
-from detectors._validation import as_matrix, check_feature_names, check_positive_int
-from detectors.coreset import Coreset
-from detectors.exceptions import InvalidInputError, NotFittedError
+from driftline.detectors._kernels import sqdist
+from driftline.detectors._serialization import pack, unpack
+from driftline.detectors._validation import as_matrix, check_feature_names, check_positive_int
+from driftline.detectors.coreset import Coreset
+from driftline.detectors.exceptions import InvalidInputError, NotFittedError
 
 __all__ = ["OODScorer"]
 
@@ -22,7 +22,7 @@ _CHUNK = 4096
 class OODScorer:
     """Distance of each event to the nearest reference core point, over the covering radius.
 
-    ``fit`` builds a :class:`~detectors.Coreset` of ``k`` points from a seeded half of the
+    ``fit`` builds a :class:`~driftline.detectors.Coreset` of ``k`` points from a seeded half of the
     reference and measures its exact covering radius on that half, so every row of it
     scores <= 1. The other half is held out: the default flag threshold is the
     ``quantile`` (0.999 by default) of held-out scores, i.e. about 1 in 1000 fresh

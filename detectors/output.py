@@ -6,11 +6,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from detectors._ewma import ewma_weights
-from detectors._validation import as_matrix, check_positive_int
-from detectors._whiten import whitening
-from detectors.base import DriftDetector
-from detectors.exceptions import InvalidInputError
+from driftline.detectors._ewma import ewma_weights
+from driftline.detectors._validation import as_matrix, check_positive_int
+from driftline.detectors._whiten import whitening
+from driftline.detectors.base import DriftDetector
+from driftline.detectors.exceptions import InvalidInputError
 
 __all__ = ["OutputDrift"]
 

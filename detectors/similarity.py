@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors._kernels import sqdist, weighted_median_distance
-from detectors._validation import as_matrix
-from detectors.coreset import Coreset
-from detectors.exceptions import InvalidInputError
+from driftline.detectors._kernels import sqdist, weighted_median_distance
+from driftline.detectors._validation import as_matrix
+from driftline.detectors.coreset import Coreset
+from driftline.detectors.exceptions import InvalidInputError
 
 __all__ = ["SIMILARITY_SCALE", "exact_mmd2", "mmd2", "similarity"]
 

@@ -5,13 +5,13 @@ with which configuration, what was deployed when — and that this graph lets yo
 past lifecycle to new data. :class:`LifecycleStore` keeps that graph in SQLite or PostgreSQL
 (SQLAlchemy 2, Alembic migrations applied on open) and the bytes (Parquet data versions, model
 artifacts, archive segments) in an :class:`ArtifactStore`: a local directory or any pyarrow
-filesystem URI. Errors are in :mod:`lifecycle_store.exceptions`.
+filesystem URI. Errors are in :mod:`driftline.lifecycle_store.exceptions`.
 """
 
-from lifecycle_store._base import UNSET
-from lifecycle_store.archive import Archive
-from lifecycle_store.artifacts import ArtifactStore
-from lifecycle_store.exceptions import (
+from driftline.lifecycle_store._base import UNSET
+from driftline.lifecycle_store.archive import Archive
+from driftline.lifecycle_store.artifacts import ArtifactStore
+from driftline.lifecycle_store.exceptions import (
     ArtifactCorruptedError,
     ConcurrentUpdateError,
     InvalidTransitionError,
@@ -19,7 +19,7 @@ from lifecycle_store.exceptions import (
     SchemaMismatchError,
     StoreError,
 )
-from lifecycle_store.records import (
+from driftline.lifecycle_store.records import (
     ArchiveSegment,
     DataVersion,
     Deployment,
@@ -33,7 +33,7 @@ from lifecycle_store.records import (
     SimilarLifecycle,
     Training,
 )
-from lifecycle_store.store import LifecycleStore
+from driftline.lifecycle_store.store import LifecycleStore
 
 __all__ = [
     "UNSET",

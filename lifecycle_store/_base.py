@@ -12,11 +12,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from lifecycle_store import orm
-from lifecycle_store.artifacts import ArtifactStore
-from lifecycle_store.engine import WRITE
-from lifecycle_store.exceptions import NotFoundError, StoreError
-from lifecycle_store.records import Pipeline
+from driftline.lifecycle_store import orm
+from driftline.lifecycle_store.artifacts import ArtifactStore
+from driftline.lifecycle_store.engine import WRITE
+from driftline.lifecycle_store.exceptions import NotFoundError, StoreError
+from driftline.lifecycle_store.records import Pipeline
 
 PipelineRef = str | Pipeline
 

@@ -21,14 +21,14 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from lifecycle_store import orm
-from lifecycle_store.artifacts import content_key
-from lifecycle_store.canonical import content_hash
-from lifecycle_store.exceptions import SchemaMismatchError, StoreError
-from lifecycle_store.records import ArchiveSegment
+from driftline.lifecycle_store import orm
+from driftline.lifecycle_store.artifacts import content_key
+from driftline.lifecycle_store.canonical import content_hash
+from driftline.lifecycle_store.exceptions import SchemaMismatchError, StoreError
+from driftline.lifecycle_store.records import ArchiveSegment
 
 if TYPE_CHECKING:
-    from lifecycle_store.store import LifecycleStore
+    from driftline.lifecycle_store.store import LifecycleStore
 
 __all__ = ["SOURCE_COLUMNS", "Archive"]
 
@@ -47,7 +47,7 @@ class Archive:
     """Raw rows and labels of one pipeline. Get it with ``store.archive(pipeline)``.
 
     >>> import tempfile, datetime as dt, pyarrow as pa
-    >>> from lifecycle_store import LifecycleStore
+    >>> from driftline.lifecycle_store import LifecycleStore
     >>> d = tempfile.mkdtemp()
     >>> store = LifecycleStore.open(f"sqlite:///{d}/s.db", artifacts=f"{d}/artifacts")
     >>> _ = store.ensure_pipeline("demo", ["x"])

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from lifecycle_store.exceptions import NotFoundError, StoreError
+from driftline.lifecycle_store.exceptions import NotFoundError, StoreError
 
 __all__ = ["ArtifactStore", "content_key", "sha256_hex"]
 

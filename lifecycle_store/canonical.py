@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lifecycle_store.exceptions import SchemaMismatchError
+from driftline.lifecycle_store.exceptions import SchemaMismatchError
 
 __all__ = [
     "canonical_table",

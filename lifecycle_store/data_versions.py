@@ -14,11 +14,11 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from detectors.coreset import Coreset
-from lifecycle_store import orm
-from lifecycle_store._base import PipelineRef, StoreBase, pipeline_name, require_json
-from lifecycle_store.artifacts import content_key
-from lifecycle_store.canonical import (
+from driftline.detectors.coreset import Coreset
+from driftline.lifecycle_store import orm
+from driftline.lifecycle_store._base import PipelineRef, StoreBase, pipeline_name, require_json
+from driftline.lifecycle_store.artifacts import content_key
+from driftline.lifecycle_store.canonical import (
     canonical_table,
     check_feature_columns,
     content_hash,
@@ -26,13 +26,13 @@ from lifecycle_store.canonical import (
     feature_stats,
     profile_bytes,
 )
-from lifecycle_store.exceptions import (
+from driftline.lifecycle_store.exceptions import (
     ArtifactCorruptedError,
     NotFoundError,
     SchemaMismatchError,
     StoreError,
 )
-from lifecycle_store.records import DataVersion
+from driftline.lifecycle_store.records import DataVersion
 
 COMBINES = ("append", "merge", "filter", "root")
 TIMESTAMP_COLUMN = "timestamp"
@@ -68,7 +68,8 @@ class DataVersionsMixin(StoreBase):
 
         The table must hold the pipeline's (numeric) feature columns; other columns (ids,
         labels, ``timestamp``) are kept. The version's id hashes the canonical content (see
-        :mod:`lifecycle_store.canonical`), so a second snapshot of the same rows returns the
+        :mod:`driftline.lifecycle_store.canonical`), so a second snapshot of the same rows returns
+        the
         first version unchanged, whatever ``parents`` it names. ``combine`` says how it was
         made from ``parents``: ``append``, ``merge``, ``filter``, or ``root`` (no parents).
         The event-time range is read from a ``timestamp`` column unless given. The coreset

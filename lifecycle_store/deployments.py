@@ -27,10 +27,17 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from lifecycle_store import orm
-from lifecycle_store._base import UNSET, PipelineRef, StoreBase, Unset, new_id, pipeline_name
-from lifecycle_store.exceptions import ConcurrentUpdateError, NotFoundError, StoreError
-from lifecycle_store.records import Deployment, ModelVersion, OutboxItem, OutboxMessage
+from driftline.lifecycle_store import orm
+from driftline.lifecycle_store._base import (
+    UNSET,
+    PipelineRef,
+    StoreBase,
+    Unset,
+    new_id,
+    pipeline_name,
+)
+from driftline.lifecycle_store.exceptions import ConcurrentUpdateError, NotFoundError, StoreError
+from driftline.lifecycle_store.records import Deployment, ModelVersion, OutboxItem, OutboxMessage
 
 OutboxFactory = Callable[[Deployment, ModelVersion], OutboxMessage]
 Outbox = OutboxMessage | OutboxFactory | None

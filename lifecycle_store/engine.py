@@ -21,7 +21,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError
 
-from lifecycle_store.exceptions import StoreError
+from driftline.lifecycle_store.exceptions import StoreError
 
 __all__ = ["BUSY_TIMEOUT_MS", "WRITE", "make_engine", "migrate", "safe_url"]
 

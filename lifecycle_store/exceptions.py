@@ -13,6 +13,8 @@ writes happen in one transaction, so a failed call changes nothing::
 
 from __future__ import annotations
 
+from driftline.errors import DriftlineError
+
 __all__ = [
     "ArtifactCorruptedError",
     "ConcurrentUpdateError",
@@ -23,7 +25,7 @@ __all__ = [
 ]
 
 
-class StoreError(Exception):
+class StoreError(DriftlineError):
     """Base class of every lifecycle store error."""
 
 

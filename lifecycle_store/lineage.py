@@ -21,11 +21,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from lifecycle_store import orm
-from lifecycle_store.data_versions import DataVersionsMixin, _chunks
-from lifecycle_store.exceptions import NotFoundError, StoreError
-from lifecycle_store.model_versions import ModelVersionsMixin
-from lifecycle_store.records import (
+from driftline.lifecycle_store import orm
+from driftline.lifecycle_store.data_versions import DataVersionsMixin, _chunks
+from driftline.lifecycle_store.exceptions import NotFoundError, StoreError
+from driftline.lifecycle_store.model_versions import ModelVersionsMixin
+from driftline.lifecycle_store.records import (
     Deployment,
     DriftEventRecord,
     Lifecycle,

@@ -9,16 +9,16 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from lifecycle_store import orm
-from lifecycle_store._base import PipelineRef, StoreBase, pipeline_name, require_json
-from lifecycle_store.artifacts import content_key, sha256_hex
-from lifecycle_store.exceptions import (
+from driftline.lifecycle_store import orm
+from driftline.lifecycle_store._base import PipelineRef, StoreBase, pipeline_name, require_json
+from driftline.lifecycle_store.artifacts import content_key, sha256_hex
+from driftline.lifecycle_store.exceptions import (
     ArtifactCorruptedError,
     ConcurrentUpdateError,
     NotFoundError,
     StoreError,
 )
-from lifecycle_store.records import ModelVersion
+from driftline.lifecycle_store.records import ModelVersion
 
 _VERSION_RETRIES = 20
 

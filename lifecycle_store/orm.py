@@ -1,7 +1,8 @@
 """SQLAlchemy tables of the lifecycle store (typed ORM; the schema itself lives in migrations).
 
 These classes are private to the package: the public API returns the frozen records of
-:mod:`lifecycle_store.records`, which stay valid after their session is gone. A change here
+:mod:`driftline.lifecycle_store.records`, which stay valid after their session is gone. A change
+here
 needs a new Alembic revision in ``migrations/versions`` (``tests`` compare the two).
 """
 

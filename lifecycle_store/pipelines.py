@@ -8,10 +8,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from lifecycle_store import orm
-from lifecycle_store._base import PipelineRef, StoreBase, pipeline_name, require_json
-from lifecycle_store.exceptions import NotFoundError, SchemaMismatchError, StoreError
-from lifecycle_store.records import Pipeline
+from driftline.lifecycle_store import orm
+from driftline.lifecycle_store._base import PipelineRef, StoreBase, pipeline_name, require_json
+from driftline.lifecycle_store.exceptions import NotFoundError, SchemaMismatchError, StoreError
+from driftline.lifecycle_store.records import Pipeline
 
 
 class PipelinesMixin(StoreBase):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from lifecycle_store import orm
+from driftline.lifecycle_store import orm
 
 __all__ = [
     "ArchiveSegment",
@@ -213,7 +213,8 @@ class Training:
 class DriftEventRecord:
     """A stored drift alarm and the training it caused, if any.
 
-    ``payload`` is the event as JSON-ready data (``schemas.DriftEvent.model_validate`` reads it).
+    ``payload`` is the event as JSON-ready data (``driftline.schemas.DriftEvent.model_validate``
+    reads it).
 
     >>> DriftEventRecord("d-1", "fraud", None, None, 0.3, {}, None).training_id is None
     True

@@ -6,7 +6,7 @@ of data versions interactively. So the search has two stages:
 1. *Shortlist* by a cheap per-version vector held in memory: each feature's mean and log
    standard deviation (the ``profile`` stored with every data version), scaled by the
    query's spread. One vectorized distance over all versions of the pipeline.
-2. *Rank* the ``candidates`` nearest by :func:`detectors.similarity.similarity` of the
+2. *Rank* the ``candidates`` nearest by :func:`driftline.detectors.similarity.similarity` of the
    stored coresets, all with one kernel bandwidth (the median heuristic on the query's
    coreset), so scores are on one scale and comparable across candidates.
 
@@ -28,15 +28,15 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from threadpoolctl import ThreadpoolController
 
-from detectors.coreset import Coreset
-from detectors.similarity import similarity
-from lifecycle_store import orm
-from lifecycle_store._base import PipelineRef, pipeline_name
-from lifecycle_store.canonical import PROFILE_EPS
-from lifecycle_store.data_versions import DataVersionsMixin
-from lifecycle_store.exceptions import NotFoundError, SchemaMismatchError, StoreError
-from lifecycle_store.model_versions import ModelVersionsMixin
-from lifecycle_store.records import ModelVersion, SimilarLifecycle
+from driftline.detectors.coreset import Coreset
+from driftline.detectors.similarity import similarity
+from driftline.lifecycle_store import orm
+from driftline.lifecycle_store._base import PipelineRef, pipeline_name
+from driftline.lifecycle_store.canonical import PROFILE_EPS
+from driftline.lifecycle_store.data_versions import DataVersionsMixin
+from driftline.lifecycle_store.exceptions import NotFoundError, SchemaMismatchError, StoreError
+from driftline.lifecycle_store.model_versions import ModelVersionsMixin
+from driftline.lifecycle_store.records import ModelVersion, SimilarLifecycle
 
 _CORESET_CACHE = 512
 _BLAS: ThreadpoolController | None = None
@@ -66,7 +66,8 @@ class SimilarityMixin(DataVersionsMixin, ModelVersionsMixin):
     ) -> list[SimilarLifecycle]:
         """The ``k`` past data versions most similar to ``query``, most similar first.
 
-        ``query`` is a :class:`~detectors.coreset.Coreset` of new data or a data version id
+        ``query`` is a :class:`~driftline.detectors.coreset.Coreset` of new data or a data version
+        id
         (which is then left out of the results, as are ids in ``exclude``). Each result
         carries the model versions trained on that data and the ``best_model`` to warm-start
         from: the best by ``metric`` when given (and present), else the latest.

@@ -8,14 +8,14 @@ from types import TracebackType
 
 import sqlalchemy as sa
 
-from lifecycle_store.archive import Archive
-from lifecycle_store.artifacts import ArtifactStore
-from lifecycle_store.deployments import DeploymentsMixin
-from lifecycle_store.engine import make_engine, migrate, safe_url
-from lifecycle_store.lineage import LineageMixin
-from lifecycle_store.pipelines import PipelinesMixin
-from lifecycle_store.similarity import SimilarityCache, SimilarityMixin
-from lifecycle_store.trainings import TrainingsMixin
+from driftline.lifecycle_store.archive import Archive
+from driftline.lifecycle_store.artifacts import ArtifactStore
+from driftline.lifecycle_store.deployments import DeploymentsMixin
+from driftline.lifecycle_store.engine import make_engine, migrate, safe_url
+from driftline.lifecycle_store.lineage import LineageMixin
+from driftline.lifecycle_store.pipelines import PipelinesMixin
+from driftline.lifecycle_store.similarity import SimilarityCache, SimilarityMixin
+from driftline.lifecycle_store.trainings import TrainingsMixin
 
 __all__ = ["LifecycleStore"]
 

@@ -15,8 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from lifecycle_store import orm
-from lifecycle_store._base import (
+import driftline.schemas as schemas
+from driftline.lifecycle_store import orm
+from driftline.lifecycle_store._base import (
     UNSET,
     PipelineRef,
     StoreBase,
@@ -25,16 +26,16 @@ from lifecycle_store._base import (
     pipeline_name,
     require_json,
 )
-from lifecycle_store.exceptions import (
+from driftline.lifecycle_store.exceptions import (
     ConcurrentUpdateError,
     InvalidTransitionError,
     NotFoundError,
     StoreError,
 )
-from lifecycle_store.records import DriftEventRecord, Training
+from driftline.lifecycle_store.records import DriftEventRecord, Training
 
 if TYPE_CHECKING:
-    import schemas
+    pass
 
 STATUSES = ("NEW", "RUNNING", "COMPLETE", "FAILED", "SKIPPED")
 TERMINAL = ("COMPLETE", "FAILED", "SKIPPED")

@@ -11,10 +11,11 @@ Kafka::
     ModelAdapter            torch-mlp (default), sklearn, river, or your pkg.mod:Class
 
 Importing this package does not import torch; the torch adapter loads on first use.
-Errors are in :mod:`retrainer.exceptions`.
+Errors are in :mod:`driftline.retrainer.exceptions`.
 """
 
-from retrainer.adapters import (
+from driftline.config.pipeline import PipelineConfig
+from driftline.retrainer.adapters import (
     Budget,
     FitReport,
     ModelAdapter,
@@ -22,16 +23,15 @@ from retrainer.adapters import (
     make_adapter,
     register_adapter,
 )
-from retrainer.config import PipelineConfig
-from retrainer.exceptions import (
+from driftline.retrainer.exceptions import (
     ConfigError,
     RetrainerError,
     TrainingError,
 )
-from retrainer.outcome import TrainingOutcome
-from retrainer.publisher import InMemoryPublisher, Publisher, flush_outbox
-from retrainer.service import Retrainer
-from retrainer.transfer import ParentChoice
+from driftline.retrainer.outcome import TrainingOutcome
+from driftline.retrainer.publisher import InMemoryPublisher, Publisher, flush_outbox
+from driftline.retrainer.service import Retrainer
+from driftline.retrainer.transfer import ParentChoice
 
 __all__ = [
     "Budget",

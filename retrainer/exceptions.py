@@ -2,8 +2,8 @@
 
 Every message names the bad value and says the fix::
 
-    RetrainerError (Exception)
-    ├── ConfigError (ValueError)          a pipeline config value that cannot work
+    RetrainerError (driftline.errors.DriftlineError)
+    ├── ConfigError (ValueError)          the shared driftline.errors.ConfigError, re-exported
     ├── AdapterError                      a model adapter misused or unknown
     │   ├── UnknownAdapterError (KeyError)  no adapter under that name or dotted path
     │   ├── NotBuiltError                  predict/save before build or fit
@@ -13,11 +13,13 @@ Every message names the bad value and says the fix::
         ├── TrainingDivergedError          the loss became NaN or infinite
         └── TrainingTimeoutError           the hard time limit was exceeded
 
-A ``TrainingError`` never escapes :class:`retrainer.service.Retrainer`: the training is
+A ``TrainingError`` never escapes :class:`driftline.retrainer.service.Retrainer`: the training is
 recorded as FAILED with the message as its reason and the champion stays deployed.
 """
 
 from __future__ import annotations
+
+from driftline.errors import ConfigError, DriftlineError
 
 __all__ = [
     "AdapterError",
@@ -33,12 +35,8 @@ __all__ = [
 ]
 
 
-class RetrainerError(Exception):
+class RetrainerError(DriftlineError):
     """Base class of every retrainer error."""
-
-
-class ConfigError(RetrainerError, ValueError):
-    """A pipeline config value that cannot work; the message names it and the fix."""
 
 
 class AdapterError(RetrainerError):

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from retrainer.adapters.base import better
-from retrainer.config import GateConfig
+from driftline.config.pipeline import GateConfig
+from driftline.retrainer.adapters.base import better
 
 __all__ = ["GateDecision", "compare", "holdout_mask"]
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from retrainer.config import GuardConfig
+from driftline.config.pipeline import GuardConfig
 
 __all__ = ["GuardFeatures", "GuardVerdict", "WastedComputationGuard", "history_from_trainings"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from retrainer.transfer import ParentChoice
-from schemas import LabelRequest, ModelVersionEvent
+from driftline.retrainer.transfer import ParentChoice
+from driftline.schemas import LabelRequest, ModelVersionEvent
 
 __all__ = ["OUTCOME_STATUSES", "TrainingOutcome"]
 
@@ -20,7 +20,7 @@ class TrainingOutcome:
     """The result of ``Retrainer.handle_drift`` / ``tick`` / ``train``.
 
     ``deployed`` is True when the challenger passed the gate and became the champion;
-    ``event`` is then the published :class:`~schemas.ModelVersionEvent`. ``timings`` holds
+    ``event`` is then the published :class:`~driftline.schemas.ModelVersionEvent`. ``timings`` holds
     seconds per phase (``select_s``, ``snapshot_s``, ``fit_s``, ... and ``total_s``).
 
     >>> TrainingOutcome("SKIPPED", "too few labels").deployed

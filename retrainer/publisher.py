@@ -14,8 +14,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from lifecycle_store.records import Deployment, ModelVersion
-from schemas import LabelRequest, ModelVersionEvent, utcnow
+from driftline.lifecycle_store.records import Deployment, ModelVersion
+from driftline.schemas import LabelRequest, ModelVersionEvent, utcnow
 
 __all__ = ["InMemoryPublisher", "Publisher", "deployment_event", "flush_outbox"]
 

@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from detectors.coreset import Coreset
-from retrainer.config import SelectionConfig
+from driftline.config.pipeline import SelectionConfig
+from driftline.detectors.coreset import Coreset
 
 __all__ = [
     "Selection",

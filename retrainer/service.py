@@ -30,21 +30,38 @@ from typing import Any
 
 import numpy as np
 
-from detectors.similarity import similarity
-from lifecycle_store.exceptions import ConcurrentUpdateError, NotFoundError
-from lifecycle_store.records import OutboxMessage
-from retrainer.adapters import Budget, load_adapter, make_adapter
-from retrainer.config import PipelineConfig
-from retrainer.exceptions import TrainingError, WarmStartError
-from retrainer.gate import compare, holdout_mask
-from retrainer.guard import GuardFeatures, WastedComputationGuard, history_from_trainings
-from retrainer.outcome import TrainingOutcome
-from retrainer.publisher import Publisher, deployment_event, flush_outbox
-from retrainer.selection import Selection, feature_matrix, informative_event_ids, join_labels
-from retrainer.selection import select_training_data as _select
-from retrainer.transfer import ParentChoice, choose_parent
-from retrainer.triggers import TriggerContext, TriggerDecision, make_trigger, reacts_to_drift
-from schemas import DriftEvent, LabelRequest, ModelVersionEvent, SchemaError, Topics, utcnow
+from driftline.config.pipeline import PipelineConfig
+from driftline.detectors.similarity import similarity
+from driftline.lifecycle_store.exceptions import ConcurrentUpdateError, NotFoundError
+from driftline.lifecycle_store.records import OutboxMessage
+from driftline.retrainer.adapters import Budget, load_adapter, make_adapter
+from driftline.retrainer.exceptions import TrainingError, WarmStartError
+from driftline.retrainer.gate import compare, holdout_mask
+from driftline.retrainer.guard import GuardFeatures, WastedComputationGuard, history_from_trainings
+from driftline.retrainer.outcome import TrainingOutcome
+from driftline.retrainer.publisher import Publisher, deployment_event, flush_outbox
+from driftline.retrainer.selection import (
+    Selection,
+    feature_matrix,
+    informative_event_ids,
+    join_labels,
+)
+from driftline.retrainer.selection import select_training_data as _select
+from driftline.retrainer.transfer import ParentChoice, choose_parent
+from driftline.retrainer.triggers import (
+    TriggerContext,
+    TriggerDecision,
+    make_trigger,
+    reacts_to_drift,
+)
+from driftline.schemas import (
+    DriftEvent,
+    LabelRequest,
+    ModelVersionEvent,
+    SchemaError,
+    Topics,
+    utcnow,
+)
 
 __all__ = ["Retrainer"]
 
@@ -57,13 +74,14 @@ _ACTIVE = ("NEW", "RUNNING", "COMPLETE")
 class Retrainer:
     """Turns drift events and clock ticks into trained, gated, published model versions.
 
-    ``store`` is a ``LifecycleStore``; ``publisher`` any :class:`~retrainer.publisher.Publisher`;
+    ``store`` is a ``LifecycleStore``; ``publisher`` any
+    :class:`~driftline.retrainer.publisher.Publisher`;
     ``executor`` runs ``submit_*`` calls (default: a one-thread pool owned by the retrainer).
 
     Example:
         >>> import tempfile
-        >>> from lifecycle_store import LifecycleStore
-        >>> from retrainer.publisher import InMemoryPublisher
+        >>> from driftline.lifecycle_store import LifecycleStore
+        >>> from driftline.retrainer.publisher import InMemoryPublisher
         >>> d = tempfile.mkdtemp()
         >>> store = LifecycleStore.open(f"sqlite:///{d}/s.db", artifacts=f"{d}/a")
         >>> config = PipelineConfig(name="demo", feature_names=["x", "y"])

@@ -15,8 +15,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from retrainer.adapters import load_adapter
-from retrainer.config import HIGHER_IS_BETTER, ModelConfig
+from driftline.config.pipeline import HIGHER_IS_BETTER, ModelConfig
+from driftline.retrainer.adapters import load_adapter
 
 __all__ = ["ParentChoice", "choose_parent"]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from retrainer.config import (
+from driftline.config.pipeline import (
     HIGHER_IS_BETTER,
     DataAmountTriggerConfig,
     DriftTriggerConfig,
@@ -23,7 +23,7 @@ from retrainer.config import (
     TimeTriggerConfig,
     TriggerConfig,
 )
-from schemas import DriftEvent
+from driftline.schemas import DriftEvent
 
 __all__ = [
     "DataAmountTrigger",

@@ -10,15 +10,15 @@ LabelRequest        events a human or labelling service should label, on {p}.lab
 OODFlag             one out-of-distribution input, on {p}.ood
 """
 
-from schemas._base import SCHEMA_VERSION, Event, utcnow
-from schemas.batch import (
+from driftline.schemas._base import SCHEMA_VERSION, Event, utcnow
+from driftline.schemas.batch import (
     ARROW_CONTENT_TYPE,
     CONTENT_TYPE_HEADER,
     JSON_CONTENT_TYPE,
     RESERVED_COLUMNS,
     InferenceBatch,
 )
-from schemas.events import (
+from driftline.schemas.events import (
     JSON_EVENTS,
     DeadLetter,
     DeadLetterReason,
@@ -32,9 +32,9 @@ from schemas.events import (
     OODFlag,
     SourceRange,
 )
-from schemas.exceptions import SchemaError, SchemaVersionError
-from schemas.files import load_json_schema
-from schemas.topics import Topics
+from driftline.schemas.exceptions import SchemaError, SchemaVersionError
+from driftline.schemas.files import load_json_schema
+from driftline.schemas.topics import Topics
 
 __all__ = [
     "ARROW_CONTENT_TYPE",

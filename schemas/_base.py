@@ -8,7 +8,7 @@ from typing import Annotated, Any, ClassVar, Final, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from schemas.exceptions import SchemaError
+from driftline.schemas.exceptions import SchemaError
 
 SCHEMA_VERSION: Final = 1
 """Version of every event contract in this package; bumped on any incompatible change."""

@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from schemas._base import SCHEMA_VERSION, _check_pipeline
-from schemas.events import InferenceEvent
-from schemas.exceptions import SchemaError, SchemaVersionError
+from driftline.schemas._base import SCHEMA_VERSION, _check_pipeline
+from driftline.schemas.events import InferenceEvent
+from driftline.schemas.exceptions import SchemaError, SchemaVersionError
 
 JSON_CONTENT_TYPE = "application/json"
 ARROW_CONTENT_TYPE = "application/vnd.apache.arrow.stream"

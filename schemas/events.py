@@ -1,7 +1,7 @@
 """The JSON event contracts of driftline, one pydantic model each.
 
 The JSON Schema files in ``schemas/json/`` are generated from these models
-(``python -m schemas.generate``) and a test keeps the two equal.
+(``python -m driftline.schemas.files``) and a test keeps the two equal.
 
 >>> from datetime import datetime, timezone
 >>> e = InferenceEvent(event_id="e-1", timestamp=datetime(2026, 1, 1, tzinfo=timezone.utc),
@@ -17,7 +17,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from schemas._base import Event, EventId, PipelineName, UtcDatetime, utcnow
+from driftline.schemas._base import Event, EventId, PipelineName, UtcDatetime, utcnow
 
 Label = int | float | str
 """A ground-truth label or a prediction: a class (int or str) or a regression target."""

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from driftline.errors import DriftlineError
 
-class SchemaError(ValueError):
+
+class SchemaError(DriftlineError, ValueError):
     """An event does not match its contract; `reason` is a stable machine-readable code."""
 
     reason = "schema_violation"

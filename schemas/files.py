@@ -1,6 +1,6 @@
 """The JSON Schema files shipped in ``schemas/json/``, generated from the models.
 
-Regenerate after changing a model: ``python -m schemas.files``.
+Regenerate after changing a model: ``python -m driftline.schemas.files``.
 
 >>> load_json_schema("label_event")["title"]
 'LabelEvent'
@@ -13,8 +13,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from schemas.batch import InferenceBatch, batch_contract
-from schemas.events import JSON_EVENTS
+from driftline.schemas.batch import InferenceBatch, batch_contract
+from driftline.schemas.events import JSON_EVENTS
 
 
 def expected_schemas() -> dict[str, dict[str, Any]]:
@@ -26,7 +26,7 @@ def expected_schemas() -> dict[str, dict[str, Any]]:
 
 def load_json_schema(name: str) -> dict[str, Any]:
     """Read a shipped schema file by name (e.g. ``"drift_event"``)."""
-    text = resources.files("schemas").joinpath("json", f"{name}.json").read_text()
+    text = resources.files("driftline.schemas").joinpath("json", f"{name}.json").read_text()
     result: dict[str, Any] = json.loads(text)
     return result
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas._base import _check_pipeline
+from driftline.schemas._base import _check_pipeline
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ The CLI only renders what these functions return, so the same answers are availa
 notebook or a test:
 
 >>> import tempfile, pyarrow as pa
->>> from lifecycle_store.store import LifecycleStore
->>> from retrainer.publisher import InMemoryPublisher
+>>> from driftline.lifecycle_store.store import LifecycleStore
+>>> from driftline.retrainer.publisher import InMemoryPublisher
 >>> d = tempfile.mkdtemp()
 >>> store = LifecycleStore.open(f"sqlite:///{d}/s.db", artifacts=f"{d}/a")
 >>> p = store.ensure_pipeline("fraud", ["x"], {})
@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lifecycle_store.records import (
+from driftline.lifecycle_store.records import (
     Deployment,
     DriftEventRecord,
     Lifecycle,
@@ -37,12 +37,12 @@ from lifecycle_store.records import (
     OutboxMessage,
     Training,
 )
-from retrainer.publisher import Publisher, flush_outbox
-from retrainer.publisher import deployment_event as retrainer_deployment_event
-from schemas import ModelVersionEvent, Topics
+from driftline.retrainer.publisher import Publisher, flush_outbox
+from driftline.retrainer.publisher import deployment_event as retrainer_deployment_event
+from driftline.schemas import ModelVersionEvent, Topics
 
 if TYPE_CHECKING:
-    from lifecycle_store.store import LifecycleStore
+    from driftline.lifecycle_store.store import LifecycleStore
 
 __all__ = [
     "ModelLineage",
@@ -139,7 +139,8 @@ def rollback(
     The store appends a ``rollback`` entry (the history keeps both) and its event in the
     outbox in one transaction; the outbox is then flushed, so consumers switch back even if
     this process dies right after the commit (the next retrainer start-up publishes it).
-    Raises :class:`lifecycle_store.exceptions.StoreError` when there is nothing to roll back.
+    Raises :class:`driftline.lifecycle_store.exceptions.StoreError` when there is nothing to roll
+    back.
     """
     events: list[ModelVersionEvent] = []
 

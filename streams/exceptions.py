@@ -1,19 +1,20 @@
-"""Errors raised by the streams package.
+"""Errors raised by the streams package (a branch of `driftline.errors.DriftlineError`).
 
-StreamsError (Exception)
-├── ConfigError (ValueError)     a setting or the config file is wrong
+StreamsError
 └── ReplayError (ValueError)     a replay input file or option is wrong
+
+Bad settings raise the shared `driftline.errors.ConfigError`, re-exported here.
 """
 
 from __future__ import annotations
 
+from driftline.errors import ConfigError, DriftlineError
 
-class StreamsError(Exception):
-    """Base of every error raised by `streams`."""
+__all__ = ["ConfigError", "ReplayError", "StreamsError"]
 
 
-class ConfigError(StreamsError, ValueError):
-    """A setting, environment variable or config file is wrong; the message says the fix."""
+class StreamsError(DriftlineError):
+    """Base of every error raised by `driftline.streams`."""
 
 
 class ReplayError(StreamsError, ValueError):

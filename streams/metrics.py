@@ -33,8 +33,8 @@ from prometheus_client import (
     start_http_server,
 )
 
-from streams.messages import RawMessage
-from streams.monitor import LabelOutput, MonitorOutput
+from driftline.streams.monitor.messages import RawMessage
+from driftline.streams.monitor.step import LabelOutput, MonitorOutput
 
 __all__ = ["MonitorMetrics"]
 

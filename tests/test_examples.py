@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streams.settings import Settings
+from driftline.config.settings import Settings
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

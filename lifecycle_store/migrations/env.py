@@ -1,4 +1,5 @@
-"""Alembic environment: runs on the connection that ``lifecycle_store.engine.migrate`` opens.
+"""Alembic environment: runs on the connection that ``driftline.lifecycle_store.engine.migrate``
+opens.
 
 To add a revision after changing ``lifecycle_store/orm.py``::
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from lifecycle_store.orm import Base
+from driftline.lifecycle_store.orm import Base
 
 target_metadata = Base.metadata
 

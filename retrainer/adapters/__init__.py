@@ -7,7 +7,7 @@
 
 >>> type(make_adapter("torch-mlp")).__name__
 'TorchMLP'
->>> type(make_adapter("retrainer.adapters.sklearn_adapter:SklearnAdapter")).__name__
+>>> type(make_adapter("driftline.retrainer.adapters.sklearn_adapter:SklearnAdapter")).__name__
 'SklearnAdapter'
 """
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from retrainer.adapters.base import Budget, FitReport, ModelAdapter, metrics
-from retrainer.exceptions import UnknownAdapterError
+from driftline.retrainer.adapters.base import Budget, FitReport, ModelAdapter, metrics
+from driftline.retrainer.exceptions import UnknownAdapterError
 
 __all__ = [
     "Budget",
@@ -32,9 +32,9 @@ __all__ = [
 
 # Imported on first use: torch costs seconds, and most processes need one framework only.
 _BUILTIN = {
-    "torch-mlp": "retrainer.adapters.torch_mlp:TorchMLP",
-    "sklearn": "retrainer.adapters.sklearn_adapter:SklearnAdapter",
-    "river": "retrainer.adapters.river_adapter:RiverAdapter",
+    "torch-mlp": "driftline.retrainer.adapters.torch_mlp:TorchMLP",
+    "sklearn": "driftline.retrainer.adapters.sklearn_adapter:SklearnAdapter",
+    "river": "driftline.retrainer.adapters.river_adapter:RiverAdapter",
 }
 _REGISTRY: dict[str, type[Any]] = {}
 
@@ -46,7 +46,7 @@ def register_adapter(name: str, cls: type[Any]) -> None:
     ):
         raise UnknownAdapterError(
             f"{cls!r} does not implement ModelAdapter (build, fit, predict, evaluate, save, "
-            "load); see retrainer.adapters.base.ModelAdapter"
+            "load); see driftline.retrainer.adapters.base.ModelAdapter"
         )
     _REGISTRY[name] = cls
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import skops.io as sio
 
-from retrainer.exceptions import ArtifactFormatError
+from driftline.retrainer.exceptions import ArtifactFormatError
 
 
 def dump_artifact(framework: str, description: dict[str, Any], **objects: Any) -> bytes:

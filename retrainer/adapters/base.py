@@ -15,7 +15,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 import numpy as np
 
-from retrainer.exceptions import AdapterError, TrainingTimeoutError
+from driftline.retrainer.exceptions import AdapterError, TrainingTimeoutError
 
 __all__ = ["Budget", "Deadline", "FitReport", "ModelAdapter", "classification_metrics", "metrics"]
 
@@ -82,7 +82,7 @@ class ModelAdapter(Protocol):
     """A trainable model behind one small interface (torch, scikit-learn, river, yours).
 
     ``framework`` is the name the adapter is registered under; model versions record it so
-    that :func:`retrainer.adapters.load_adapter` can read the artifact back.
+    that :func:`driftline.retrainer.adapters.load_adapter` can read the artifact back.
     """
 
     framework: str
@@ -219,7 +219,7 @@ def better(metric: str, a: float, b: float, margin: float = 0.0) -> bool:
     >>> better("accuracy", 0.9, 0.8, 0.05), better("mse", 0.9, 0.8)
     (True, False)
     """
-    from retrainer.config import HIGHER_IS_BETTER
+    from driftline.config.pipeline import HIGHER_IS_BETTER
 
     if HIGHER_IS_BETTER[metric]:
         return a > b + margin

@@ -13,9 +13,16 @@ from typing import Any, Self
 
 import numpy as np
 
-from retrainer.adapters._skops import dump_artifact, load_artifact
-from retrainer.adapters.base import AdapterBase, Budget, Deadline, FitReport, check_xy, metrics
-from retrainer.exceptions import AdapterError, NotBuiltError
+from driftline.retrainer.adapters._skops import dump_artifact, load_artifact
+from driftline.retrainer.adapters.base import (
+    AdapterBase,
+    Budget,
+    Deadline,
+    FitReport,
+    check_xy,
+    metrics,
+)
+from driftline.retrainer.exceptions import AdapterError, NotBuiltError
 
 __all__ = ["RiverAdapter"]
 

@@ -17,8 +17,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.preprocessing import StandardScaler
 
-from retrainer.adapters._skops import dump_artifact, load_artifact
-from retrainer.adapters.base import (
+from driftline.retrainer.adapters._skops import dump_artifact, load_artifact
+from driftline.retrainer.adapters.base import (
     AdapterBase,
     Budget,
     Deadline,
@@ -27,7 +27,7 @@ from retrainer.adapters.base import (
     check_xy,
     metrics,
 )
-from retrainer.exceptions import AdapterError, NotBuiltError
+from driftline.retrainer.exceptions import AdapterError, NotBuiltError
 
 __all__ = ["SklearnAdapter"]
 

@@ -17,8 +17,15 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from retrainer.adapters.base import AdapterBase, Budget, Deadline, FitReport, check_xy, metrics
-from retrainer.exceptions import (
+from driftline.retrainer.adapters.base import (
+    AdapterBase,
+    Budget,
+    Deadline,
+    FitReport,
+    check_xy,
+    metrics,
+)
+from driftline.retrainer.exceptions import (
     AdapterError,
     ArtifactFormatError,
     NotBuiltError,
@@ -381,7 +388,7 @@ def _batch_size(configured: int | None, n: int) -> int:
 def _reached(value: float | None, target: float | None, metric: str) -> bool:
     if value is None or target is None:
         return False
-    from retrainer.config import HIGHER_IS_BETTER
+    from driftline.config.pipeline import HIGHER_IS_BETTER
 
     return value >= target if HIGHER_IS_BETTER[metric] else value <= target
 

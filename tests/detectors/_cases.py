@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detectors import DriftDetector, FeatureDrift, OnlineMMD, OutputDrift
+from driftline.detectors import DriftDetector, FeatureDrift, OnlineMMD, OutputDrift
 
 # Fewer simulated events than the default keeps each fit well under a second.
 FAST = {"n_simulated": 200_000}

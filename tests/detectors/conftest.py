@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from detectors import DriftDetector
+from driftline.detectors import DriftDetector
 
 from ._cases import CASES, Case
 

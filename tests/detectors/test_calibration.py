@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from detectors import DriftDetector, FeatureDrift, OnlineMMD, OutputDrift
+from driftline.detectors import DriftDetector, FeatureDrift, OnlineMMD, OutputDrift
 
 ERT = 500
 N_EVENTS = 120_000  # ~240 false alarms expected: the ratio is known to about +-15%

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detectors import Coreset, InvalidInputError
+from driftline.detectors import Coreset, InvalidInputError
 
 
 def _nearest(x: np.ndarray, pts: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detectors import InvalidInputError, NotFittedError, OODScorer
+from driftline.detectors import InvalidInputError, NotFittedError, OODScorer
 
 
 def test_flag_rate_on_fresh_reference_data_matches_quantile() -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from detectors import Coreset, InvalidInputError, exact_mmd2, mmd2, similarity
+from driftline.detectors import Coreset, InvalidInputError, exact_mmd2, mmd2, similarity
 
 
 def _naive_mmd2(x: np.ndarray, y: np.ndarray, bw: float) -> float:
@@ -87,7 +87,7 @@ def test_bad_inputs_name_the_value() -> None:
 
 
 def test_bandwidth_median_matches_a_full_sort() -> None:
-    from detectors._kernels import _weighted_median
+    from driftline.detectors._kernels import _weighted_median
 
     rng = np.random.default_rng(4)
     for trial in range(100):

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from lifecycle_store import LifecycleStore
+from driftline.lifecycle_store import LifecycleStore
 
 REPO = Path(__file__).resolve().parents[2]
 FEATURES = ["f0", "f1", "f2"]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 import pytest
 
-from lifecycle_store import LifecycleStore, NotFoundError, SchemaMismatchError
+from driftline.lifecycle_store import LifecycleStore, NotFoundError, SchemaMismatchError
 
 Rows = Callable[..., pa.Table]
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

@@ -5,8 +5,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from lifecycle_store import ArtifactStore, NotFoundError, StoreError
-from lifecycle_store.artifacts import content_key, sha256_hex
+from driftline.lifecycle_store import ArtifactStore, NotFoundError, StoreError
+from driftline.lifecycle_store.artifacts import content_key, sha256_hex
 
 
 def test_put_get_roundtrip_and_uri(tmp_path: Path) -> None:

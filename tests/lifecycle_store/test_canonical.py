@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lifecycle_store import SchemaMismatchError
-from lifecycle_store.canonical import (
+from driftline.lifecycle_store import SchemaMismatchError
+from driftline.lifecycle_store.canonical import (
     canonical_table,
     check_feature_columns,
     content_hash,

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from detectors.coreset import Coreset
-from lifecycle_store import (
+from driftline.detectors.coreset import Coreset
+from driftline.lifecycle_store import (
     ArtifactCorruptedError,
     LifecycleStore,
     NotFoundError,

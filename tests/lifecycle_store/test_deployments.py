@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 import pytest
 
-from lifecycle_store import (
+from driftline.lifecycle_store import (
     ConcurrentUpdateError,
     Deployment,
     LifecycleStore,
@@ -17,7 +17,7 @@ from lifecycle_store import (
     OutboxMessage,
     StoreError,
 )
-from schemas import ModelVersionEvent
+from driftline.schemas import ModelVersionEvent
 
 Rows = Callable[..., pa.Table]
 

@@ -14,11 +14,11 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from detectors.coreset import Coreset
-from lifecycle_store import LifecycleStore, StoreError
-from lifecycle_store import orm as orm_module
-from lifecycle_store.engine import make_engine, safe_url
-from lifecycle_store.orm import Base
+from driftline.detectors.coreset import Coreset
+from driftline.lifecycle_store import LifecycleStore, StoreError
+from driftline.lifecycle_store import orm as orm_module
+from driftline.lifecycle_store.engine import make_engine, safe_url
+from driftline.lifecycle_store.orm import Base
 
 
 def test_migrations_match_the_orm(store: LifecycleStore) -> None:

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pytest
 
-from lifecycle_store import LifecycleStore, NotFoundError, StoreError
-from schemas import DriftEvent
+from driftline.lifecycle_store import LifecycleStore, NotFoundError, StoreError
+from driftline.schemas import DriftEvent
 
 Rows = Callable[..., pa.Table]
 

@@ -7,7 +7,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pyarrow as pa
 import pytest
 
-from lifecycle_store import ArtifactCorruptedError, LifecycleStore, NotFoundError, StoreError
+from driftline.lifecycle_store import (
+    ArtifactCorruptedError,
+    LifecycleStore,
+    NotFoundError,
+    StoreError,
+)
 
 Rows = Callable[..., pa.Table]
 

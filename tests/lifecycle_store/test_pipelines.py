@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 import pytest
 
-from lifecycle_store import LifecycleStore, NotFoundError, SchemaMismatchError
+from driftline.lifecycle_store import LifecycleStore, NotFoundError, SchemaMismatchError
 
 StoreFactory = Callable[[], LifecycleStore]
 

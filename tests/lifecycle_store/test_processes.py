@@ -13,13 +13,13 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from lifecycle_store import LifecycleStore
+from driftline.lifecycle_store import LifecycleStore
 
 _CHILD = textwrap.dedent(
     """
     import json, os, sys, time
     from pathlib import Path
-    from lifecycle_store import ConcurrentUpdateError, LifecycleStore
+    from driftline.lifecycle_store import ConcurrentUpdateError, LifecycleStore
 
     url, artifacts, go, model = sys.argv[1:5]
     store = LifecycleStore.open(url, artifacts=artifacts)

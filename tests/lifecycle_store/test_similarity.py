@@ -6,8 +6,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from detectors.coreset import Coreset
-from lifecycle_store import LifecycleStore, SchemaMismatchError, StoreError
+from driftline.detectors.coreset import Coreset
+from driftline.lifecycle_store import LifecycleStore, SchemaMismatchError, StoreError
 
 Rows = Callable[..., pa.Table]
 

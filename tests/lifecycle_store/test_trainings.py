@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pytest
 
-from lifecycle_store import (
+from driftline.lifecycle_store import (
     InvalidTransitionError,
     LifecycleStore,
     NotFoundError,
     StoreError,
 )
-from schemas import DriftEvent
+from driftline.schemas import DriftEvent
 
 Rows = Callable[..., pa.Table]
 

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pytest
 import torch
 
-from lifecycle_store import LifecycleStore
-from schemas import DriftEvent
+from driftline.lifecycle_store import LifecycleStore
+from driftline.schemas import DriftEvent
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 N_FEATURES = 8

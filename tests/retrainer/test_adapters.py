@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrainer.adapters import Budget, adapter_class, load_adapter, make_adapter, register_adapter
-from retrainer.adapters.torch_mlp import TorchMLP
-from retrainer.exceptions import (
+from driftline.retrainer.adapters import (
+    Budget,
+    adapter_class,
+    load_adapter,
+    make_adapter,
+    register_adapter,
+)
+from driftline.retrainer.adapters.torch_mlp import TorchMLP
+from driftline.retrainer.exceptions import (
     AdapterError,
     ArtifactFormatError,
     NotBuiltError,

@@ -4,13 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from retrainer.config import (
+from driftline.config.pipeline import (
     DataAmountTriggerConfig,
     DriftTriggerConfig,
     EnsembleTriggerConfig,
     PipelineConfig,
 )
-from retrainer.exceptions import ConfigError
+from driftline.errors import ConfigError
 
 TOML = """
 [pipeline]

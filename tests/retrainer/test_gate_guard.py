@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrainer.config import GateConfig, GuardConfig
-from retrainer.gate import compare, holdout_mask
-from retrainer.guard import GuardFeatures, WastedComputationGuard
+from driftline.config.pipeline import GateConfig, GuardConfig
+from driftline.retrainer.gate import compare, holdout_mask
+from driftline.retrainer.guard import GuardFeatures, WastedComputationGuard
 
 
 def test_gate_needs_a_margin_in_the_metric_direction() -> None:

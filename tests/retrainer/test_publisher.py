@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from lifecycle_store import OutboxMessage
-from retrainer.publisher import InMemoryPublisher, Publisher, flush_outbox
-from schemas import LabelRequest, ModelVersionEvent, Topics
+from driftline.lifecycle_store import OutboxMessage
+from driftline.retrainer.publisher import InMemoryPublisher, Publisher, flush_outbox
+from driftline.schemas import LabelRequest, ModelVersionEvent, Topics
 
 
 def model_event(n: int) -> ModelVersionEvent:

@@ -6,8 +6,8 @@ from datetime import timedelta
 import numpy as np
 import pyarrow as pa
 
-from retrainer.config import SelectionConfig
-from retrainer.selection import informative_event_ids, nearest_rows, select_training_data
+from driftline.config.pipeline import SelectionConfig
+from driftline.retrainer.selection import informative_event_ids, nearest_rows, select_training_data
 from tests.retrainer.conftest import FEATURES, Feed, concept
 
 

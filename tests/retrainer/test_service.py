@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lifecycle_store import LifecycleStore
-from retrainer.adapters import register_adapter
-from retrainer.adapters.torch_mlp import TorchMLP
-from retrainer.config import PipelineConfig
-from retrainer.publisher import InMemoryPublisher
-from retrainer.service import Retrainer
-from schemas import LabelRequest, ModelVersionEvent
+from driftline.config.pipeline import PipelineConfig
+from driftline.lifecycle_store import LifecycleStore
+from driftline.retrainer.adapters import register_adapter
+from driftline.retrainer.adapters.torch_mlp import TorchMLP
+from driftline.retrainer.publisher import InMemoryPublisher
+from driftline.retrainer.service import Retrainer
+from driftline.schemas import LabelRequest, ModelVersionEvent
 from tests.retrainer.conftest import FEATURES, Feed, concept, drift_event
 
 

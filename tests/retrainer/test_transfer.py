@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from lifecycle_store import DataVersion, ModelVersion, SimilarLifecycle
-from retrainer.adapters import Budget, make_adapter
-from retrainer.config import ModelConfig
-from retrainer.transfer import choose_parent
+from driftline.config.pipeline import ModelConfig
+from driftline.lifecycle_store import DataVersion, ModelVersion, SimilarLifecycle
+from driftline.retrainer.adapters import Budget, make_adapter
+from driftline.retrainer.transfer import choose_parent
 
 
 def _model_bytes() -> bytes:

@@ -2,15 +2,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from retrainer.config import (
+from driftline.config.pipeline import (
     DataAmountTriggerConfig,
     DriftTriggerConfig,
     EnsembleTriggerConfig,
     PerformanceTriggerConfig,
     TimeTriggerConfig,
 )
-from retrainer.triggers import TriggerContext, make_trigger, reacts_to_drift
-from schemas import DriftEvent
+from driftline.retrainer.triggers import TriggerContext, make_trigger, reacts_to_drift
+from driftline.schemas import DriftEvent
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

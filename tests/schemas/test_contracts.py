@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import schemas
-from schemas.files import expected_schemas
+import driftline.schemas as schemas
+from driftline.schemas.files import expected_schemas
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -24,7 +24,7 @@ _EPS = 1e-9
 
 
 def _profile(stats: dict[str, Any], features: list[str]) -> bytes:
-    # Frozen copy of lifecycle_store.similarity.profile_bytes as of this revision.
+    # Frozen copy of driftline.lifecycle_store.similarity.profile_bytes as of this revision.
     means, log_stds = [], []
     for name in features:
         entry = stats.get(name) or {}

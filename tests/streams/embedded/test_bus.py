@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from streams.bus import BusError, InMemoryBus
+from driftline.streams.embedded.bus import BusError, InMemoryBus
 
 
 def test_offsets_increase_per_partition_and_keys_stick_to_one_partition() -> None:

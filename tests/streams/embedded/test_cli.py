@@ -11,8 +11,8 @@ import pytest
 from sklearn.datasets import load_digits
 from typer.testing import CliRunner
 
-from streams.cli import app
-from streams.report import load_report
+from driftline.streams.cli import app
+from driftline.streams.evaluation.report import load_report
 
 pytestmark = pytest.mark.slow
 # Wide enough that rich never wraps an error message across lines.

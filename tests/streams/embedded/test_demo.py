@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streams.demo import digits_scenario, run_demo
-from streams.report import Report, load_report
+from driftline.streams.evaluation.demo import digits_scenario, run_demo
+from driftline.streams.evaluation.report import Report, load_report
 
 pytestmark = pytest.mark.slow
 

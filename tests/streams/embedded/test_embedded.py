@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lifecycle_store import LifecycleStore
-from retrainer.config import PipelineConfig
-from schemas import DeadLetter
-from streams.bus import InMemoryBus
-from streams.embedded import EmbeddedRunner, LabelledStream
+from driftline.config.pipeline import PipelineConfig
+from driftline.lifecycle_store import LifecycleStore
+from driftline.schemas import DeadLetter
+from driftline.streams.embedded.bus import InMemoryBus
+from driftline.streams.embedded.runner import EmbeddedRunner, LabelledStream
 
 SHIFT_AT = 2500
 LABEL_DELAY = 100

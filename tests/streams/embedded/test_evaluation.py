@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streams.evaluation import (
+from driftline.streams.evaluation.composite import (
     Concept,
     LiveSpan,
     clean_stretches,

@@ -10,8 +10,14 @@ import numpy as np
 import pytest
 from matplotlib import image
 
-from streams.embedded import AlarmRecord, DeploymentRecord, MonitorPoint, RunResult, TrainingRecord
-from streams.evaluation import (
+from driftline.streams.embedded.runner import (
+    AlarmRecord,
+    DeploymentRecord,
+    MonitorPoint,
+    RunResult,
+    TrainingRecord,
+)
+from driftline.streams.evaluation.composite import (
     CompositeAccuracy,
     Concept,
     DeploymentGain,
@@ -19,7 +25,13 @@ from streams.evaluation import (
     TrainingCost,
     detections,
 )
-from streams.report import Report, load_report, training_outcome, version_names, write_report
+from driftline.streams.evaluation.report import (
+    Report,
+    load_report,
+    training_outcome,
+    version_names,
+    write_report,
+)
 
 
 def _score(policy: str, trainings: int, level: float) -> PolicyScore:

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from lifecycle_store import LifecycleStore
-from streams.app import app_id
-from streams.kafka_io import admin_client, ensure_topics, make_consumer
-from streams.settings import Settings
+from driftline.config.settings import Settings
+from driftline.lifecycle_store import LifecycleStore
+from driftline.streams.kafka.app import app_id
+from driftline.streams.kafka.clients import admin_client, ensure_topics, make_consumer
 
-WORKER = [sys.executable, "-c", "from streams.cli import main; main()", "worker"]
+WORKER = [sys.executable, "-c", "from driftline.streams.cli import main; main()", "worker"]
 
 
 def free_port() -> int:

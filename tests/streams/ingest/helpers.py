@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from lifecycle_store import LifecycleStore
-from retrainer.config import PipelineConfig
-from schemas import CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE
-from streams.messages import RawMessage
+from driftline.config.pipeline import PipelineConfig
+from driftline.lifecycle_store import LifecycleStore
+from driftline.schemas import CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE
+from driftline.streams.monitor.messages import RawMessage
 
 JSON_HEADERS = ((CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode()),)
 

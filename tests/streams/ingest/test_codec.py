@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas import (
+from driftline.schemas import (
     ARROW_CONTENT_TYPE,
     CONTENT_TYPE_HEADER,
     DeadLetter,
@@ -22,8 +22,8 @@ from schemas import (
     LabelEvent,
     SchemaError,
 )
-from streams.codec import decode_inputs, decode_labels
-from streams.messages import RawMessage
+from driftline.streams.monitor.codec import decode_inputs, decode_labels
+from driftline.streams.monitor.messages import RawMessage
 
 P = "fraud"
 NAMES = ("a", "b")

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import TopicPartition
 
-from schemas import (
+from driftline.schemas import (
     ARROW_CONTENT_TYPE,
     CONTENT_TYPE_HEADER,
     DeadLetter,
@@ -29,10 +29,10 @@ from schemas import (
     InferenceBatch,
     LabelEvent,
 )
-from streams.app import app_id
-from streams.kafka_io import make_consumer, make_producer
-from streams.monitor import MonitorStep
-from streams.replay import replay
+from driftline.streams.kafka.app import app_id
+from driftline.streams.kafka.clients import make_consumer, make_producer
+from driftline.streams.kafka.replay import replay
+from driftline.streams.monitor.step import MonitorStep
 from tests.streams.ingest.conftest import PipelineRun, free_port, wait_for
 from tests.streams.ingest.helpers import JSON_HEADERS, event_bytes, messages
 
@@ -324,7 +324,7 @@ def test_sigkill_mid_replay_loses_nothing_and_restores_the_detector(
 
 
 def _scratch_store(tmp_path: Path):
-    from lifecycle_store import LifecycleStore
+    from driftline.lifecycle_store import LifecycleStore
 
     return LifecycleStore.open(f"sqlite:///{tmp_path}/scratch.db", artifacts=str(tmp_path / "sa"))
 

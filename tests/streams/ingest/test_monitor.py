@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from schemas import ModelVersionEvent
-from streams.monitor import MonitorStep
+from driftline.schemas import ModelVersionEvent
+from driftline.streams.monitor.step import MonitorStep
 from tests.streams.ingest.helpers import batches, config, messages, open_store
 
 P = "mon"
@@ -169,8 +169,8 @@ def test_new_champion_becomes_the_reference(tmp_path: Path) -> None:
 def test_labels_are_archived_and_bad_ones_dead_lettered(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from schemas import LabelEvent
-    from streams.messages import RawMessage
+    from driftline.schemas import LabelEvent
+    from driftline.streams.monitor.messages import RawMessage
 
     store = open_store(tmp_path)
     step = MonitorStep(config(P), store, pipeline=P)
@@ -206,8 +206,8 @@ def test_ood_flags_name_the_far_events(tmp_path: Path) -> None:
 def test_labels_before_any_row_are_kept_until_the_pipeline_exists(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from schemas import LabelEvent
-    from streams.messages import RawMessage
+    from driftline.schemas import LabelEvent
+    from driftline.streams.monitor.messages import RawMessage
 
     store = open_store(tmp_path)
     step = MonitorStep(config(P), store, pipeline=P)

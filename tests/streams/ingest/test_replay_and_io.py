@@ -11,15 +11,20 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from schemas import LabelEvent
-from streams.cli import app
-from streams.codec import decode_inputs
-from streams.exceptions import ReplayError
-from streams.kafka_io import admin_client, ensure_topics, make_consumer, to_raw_message
-from streams.metrics import MonitorMetrics
-from streams.monitor import MonitorOutput
-from streams.replay import load_table, replay, split_columns
-from streams.settings import Settings
+from driftline.config.settings import Settings
+from driftline.schemas import LabelEvent
+from driftline.streams.cli import app
+from driftline.streams.exceptions import ReplayError
+from driftline.streams.kafka.clients import (
+    admin_client,
+    ensure_topics,
+    make_consumer,
+    to_raw_message,
+)
+from driftline.streams.kafka.replay import load_table, replay, split_columns
+from driftline.streams.metrics import MonitorMetrics
+from driftline.streams.monitor.codec import decode_inputs
+from driftline.streams.monitor.step import MonitorOutput
 
 
 def table(n: int = 50) -> pa.Table:

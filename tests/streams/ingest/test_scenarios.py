@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streams.scenarios import KINDS, inject
+from driftline.streams.evaluation.scenarios import KINDS, inject
 
 
 def data(n: int = 4000, d: int = 4, seed: int = 0) -> np.ndarray:

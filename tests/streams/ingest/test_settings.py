@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.exceptions import ConfigError
-from streams.settings import Settings
+from driftline.config.settings import Settings
+from driftline.errors import ConfigError
 
 TOML = """
 kafka_bootstrap_servers = "file-broker:9092"

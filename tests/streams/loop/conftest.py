@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lifecycle_store.artifacts import sha256_hex
-from lifecycle_store.store import LifecycleStore
-from schemas import InferenceEvent, LabelEvent, ModelVersionEvent, Topics
-from streams.settings import Settings
+from driftline.config.settings import Settings
+from driftline.lifecycle_store.artifacts import sha256_hex
+from driftline.lifecycle_store.store import LifecycleStore
+from driftline.schemas import InferenceEvent, LabelEvent, ModelVersionEvent, Topics
 
 
 @pytest.fixture
@@ -204,7 +204,7 @@ def loop_pipeline_factory(
     kafka_bootstrap: str, tmp_path: Path
 ) -> Iterator[Callable[..., LoopPipeline]]:
     """Build :class:`LoopPipeline`s (topics deleted afterwards)."""
-    from streams.kafka_io import admin_client, ensure_topics
+    from driftline.streams.kafka.clients import admin_client, ensure_topics
 
     made: list[Settings] = []
 

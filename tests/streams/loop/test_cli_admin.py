@@ -9,13 +9,13 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
-from lifecycle_store.records import OutboxMessage
-from retrainer.publisher import flush_outbox
-from schemas import DriftEvent, utcnow
-from streams.admin import deployment_event
-from streams.cli import app
-from streams.publisher import KafkaPublisher
-from streams.subscriber import ModelSubscriber
+from driftline.lifecycle_store.records import OutboxMessage
+from driftline.retrainer.publisher import flush_outbox
+from driftline.schemas import DriftEvent, utcnow
+from driftline.streams.admin import deployment_event
+from driftline.streams.cli import app
+from driftline.streams.kafka.publisher import KafkaPublisher
+from driftline.streams.sdk.subscriber import ModelSubscriber
 
 pytestmark = pytest.mark.kafka
 
@@ -88,7 +88,7 @@ def test_rollback_with_nothing_to_undo_fails_clearly(loop_pipeline_factory: Any)
     store.ensure_pipeline(lp.name, list(lp.stream.features), {})
     store.close()
     result = CliRunner().invoke(app, ["rollback", "--config", str(lp.config_file)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "roll" in result.output.lower()
 
 
@@ -149,4 +149,4 @@ def test_lineage_of_a_model_version(loop_pipeline_factory: Any) -> None:
     )
     assert tree.exit_code == 0 and f"warm-started from {first}" in tree.output
     missing = runner.invoke(app, ["lineage", "mv-nope", "--config", str(lp.config_file)])
-    assert missing.exit_code == 1 and "mv-nope" in missing.output
+    assert missing.exit_code == 2 and "mv-nope" in missing.output

@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from schemas import DriftEvent, InferenceEvent, ModelVersionEvent
-from streams.messages import RawMessage
-from streams.monitor import MonitorStep
-from streams.retrainer_service import RetrainerService
+from driftline.schemas import DriftEvent, InferenceEvent, ModelVersionEvent
+from driftline.streams.kafka.retrainer_service import RetrainerService
+from driftline.streams.monitor.messages import RawMessage
+from driftline.streams.monitor.step import MonitorStep
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-CLI = [sys.executable, "-c", "from streams.cli import main; main()"]
+CLI = [sys.executable, "-c", "from driftline.streams.cli import main; main()"]
 
 
 def archive_drifted(lp: Any, rows: int) -> tuple[MonitorStep, list[InferenceEvent]]:

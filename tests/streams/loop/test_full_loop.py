@@ -22,14 +22,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from retrainer.adapters import load_adapter
-from schemas import LabelRequest, ModelVersionEvent
-from streams.scenarios import inject
-from streams.subscriber import ModelSubscriber
+from driftline.retrainer.adapters import load_adapter
+from driftline.schemas import LabelRequest, ModelVersionEvent
+from driftline.streams.evaluation.scenarios import inject
+from driftline.streams.sdk.subscriber import ModelSubscriber
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-CLI = [sys.executable, "-c", "from streams.cli import main; main()"]
+CLI = [sys.executable, "-c", "from driftline.streams.cli import main; main()"]
 FEATURES = ["f0", "f1", "f2", "f3"]
 
 

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from retrainer.publisher import Publisher
-from schemas import LabelRequest, ModelVersionEvent
-from streams.publisher import KafkaPublisher, PublishError
-from streams.settings import Settings
+from driftline.config.settings import Settings
+from driftline.retrainer.publisher import Publisher
+from driftline.schemas import LabelRequest, ModelVersionEvent
+from driftline.streams.kafka.publisher import KafkaPublisher, PublishError
 
 
 @pytest.mark.kafka

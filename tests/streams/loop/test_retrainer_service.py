@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from confluent_kafka import Producer
 
-from lifecycle_store.records import OutboxMessage
-from retrainer.adapters import load_adapter
-from schemas import (
+from driftline.lifecycle_store.records import OutboxMessage
+from driftline.retrainer.adapters import load_adapter
+from driftline.schemas import (
     DeadLetter,
     DriftEvent,
     InferenceEvent,
@@ -22,11 +22,11 @@ from schemas import (
     LabelRequest,
     ModelVersionEvent,
 )
-from streams.admin import deployment_event
-from streams.messages import RawMessage
-from streams.monitor import MonitorStep
-from streams.retrainer_service import RetrainerService
-from streams.subscriber import ModelSubscriber
+from driftline.streams.admin import deployment_event
+from driftline.streams.kafka.retrainer_service import RetrainerService
+from driftline.streams.monitor.messages import RawMessage
+from driftline.streams.monitor.step import MonitorStep
+from driftline.streams.sdk.subscriber import ModelSubscriber
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from schemas import ModelVersionEvent
-from streams.subscriber import ModelSubscriber, ServedModel
+from driftline.schemas import ModelVersionEvent
+from driftline.streams.sdk.subscriber import ModelSubscriber, ServedModel
 
 pytestmark = pytest.mark.kafka
 

@@ -1,15 +1,17 @@
 """Run the monitor of a pipeline as a Faust worker (``driftline worker``).
 
 The worker creates the pipeline's topics when they are missing, serves Prometheus metrics on
-``Settings.metrics_port`` (0 turns them off) and runs the Faust app of `streams.app` until it
-is stopped (SIGTERM/SIGINT stop it cleanly; SIGKILL loses nothing, see `streams.app`).
+``Settings.metrics_port`` (0 turns them off) and runs the Faust app of
+`driftline.streams.kafka.app` until it
+is stopped (SIGTERM/SIGINT stop it cleanly; SIGKILL loses nothing, see
+`driftline.streams.kafka.app`).
 """
 
 from __future__ import annotations
 
 import logging
 
-from streams.settings import Settings
+from driftline.config.settings import Settings
 
 __all__ = ["run_worker"]
 
@@ -20,9 +22,9 @@ def run_worker(settings: Settings, *, loglevel: str = "warning") -> None:
     """Block running the monitor worker for ``settings.pipeline``."""
     from faust.worker import Worker
 
-    from streams.app import create_app
-    from streams.kafka_io import ensure_topics
-    from streams.metrics import MonitorMetrics
+    from driftline.streams.kafka.app import create_app
+    from driftline.streams.kafka.clients import ensure_topics
+    from driftline.streams.metrics import MonitorMetrics
 
     created = ensure_topics(settings)
     if created:

@@ -39,9 +39,9 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
-from lifecycle_store.artifacts import sha256_hex
-from lifecycle_store.exceptions import ArtifactCorruptedError
-from schemas import ModelVersionEvent, SchemaError, Topics
+from driftline.lifecycle_store.artifacts import sha256_hex
+from driftline.lifecycle_store.exceptions import ArtifactCorruptedError
+from driftline.schemas import ModelVersionEvent, SchemaError, Topics
 
 __all__ = [
     "Loader",
@@ -95,7 +95,7 @@ SwapCallback = Callable[[ServedModel, "ServedModel | None"], None]
 
 def default_loader(event: ModelVersionEvent, data: bytes) -> Any:
     """Load ``data`` with the retrainer's model adapter registered for ``event.framework``."""
-    from retrainer.adapters import load_adapter
+    from driftline.retrainer.adapters import load_adapter
 
     return load_adapter(event.framework, data)
 

@@ -22,7 +22,7 @@ flow resumes, but a fetch can land between the seek that ends a table recovery a
 resume, and clearing it would skip those records for good (the SIGKILL test caught exactly
 that: the first thousand rows after a restart went missing).
 
->>> from streams.messages import RawMessage
+>>> from driftline.streams.monitor.messages import RawMessage
 >>> Batch(0, (RawMessage(b"{}", topic="p.inputs", partition=3, offset=9),)).partition
 3
 """
@@ -37,7 +37,7 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from streams.messages import RawMessage
+from driftline.streams.monitor.messages import RawMessage
 
 __all__ = ["FETCH_MAX_WAIT_MS", "Batch", "BatchApp", "deliver_batches", "raw_message"]
 

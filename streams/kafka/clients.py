@@ -12,8 +12,8 @@ from typing import Any
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.messages import RawMessage
-from streams.settings import Settings
+from driftline.config.settings import Settings
+from driftline.streams.monitor.messages import RawMessage
 
 __all__ = [
     "DLQ_MAX_MESSAGE_BYTES",

@@ -9,8 +9,10 @@ labels ─► {p}.labels ─► MonitorStep.process_labels        │      (and 
 MonitorStep.on_model_version ◄── {p}.model-versions ◄── BusPublisher (store outbox)
 ```
 
-Nothing here decodes, detects, selects, trains or gates: `streams.monitor.MonitorStep`,
-`retrainer.Retrainer` and the lifecycle store do, exactly as behind Faust and the retrainer
+Nothing here decodes, detects, selects, trains or gates:
+`driftline.streams.monitor.step.MonitorStep`,
+`driftline.retrainer.Retrainer` and the lifecycle store do, exactly as behind Faust and the
+retrainer
 service. The runner only moves messages and keeps a record of what happened (`RunResult`):
 the statistic after every micro-batch, alarms, trainings and deployments, each placed at the
 stream row where it happened, which is what the report and the composite evaluation need.
@@ -21,8 +23,8 @@ adds: labels come ``label_delay`` rows late, so an alarm is handed to the retrai
 ``selection.min_labelled_rows`` rows after it have their labels (see `_hand_over_alarms`).
 
 >>> import tempfile, numpy as np
->>> from lifecycle_store import LifecycleStore
->>> from retrainer.config import PipelineConfig
+>>> from driftline.lifecycle_store import LifecycleStore
+>>> from driftline.config.pipeline import PipelineConfig
 >>> d = tempfile.mkdtemp()
 >>> store = LifecycleStore.open(f"sqlite:///{d}/s.db", artifacts=f"{d}/a")
 >>> config = PipelineConfig(name="doc", detector={"reference_rows": 100, "ert": 1000,
@@ -46,11 +48,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from lifecycle_store import LifecycleStore
-from retrainer.config import PipelineConfig
-from retrainer.outcome import TrainingOutcome
-from retrainer.service import Retrainer
-from schemas import (
+from driftline.config.pipeline import PipelineConfig
+from driftline.lifecycle_store import LifecycleStore
+from driftline.retrainer.outcome import TrainingOutcome
+from driftline.retrainer.service import Retrainer
+from driftline.schemas import (
     ARROW_CONTENT_TYPE,
     CONTENT_TYPE_HEADER,
     JSON_CONTENT_TYPE,
@@ -62,8 +64,8 @@ from schemas import (
     ModelVersionEvent,
     Topics,
 )
-from streams.bus import InMemoryBus
-from streams.monitor import MonitorStep
+from driftline.streams.embedded.bus import InMemoryBus
+from driftline.streams.monitor.step import MonitorStep
 
 __all__ = [
     "AlarmRecord",

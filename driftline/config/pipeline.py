@@ -55,7 +55,7 @@ from pydantic import (
     model_validator,
 )
 
-from retrainer.exceptions import ConfigError
+from driftline.errors import ConfigError
 
 __all__ = [
     "TRIGGER_KINDS",
@@ -98,7 +98,8 @@ class LabelConfig(_Section):
 
 
 class DetectorConfig(_Section):
-    """The label-free drift detector the monitor runs (built by ``detectors.make_detector``).
+    """The label-free drift detector the monitor runs (built by
+    ``driftline.detectors.make_detector``).
 
     ``ert`` is the expected number of events between false alarms when nothing drifts;
     ``reference_rows`` is how many rows the monitor fits its first (bootstrap) reference on.
@@ -113,8 +114,8 @@ class DetectorConfig(_Section):
     params: dict[str, Any] = Field(default_factory=dict)
 
     def build(self) -> Any:
-        """A fresh, unfitted detector of this kind (``detectors.make_detector``)."""
-        from detectors import make_detector
+        """A fresh, unfitted detector of this kind (``driftline.detectors.make_detector``)."""
+        from driftline.detectors import make_detector
 
         return make_detector(self.kind, ert=self.ert, **self.params)
 
@@ -251,7 +252,8 @@ class ModelConfig(_Section):
     """The model adapter and how long it may train.
 
     ``adapter`` is a registered name (``torch-mlp``, ``sklearn``, ``river``) or a dotted path
-    ``pkg.mod:Class`` to your own :class:`retrainer.adapters.ModelAdapter`. ``epochs`` is the
+    ``pkg.mod:Class`` to your own :class:`driftline.retrainer.adapters.ModelAdapter`. ``epochs`` is
+    the
     most a training may run, ``patience`` stops it after that many epochs without improvement
     on a validation split, ``max_seconds`` stops it gracefully (the model so far is kept) and
     ``timeout_s`` fails it. ``warm_start`` says where a training starts: from the model of
@@ -350,7 +352,7 @@ class PipelineConfig(_Section):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
-        from schemas import Topics
+        from driftline.schemas import Topics
 
         Topics(value)  # raises naming the rule when the name cannot become a topic name
         return value

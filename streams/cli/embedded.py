@@ -16,7 +16,7 @@ import typer
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from streams.report import Report
+    from driftline.streams.evaluation.report import Report
 
 _RUNS = Path("driftline-runs")
 
@@ -49,7 +49,7 @@ def demo(
     retrains warm-started from the most similar past lifecycle, and is compared with
     periodic retraining and never retraining.
     """
-    from streams.demo import digits_scenario, run_demo
+    from driftline.streams.evaluation.demo import digits_scenario, run_demo
 
     out = out or _RUNS / f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     scenario = digits_scenario(rows_per_concept, label_delay=label_delay, seed=seed)
@@ -84,10 +84,10 @@ def backtest(
     Columns: event_id and timestamp if present (else row numbers and one row per second),
     the label column, and every other numeric column as a feature.
     """
-    from retrainer.config import PipelineConfig
-    from streams.backtest import backtest as run_backtest
-    from streams.backtest import policy_configs
-    from streams.evaluation import Concept
+    from driftline.config.pipeline import PipelineConfig
+    from driftline.streams.evaluation.backtest import backtest as run_backtest
+    from driftline.streams.evaluation.backtest import policy_configs
+    from driftline.streams.evaluation.composite import Concept
 
     pipeline = PipelineConfig.from_toml(config)
     stream = _load_stream(file, label_column, label_delay, pipeline.feature_names)
@@ -120,7 +120,7 @@ def report(
     run_dir: Path = typer.Argument(..., help="a directory written by demo or backtest"),
 ) -> None:
     """Render a run's report again (report.html and report.png) from its report.json."""
-    from streams.report import load_report, write_report
+    from driftline.streams.evaluation.report import load_report, write_report
 
     try:
         loaded = load_report(run_dir)
@@ -135,8 +135,8 @@ def _load_stream(
 ) -> Any:
     import numpy as np
 
-    from streams.embedded import LabelledStream
-    from streams.replay import load_table, split_columns
+    from driftline.streams.embedded.runner import LabelledStream
+    from driftline.streams.kafka.replay import load_table, split_columns
 
     table = load_table(file)
     if label_column not in table.column_names:
@@ -204,7 +204,7 @@ def _print_summary(result: Report, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from streams.report import training_outcome, version_names
+    from driftline.streams.evaluation.report import training_outcome, version_names
 
     console = Console()
     run = result.run(result.primary)

@@ -39,9 +39,9 @@ per event id when read.
 
 >>> import tempfile, numpy as np
 >>> from datetime import datetime, timezone
->>> from lifecycle_store import LifecycleStore
->>> from retrainer.config import PipelineConfig
->>> from schemas import InferenceEvent
+>>> from driftline.lifecycle_store import LifecycleStore
+>>> from driftline.config.pipeline import PipelineConfig
+>>> from driftline.schemas import InferenceEvent
 >>> d = tempfile.mkdtemp()
 >>> store = LifecycleStore.open(f"sqlite:///{d}/s.db", artifacts=f"{d}/a")
 >>> config = PipelineConfig(name="demo", detector={"reference_rows": 100, "ert": 1000,
@@ -74,11 +74,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from detectors import Coreset, DriftDetector, OODScorer, make_detector
-from lifecycle_store import LifecycleStore
-from lifecycle_store.exceptions import NotFoundError
-from retrainer.config import PipelineConfig
-from schemas import (
+from driftline.config.pipeline import PipelineConfig
+from driftline.detectors import Coreset, DriftDetector, OODScorer, make_detector
+from driftline.lifecycle_store import LifecycleStore
+from driftline.lifecycle_store.exceptions import NotFoundError
+from driftline.schemas import (
     DeadLetter,
     DriftEvent,
     FeatureScore,
@@ -87,8 +87,8 @@ from schemas import (
     SourceRange,
     Topics,
 )
-from streams.codec import Rows, decode_inputs, decode_labels, strings
-from streams.messages import RawMessage
+from driftline.streams.monitor.codec import Rows, decode_inputs, decode_labels, strings
+from driftline.streams.monitor.messages import RawMessage
 
 __all__ = ["LabelOutput", "MonitorOutput", "MonitorStep"]
 

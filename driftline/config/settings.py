@@ -8,7 +8,7 @@ Values come from, highest priority first:
    ``DRIFTLINE_PARTITIONS``, ...),
 3. the TOML config file: the path given to ``load``, else ``DRIFTLINE_CONFIG``, else
    ``driftline.toml`` in the working directory when it exists. Its top-level keys are the
-   fields below; its ``[pipeline]`` table is the :class:`retrainer.config.PipelineConfig`
+   fields below; its ``[pipeline]`` table is the :class:`driftline.config.pipeline.PipelineConfig`
    (detector, triggers, selection, model, gate, guard)::
 
        kafka_bootstrap_servers = "kafka-1:9092,kafka-2:9092"
@@ -53,9 +53,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from retrainer.config import PipelineConfig
-from schemas import Topics
-from streams.exceptions import ConfigError
+from driftline.config.pipeline import PipelineConfig
+from driftline.errors import ConfigError
+from driftline.schemas import Topics
 
 __all__ = ["CONFIG_ENV", "DEFAULT_CONFIG_FILE", "Settings"]
 
@@ -136,7 +136,7 @@ class Settings(BaseSettings):
     def load(cls, path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
         """Read the config file and the environment; ``overrides`` (not None) win over both.
 
-        Raises :class:`streams.exceptions.ConfigError` naming the bad value and the fix.
+        Raises :class:`driftline.streams.exceptions.ConfigError` naming the bad value and the fix.
         """
         file = _resolve_config_path(path)
         token = _config_path.set(file)

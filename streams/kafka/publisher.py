@@ -29,17 +29,17 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from schemas import (
+from driftline.schemas import (
     CONTENT_TYPE_HEADER,
     JSON_CONTENT_TYPE,
     LabelRequest,
     ModelVersionEvent,
     Topics,
 )
-from streams.exceptions import StreamsError
+from driftline.streams.exceptions import StreamsError
 
 if TYPE_CHECKING:
-    from streams.settings import Settings
+    from driftline.config.settings import Settings
 
 __all__ = ["KafkaPublisher", "PublishError"]
 
@@ -54,7 +54,7 @@ class KafkaPublisher:
     """Publish model versions and label requests of ``settings.pipeline``; every call returns
     only once the broker confirmed the record (raises :class:`PublishError` otherwise).
 
-    >>> from streams.settings import Settings
+    >>> from driftline.config.settings import Settings
     >>> publisher = KafkaPublisher(Settings(pipeline="fraud"))
     >>> publisher.topics.model_versions
     'fraud.model-versions'
@@ -64,7 +64,7 @@ class KafkaPublisher:
     def __init__(self, settings: Settings, *, delivery_timeout_s: float = 30.0) -> None:
         if delivery_timeout_s <= 0:
             raise ValueError(f"delivery_timeout_s must be > 0, got {delivery_timeout_s}")
-        from streams.kafka_io import make_producer
+        from driftline.streams.kafka.clients import make_producer
 
         self.settings = settings
         self.topics = settings.topics

@@ -9,7 +9,7 @@ row, against the trainings it paid for. Two baselines frame the user's policy:
   data does (a data-amount trigger instead of the drift trigger);
 * ``never``: only the first (bootstrap) model, never retrained.
 
->>> from retrainer.config import PipelineConfig
+>>> from driftline.config.pipeline import PipelineConfig
 >>> sorted(policy_configs(PipelineConfig(name="p"), periodic_rows=1000))
 ['drift', 'never', 'periodic']
 """
@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from lifecycle_store import LifecycleStore
-from retrainer.adapters import Budget, load_adapter, make_adapter
-from retrainer.config import DataAmountTriggerConfig, PipelineConfig
-from streams.embedded import EmbeddedRunner, LabelledStream, Progress, RunResult
-from streams.evaluation import (
+from driftline.config.pipeline import DataAmountTriggerConfig, PipelineConfig
+from driftline.lifecycle_store import LifecycleStore
+from driftline.retrainer.adapters import Budget, load_adapter, make_adapter
+from driftline.streams.embedded.runner import EmbeddedRunner, LabelledStream, Progress, RunResult
+from driftline.streams.evaluation.composite import (
     Concept,
     LiveSpan,
     PolicyScore,
@@ -37,7 +37,7 @@ from streams.evaluation import (
     detections,
     false_alarms,
 )
-from streams.report import Report, write_report
+from driftline.streams.evaluation.report import Report, write_report
 
 __all__ = ["ModelCache", "backtest", "policy_configs", "score_run"]
 

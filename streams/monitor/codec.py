@@ -13,7 +13,7 @@ decides. So the accept/reject decisions are the pydantic model's by construction
 test checks the fast path against the model on generated events.
 
 >>> from datetime import datetime, timezone
->>> from schemas import InferenceEvent
+>>> from driftline.schemas import InferenceEvent
 >>> good = InferenceEvent(event_id="e1", timestamp=datetime(2026, 1, 1, tzinfo=timezone.utc),
 ...                       pipeline="fraud", features={"x": 1.0, "y": 2.0}).to_json()
 >>> msgs = [RawMessage(good, topic="fraud.inputs", offset=0),
@@ -38,7 +38,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from schemas import (
+from driftline.schemas import (
     ARROW_CONTENT_TYPE,
     CONTENT_TYPE_HEADER,
     JSON_CONTENT_TYPE,
@@ -50,7 +50,7 @@ from schemas import (
     SchemaError,
     SchemaVersionError,
 )
-from streams.messages import RawMessage
+from driftline.streams.monitor.messages import RawMessage
 
 __all__ = [
     "DecodedInputs",

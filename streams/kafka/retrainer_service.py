@@ -1,14 +1,15 @@
 """The retrainer service: ``{p}.drift`` in, deployed model versions out on ``{p}.model-versions``.
 
 It is a Kafka consumer group member that hands each DriftEvent to the
-:class:`retrainer.service.Retrainer` library and publishes what the library recorded:
+:class:`driftline.retrainer.service.Retrainer` library and publishes what the library recorded:
 
 * **At-least-once in, exactly one training out.** The drift offset is committed only after
   the retrainer finished with the event; a crash re-delivers it. The store's
   ``begin_training`` is idempotent per drift episode (a database unique index), so a
   re-delivered event, a second alarm of the same episode or a second service instance in
   the same group never start a second training of an episode.
-* **Publishing through the outbox** (see :mod:`streams.publisher` for why not a Kafka
+* **Publishing through the outbox** (see :mod:`driftline.streams.kafka.publisher` for why not a
+Kafka
   transaction): the store records each deployment together with its ModelVersionEvent; the
   service publishes pending events on start-up and after every event it handled, and marks
   them published once the broker confirmed.
@@ -40,16 +41,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from retrainer.publisher import Publisher, flush_outbox
-from schemas import DeadLetter, DeadLetterReason, DriftEvent, SchemaError
+from driftline.retrainer.publisher import Publisher, flush_outbox
+from driftline.schemas import DeadLetter, DeadLetterReason, DriftEvent, SchemaError
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, Message
 
-    from lifecycle_store.store import LifecycleStore
-    from retrainer.outcome import TrainingOutcome
-    from retrainer.service import Retrainer
-    from streams.settings import Settings
+    from driftline.config.settings import Settings
+    from driftline.lifecycle_store.store import LifecycleStore
+    from driftline.retrainer.outcome import TrainingOutcome
+    from driftline.retrainer.service import Retrainer
 
 __all__ = ["RetrainerService", "ServiceStats"]
 
@@ -91,10 +92,11 @@ class RetrainerService:
     """Run the retrainer of ``settings.pipeline`` as a member of consumer group ``group_id``.
 
     ``store``, ``publisher`` and ``retrainer`` default to the ones ``settings`` describes
-    (the lifecycle store at ``store_url``, a :class:`streams.publisher.KafkaPublisher`).
+    (the lifecycle store at ``store_url``, a
+    :class:`driftline.streams.kafka.publisher.KafkaPublisher`).
     :meth:`run` blocks until :meth:`stop` is called (e.g. from a signal handler).
 
-    >>> from streams.settings import Settings
+    >>> from driftline.config.settings import Settings
     >>> service = RetrainerService(Settings(pipeline="fraud"), store=object(),
     ...                            publisher=object(), retrainer=object())
     >>> service.group_id, service.topic
@@ -145,7 +147,7 @@ class RetrainerService:
     @property
     def store(self) -> LifecycleStore:
         if self._store is None:
-            from lifecycle_store.store import LifecycleStore
+            from driftline.lifecycle_store.store import LifecycleStore
 
             self._store = LifecycleStore.open(
                 self.settings.store_url.get_secret_value(), self.settings.artifacts
@@ -155,7 +157,7 @@ class RetrainerService:
     @property
     def publisher(self) -> Publisher:
         if self._publisher is None:
-            from streams.publisher import KafkaPublisher
+            from driftline.streams.kafka.publisher import KafkaPublisher
 
             self._publisher = KafkaPublisher(self.settings)
         return self._publisher
@@ -163,7 +165,7 @@ class RetrainerService:
     @property
     def retrainer(self) -> Retrainer:
         if self._retrainer is None:
-            from retrainer.service import Retrainer
+            from driftline.retrainer.service import Retrainer
 
             self._retrainer = Retrainer(self.store, self.settings.config, self.publisher)
         return self._retrainer
@@ -176,7 +178,7 @@ class RetrainerService:
 
     def start_up(self) -> None:
         """Create missing topics, release interrupted trainings, publish the pending outbox."""
-        from streams.kafka_io import ensure_topics
+        from driftline.streams.kafka.clients import ensure_topics
 
         ensure_topics(self.settings)
         self.stats.interrupted_trainings += self.release_interrupted()
@@ -184,7 +186,7 @@ class RetrainerService:
 
     def run(self, *, max_events: int | None = None) -> ServiceStats:
         """Consume drift events until :meth:`stop` (or ``max_events`` handled)."""
-        from streams.kafka_io import make_consumer
+        from driftline.streams.kafka.clients import make_consumer
 
         self.start_up()
         consumer = make_consumer(
@@ -330,7 +332,7 @@ class RetrainerService:
             self._wait_for_labels(waiting.event, outcome)
 
     def _labels_total(self) -> int:
-        from lifecycle_store.exceptions import NotFoundError
+        from driftline.lifecycle_store.exceptions import NotFoundError
 
         try:
             return sum(s.row_count for s in self.store.archive(self.pipeline).segments("labels"))
@@ -421,7 +423,7 @@ class RetrainerService:
         Returns how many were released. Their episodes can then be trained (once) when the
         drift event that started them is delivered again.
         """
-        from lifecycle_store.exceptions import NotFoundError
+        from driftline.lifecycle_store.exceptions import NotFoundError
 
         now = now or datetime.now(UTC)
         limit = timedelta(seconds=self.stale_after_s)

@@ -11,12 +11,30 @@ Each group of commands lives next to the code it drives; this module only assemb
 
 from __future__ import annotations
 
-import typer
+from typing import Any
 
-from streams import cli_embedded, cli_ingest, cli_loop
+import typer
+from typer.core import TyperGroup
+
+from driftline.errors import DriftlineError
+from driftline.streams.cli import embedded, ingest, loop
+
+
+class _Commands(TyperGroup):
+    """Every command: a `DriftlineError` (bad config, unknown id, unreachable store, ...) is
+    one line on stderr and exit code 2; a traceback means a bug in driftline."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DriftlineError as exc:
+            typer.secho(f"Error: {exc}", fg="red", err=True)
+            raise typer.Exit(2) from None
+
 
 app = typer.Typer(
     name="driftline",
+    cls=_Commands,
     help="Label-free drift detection on Kafka and automatic, warm-started retraining.",
     no_args_is_help=True,
     add_completion=False,
@@ -36,7 +54,7 @@ def version() -> None:
     typer.echo(installed("driftline"))
 
 
-for module in (cli_embedded, cli_ingest, cli_loop):
+for module in (embedded, ingest, loop):
     module.register(app)
 
 

@@ -6,7 +6,8 @@
 ``{p}.model-versions`` → ``model_versions`` agent: `MonitorStep.on_model_version`
 
 Inputs and labels skip Faust's per-message path: each fetch of a partition reaches its agent
-as one `Batch` (see `streams.faust_batches`), which is what lets a worker keep up with the
+as one `Batch` (see `driftline.streams.kafka.faust_batches`), which is what lets a worker keep up
+with the
 vectorized step. Faust still runs the worker: group membership, co-partitioned assignment,
 table recovery, and flow control during rebalances.
 
@@ -37,21 +38,21 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from schemas import (
+from driftline.config.settings import Settings
+from driftline.schemas import (
     CONTENT_TYPE_HEADER,
     JSON_CONTENT_TYPE,
     DeadLetter,
     ModelVersionEvent,
     SchemaError,
 )
-from streams.faust_batches import Batch, BatchApp, deliver_batches
-from streams.kafka_io import DLQ_MAX_MESSAGE_BYTES
-from streams.metrics import MonitorMetrics
-from streams.monitor import MonitorOutput, MonitorStep
-from streams.settings import Settings
+from driftline.streams.kafka.clients import DLQ_MAX_MESSAGE_BYTES
+from driftline.streams.kafka.faust_batches import Batch, BatchApp, deliver_batches
+from driftline.streams.metrics import MonitorMetrics
+from driftline.streams.monitor.step import MonitorOutput, MonitorStep
 
 if TYPE_CHECKING:
-    from lifecycle_store import LifecycleStore
+    from driftline.lifecycle_store import LifecycleStore
 
 __all__ = ["CHECKPOINT_INTERVAL_S", "REFERENCE_POLL_S", "Checkpointer", "commit", "create_app"]
 
@@ -161,7 +162,7 @@ def create_app(
     metrics: MonitorMetrics | None = None,
 ) -> BatchApp:
     """The Faust app monitoring pipeline ``settings.pipeline`` (see the module docstring)."""
-    from lifecycle_store import LifecycleStore
+    from driftline.lifecycle_store import LifecycleStore
 
     topics = settings.topics
     settings.state_dir.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,8 @@ Each row becomes one JSON `InferenceEvent` message, or rows are packed ``batch_r
 time into Arrow `InferenceBatch` messages. Columns: ``event_id`` (default ``row-<n>``, so a
 replay of the same file re-sends the same ids), ``timestamp`` (default: the time of sending),
 the label column (sent only as delayed labels), and every other numeric column is a feature.
-Optionally a known drift is injected from a chosen row (`streams.scenarios`), and the label
+Optionally a known drift is injected from a chosen row (`driftline.streams.evaluation.scenarios`),
+and the label
 of each row is sent to ``{p}.labels`` ``labels_delay`` rows later, as ground truth arrives
 late in real services.
 """
@@ -22,16 +23,16 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from schemas import (
+from driftline.config.settings import Settings
+from driftline.schemas import (
     ARROW_CONTENT_TYPE,
     CONTENT_TYPE_HEADER,
     JSON_CONTENT_TYPE,
     RESERVED_COLUMNS,
     InferenceBatch,
 )
-from streams.exceptions import ReplayError
-from streams.scenarios import inject as inject_drift
-from streams.settings import Settings
+from driftline.streams.evaluation.scenarios import inject as inject_drift
+from driftline.streams.exceptions import ReplayError
 
 __all__ = ["ReplayReport", "load_table", "replay", "split_columns"]
 
@@ -108,9 +109,10 @@ def replay(
     ``rate`` caps rows per second (None: as fast as the broker takes them). ``fmt`` is
     ``json`` (one event per message) or ``arrow`` (``batch_rows`` rows per message).
     ``inject``/``at``/``magnitude``/``inject_features`` inject a drift (see
-    `streams.scenarios`). ``on_sent(rows)`` is called after each message is queued.
+    `driftline.streams.evaluation.scenarios`). ``on_sent(rows)`` is called after each message is
+    queued.
     """
-    from streams.kafka_io import make_producer
+    from driftline.streams.kafka.clients import make_producer
 
     if fmt not in ("json", "arrow"):
         raise ReplayError(f"format {fmt!r} is not known: use 'json' or 'arrow'")

@@ -17,7 +17,7 @@ segment is one *concept*:
 
 Labels arrive ``label_delay`` rows after their inputs, as ground truth does in production.
 The changes are image-specific (stuck pixels, a camera shift, a class mix), so they are made
-here rather than with the generic tabular kinds of `streams.scenarios`.
+here rather than with the generic tabular kinds of `driftline.streams.evaluation.scenarios`.
 
 >>> s = digits_scenario(segment_rows=300)
 >>> s.X.shape, [seg.concept for seg in s.segments], [seg.start for seg in s.drifts]
@@ -32,11 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-from retrainer.config import DetectorConfig, PipelineConfig, SelectionConfig
-from streams.backtest import ProgressFactory, backtest, policy_configs
-from streams.embedded import LabelledStream
-from streams.evaluation import Concept
-from streams.report import Report
+from driftline.config.pipeline import DetectorConfig, PipelineConfig, SelectionConfig
+from driftline.streams.embedded.runner import LabelledStream
+from driftline.streams.evaluation.backtest import ProgressFactory, backtest, policy_configs
+from driftline.streams.evaluation.composite import Concept
+from driftline.streams.evaluation.report import Report
 
 __all__ = [
     "DEMO_PIPELINE",

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import typer
 
-from streams.exceptions import StreamsError
-
 _CONFIG = typer.Option(None, "--config", "-c", help="TOML config file (else $DRIFTLINE_CONFIG).")
 _PIPELINE = typer.Option(None, "--pipeline", "-p", help="Pipeline name (else from the config).")
 
@@ -26,15 +24,12 @@ def worker(
     loglevel: str = typer.Option("warning", help="Faust log level."),
 ) -> None:
     """Monitor {p}.inputs on Kafka: validate, archive, detect drift (a Faust worker)."""
-    from streams.settings import Settings
-    from streams.worker import run_worker
+    from driftline.config.settings import Settings
+    from driftline.streams.kafka.worker import run_worker
 
-    try:
-        settings = Settings.load(
-            config, pipeline=pipeline, partitions=partitions, metrics_port=metrics_port
-        )
-    except StreamsError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    settings = Settings.load(
+        config, pipeline=pipeline, partitions=partitions, metrics_port=metrics_port
+    )
     run_worker(settings, loglevel=loglevel)
 
 
@@ -62,9 +57,9 @@ def replay(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Send FILE to {p}.inputs at a chosen rate, with optional delayed labels and drift."""
-    from streams.kafka_io import ensure_topics
-    from streams.replay import replay as run_replay
-    from streams.settings import Settings
+    from driftline.config.settings import Settings
+    from driftline.streams.kafka.clients import ensure_topics
+    from driftline.streams.kafka.replay import replay as run_replay
 
     try:
         settings = Settings.load(config, pipeline=pipeline)
@@ -85,7 +80,7 @@ def replay(
             limit=limit,
             progress=not quiet,
         )
-    except (StreamsError, ValueError) as exc:
+    except ValueError as exc:  # a bad option value (pyarrow, numpy); ours are DriftlineErrors
         raise typer.BadParameter(str(exc)) from None
     typer.echo(
         f"sent {report.rows} rows in {report.messages} messages and {report.labels} labels "

@@ -29,8 +29,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from streams.embedded import RunResult, TrainingRecord
-from streams.evaluation import Concept, DeploymentGain, Detection, PolicyScore
+from driftline.streams.embedded.runner import RunResult, TrainingRecord
+from driftline.streams.evaluation.composite import Concept, DeploymentGain, Detection, PolicyScore
 
 __all__ = [
     "REPORT_FILES",
@@ -281,7 +281,11 @@ def _draw_cost(ax: Any, report: Report) -> None:
 
 def render_html(report: Report, png_name: str) -> str:
     """The report page: the chart and the tables, self-contained apart from the PNG."""
-    template = Template(resources.files("streams").joinpath("templates/report.html").read_text())
+    template = Template(
+        resources.files("driftline.streams.evaluation")
+        .joinpath("templates/report.html")
+        .read_text()
+    )
     return template.substitute(
         title=_e(report.title),
         description=_e(report.description),
@@ -378,7 +382,7 @@ def version_names(run: RunResult, concepts: list[Concept]) -> dict[str, str]:
     on concept B (a model deployed again keeps its name); a model that was trained but never
     deployed keeps a short id.
 
-    >>> from streams.embedded import DeploymentRecord
+    >>> from driftline.streams.embedded.runner import DeploymentRecord
     >>> run = RunResult(policy="drift", pipeline="p", rows=9, seconds=0, trainings=[
     ...     TrainingRecord(row=5, training_id="t", trigger="drift", status="COMPLETE",
     ...                    model_version_id="mv-1", deployed=True)],

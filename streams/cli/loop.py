@@ -1,5 +1,5 @@
 """Commands that close the loop: ``retrainer``, ``status``, ``lineage``, ``rollback``,
-``subscribe`` (registered by :mod:`streams.cli`).
+``subscribe`` (registered by :mod:`driftline.streams.cli`).
 
 Heavy imports (torch, the store, Kafka clients) happen inside the commands, so
 ``driftline --help`` stays fast.
@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from lifecycle_store.store import LifecycleStore
-    from streams.admin import ModelLineage, PipelineStatus
-    from streams.settings import Settings
+    from driftline.config.settings import Settings
+    from driftline.lifecycle_store.store import LifecycleStore
+    from driftline.streams.admin import ModelLineage, PipelineStatus
 
 ConfigOption = Annotated[
     Path | None,
@@ -40,18 +40,13 @@ def register(app: typer.Typer) -> None:
 
 
 def _settings(config: Path | None, pipeline: str | None, **overrides: Any) -> Settings:
-    from streams.exceptions import ConfigError
-    from streams.settings import Settings
+    from driftline.config.settings import Settings
 
-    try:
-        return Settings.load(config, pipeline=pipeline, **overrides)
-    except ConfigError as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(2) from None
+    return Settings.load(config, pipeline=pipeline, **overrides)
 
 
 def _store(settings: Settings) -> LifecycleStore:
-    from lifecycle_store.store import LifecycleStore
+    from driftline.lifecycle_store.store import LifecycleStore
 
     return LifecycleStore.open(settings.store_url.get_secret_value(), settings.artifacts)
 
@@ -87,7 +82,7 @@ def retrainer(
     """Train and publish model versions from {p}.drift (a Kafka consumer group member)."""
     import signal
 
-    from streams.retrainer_service import RetrainerService
+    from driftline.streams.kafka.retrainer_service import RetrainerService
 
     _logging(verbose)
     settings = _settings(config, pipeline)
@@ -111,7 +106,7 @@ def status(
     as_json: JsonOption = False,
 ) -> None:
     """Current champion, recent drift events, and trainings with their outcome."""
-    from streams.admin import pipeline_status
+    from driftline.streams.admin import pipeline_status
 
     settings = _settings(config, pipeline)
     with _store(settings) as store:
@@ -130,16 +125,11 @@ def lineage(
     as_json: JsonOption = False,
 ) -> None:
     """The lifecycle of MODEL_VERSION: data, training, parent model, deployments."""
-    from lifecycle_store.exceptions import NotFoundError
-    from streams.admin import model_lineage
+    from driftline.streams.admin import model_lineage
 
     settings = _settings(config, pipeline)
     with _store(settings) as store:
-        try:
-            result = model_lineage(store, model_version, hops=hops)
-        except NotFoundError as exc:
-            typer.secho(str(exc), fg="red", err=True)
-            raise typer.Exit(1) from None
+        result = model_lineage(store, model_version, hops=hops)
     if as_json:
         typer.echo(json.dumps(_lineage_dict(result), indent=2, default=str))
     else:
@@ -153,18 +143,14 @@ def rollback(
     reason: Annotated[str, typer.Option(help="Recorded in the history.")] = "manual rollback",
 ) -> None:
     """Re-deploy the previous model of ALIAS as a new deployment (history keeps both)."""
-    from lifecycle_store.exceptions import StoreError
-    from streams.admin import rollback as do_rollback
-    from streams.publisher import KafkaPublisher
+    from driftline.streams.admin import rollback as do_rollback
+    from driftline.streams.kafka.publisher import KafkaPublisher
 
     settings = _settings(config, pipeline)
     publisher = KafkaPublisher(settings)
     with _store(settings) as store:
         try:
             result = do_rollback(store, settings.pipeline, publisher, alias=alias, reason=reason)
-        except StoreError as exc:
-            typer.secho(str(exc), fg="red", err=True)
-            raise typer.Exit(1) from None
         finally:
             publisher.close()
     event = result.event
@@ -182,7 +168,7 @@ def subscribe(
     """Follow ALIAS on {p}.model-versions and print each model a consumer would load."""
     import threading
 
-    from streams.subscriber import ModelSubscriber, ServedModel
+    from driftline.streams.sdk.subscriber import ModelSubscriber, ServedModel
 
     _logging(False)
     settings = _settings(config, pipeline)

@@ -33,8 +33,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from streams.exceptions import StreamsError
-from streams.messages import RawMessage
+from driftline.streams.exceptions import StreamsError
+from driftline.streams.monitor.messages import RawMessage
 
 __all__ = ["BusConsumer", "BusError", "InMemoryBus"]
 

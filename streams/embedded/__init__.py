@@ -1,0 +1,1 @@
+"""The in-process runtime: the `InMemoryBus` twin of Kafka and the `EmbeddedRunner`."""

@@ -1,0 +1,1 @@
+"""Judging runs: composite accuracy, back-tests, drift injection, the demo and the report."""
