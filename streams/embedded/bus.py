@@ -29,7 +29,7 @@ import bisect
 import itertools
 import threading
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -156,6 +156,12 @@ class InMemoryBus:
         with self._lock:
             count = len(self._require(topic).partitions)
             return [self._committed.get((group_id, topic, p), 0) for p in range(count)]
+
+    def commit(self, group_id: str, offsets: Mapping[tuple[str, int], int]) -> None:
+        """Commit ``offsets`` ((topic, partition) -> next offset to read) for ``group_id``."""
+        with self._lock:
+            for (topic, partition), offset in offsets.items():
+                self._committed[(group_id, topic, partition)] = offset
 
     def _create(self, name: str, count: int, compact: bool) -> _Topic:
         state = _Topic([_Partition() for _ in range(count)], compact, itertools.cycle(range(count)))

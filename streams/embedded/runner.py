@@ -39,6 +39,7 @@ adds: labels come ``label_delay`` rows late, so an alarm is handed to the retrai
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -65,11 +66,16 @@ from driftline.schemas import (
     Topics,
 )
 from driftline.streams.embedded.bus import InMemoryBus
-from driftline.streams.monitor.step import MonitorStep
+from driftline.streams.loops.monitor import MonitorLoop
+from driftline.streams.loops.retrainer import RetrainerLoop
+from driftline.streams.monitor.messages import RawMessage
+from driftline.streams.monitor.step import MonitorOutput, MonitorStep
+from driftline.streams.transport import Offsets, Record
 
 __all__ = [
     "AlarmRecord",
     "BusPublisher",
+    "BusTransport",
     "DeploymentRecord",
     "EmbeddedRunner",
     "LabelledStream",
@@ -246,6 +252,31 @@ class BusPublisher:
         self.bus.produce(self.topics.label_requests, request.to_json(), key=key, headers=_JSON)
 
 
+class BusTransport:
+    """`driftline.streams.transport.Transport` on an `InMemoryBus`, for consumer group ``group_id``.
+
+    State stays in memory: the process that holds the bus holds the state.
+    """
+
+    def __init__(self, bus: InMemoryBus, group_id: str = "driftline-monitor") -> None:
+        self.bus = bus
+        self.group_id = group_id
+        self._state: dict[bytes, bytes] = {}
+
+    async def send(self, records: Sequence[Record]) -> None:
+        for r in records:
+            self.bus.produce(r.topic, r.value, key=r.key, headers=r.headers)
+
+    async def commit(self, offsets: Offsets) -> None:
+        self.bus.commit(self.group_id, offsets)
+
+    def save_state(self, partition: int, key: bytes, value: bytes) -> None:
+        self._state[key] = value
+
+    def load_state(self, key: bytes) -> bytes | None:
+        return self._state.get(key)
+
+
 class EmbeddedRunner:
     """One pipeline's monitor and retrainer on an in-process bus, over one lifecycle store.
 
@@ -277,21 +308,39 @@ class EmbeddedRunner:
         self.batch_size = batch_size
         self.encoding = encoding
         self.policy = policy
-        self.monitor = MonitorStep(
-            config, store, pipeline=self.pipeline, partitions=partitions, emit_ood=emit_ood
-        )
+        self.monitor = MonitorStep(config, store, pipeline=self.pipeline, emit_ood=emit_ood)
         self.publisher = BusPublisher(self.bus, self.topics)
         self.retrainer = Retrainer(store, config, self.publisher)
-        self._inputs = self.bus.consumer("driftline-monitor", [self.topics.inputs])
-        self._labels = self.bus.consumer("driftline-labels", [self.topics.labels])
+        transport = BusTransport(self.bus)
+        self.monitor_loop = MonitorLoop(self.monitor, transport)
+        self.retrainer_loop = RetrainerLoop(
+            self.retrainer,
+            store,
+            self.publisher,
+            self.pipeline,
+            min_labelled_rows=config.selection.min_labelled_rows,
+            labels=lambda: self._labelled_rows,
+            send_dead_letter=lambda d: self.bus.produce(self.topics.dlq, d.to_json()),
+            on_outcome=lambda outcome: self._log.add(outcome, self._row),
+        )
+        group = transport.group_id  # inputs and labels: one group, as in the Faust worker
+        self._inputs = self.bus.consumer(group, [self.topics.inputs])
+        self._labels = self.bus.consumer(group, [self.topics.labels])
         self._drift = self.bus.consumer("driftline-retrainer", [self.topics.drift])
         self._versions = self.bus.consumer("driftline-monitor-models", [self.topics.model_versions])
         self._labelled_rows = 0
-        self._waiting: list[tuple[DriftEvent, int]] = []
+        self._row = 0
+        self._log = _Log(policy, self.pipeline)
+        self._alarms: list[tuple[DriftEvent, int]] = []
 
     def replay(self, stream: LabelledStream, progress: Progress | None = None) -> RunResult:
         """Send ``stream`` through the pipeline, micro-batch by micro-batch; return the record."""
-        log = _Log(self.policy, self.pipeline)
+        return asyncio.run(self._replay(stream, progress))
+
+    async def _replay(self, stream: LabelledStream, progress: Progress | None) -> RunResult:
+        # One event loop for the whole replay: the loops' transport calls are coroutines, and
+        # on the bus they never wait, so a replay stays synchronous and deterministic.
+        log = self._log = _Log(self.policy, self.pipeline)
         started = time.perf_counter()
         labelled = 0
         for lo in range(0, len(stream), self.batch_size):
@@ -300,76 +349,57 @@ class EmbeddedRunner:
             due = max(labelled, hi - stream.label_delay)
             self._send_labels(stream, labelled, due)
             labelled = self._labelled_rows = due
-            self._step(stream, hi, log)
+            await self._step(stream, hi, log)
             if progress is not None:
                 progress(hi, log.result(hi, time.perf_counter() - started))
         self._send_labels(stream, labelled, len(stream))
         self._labelled_rows = len(stream)
-        self._step(stream, len(stream), log)
+        await self._step(stream, len(stream), log)
+        await self.monitor_loop.checkpoint()
         self.retrainer.close()
         return log.result(len(stream), time.perf_counter() - started)
 
-    def _step(self, stream: LabelledStream, row: int, log: _Log) -> None:
+    async def _step(self, stream: LabelledStream, row: int, log: _Log) -> None:
         """Drain every topic once: labels, inputs, drift alarms, clock, model versions."""
-        labels = self._labels.poll()
-        if labels:
-            done = self.monitor.process_labels(labels)
-            for dead in done.dead_letters:
-                self.bus.produce(self.topics.dlq, dead.to_json(), headers=_JSON)
-        self._labels.commit()
-        batch = self._inputs.poll()
-        if batch:
-            out = self.monitor.process(batch)
-            for dead in out.dead_letters:
-                self.bus.produce(self.topics.dlq, dead.to_json(), headers=_JSON)
-            log.dead_letters += len(out.dead_letters)
-            for event in out.drift_events:
-                self.bus.produce(
-                    self.topics.drift, event.to_json(), key=self.pipeline.encode(), headers=_JSON
-                )
-            for flag in out.ood_flags:
-                self.bus.produce(
-                    self.topics.ood, flag.to_json(), key=flag.event_id.encode(), headers=_JSON
-                )
+        self._row = row
+        for batch in _by_partition(self._labels.poll()):
+            await self.monitor_loop.labels(batch)
+        outs = [await self.monitor_loop.inputs(b) for b in _by_partition(self._inputs.poll())]
+        if outs:
+            log.dead_letters += sum(len(o.dead_letters) for o in outs)
+            out = max(outs, key=_closeness)
             log.points.append(
                 MonitorPoint(row=row, statistic=out.statistic, threshold=out.threshold)
             )
-        self._inputs.commit()
         for message in self._drift.poll():
             event = DriftEvent.from_json(message.value)
             alarm_row = stream.row_at(event.window_end)
             log.alarms.append(_alarm(event, alarm_row))
-            self._waiting.append((event, alarm_row))
+            self._alarms.append((event, alarm_row))
         self._drift.commit()
-        self._hand_over_alarms(row, log)
-        for outcome in self.retrainer.tick(stream.time(max(row - 1, 0))):
-            log.add(outcome, row)
+        self._hand_over_alarms()
+        self.retrainer_loop.tick(stream.time(max(row - 1, 0)))
         for message in self._versions.poll():
             version = ModelVersionEvent.from_json(message.value)
             self.monitor.on_model_version(version)
-            self._waiting = []  # alarms against the old reference are answered
+            self._alarms = []  # alarms against the old reference are answered
             log.deployments.append(_deployment(version, row))
         self._versions.commit()
 
-    def _hand_over_alarms(self, row: int, log: _Log) -> None:
+    def _hand_over_alarms(self) -> None:
         """Give the retrainer each alarm once ``min_labelled_rows`` rows after it have labels.
 
         A drift is caught within rows, its labels come ``label_delay`` rows later: handed
         over at once, the alarm would find only rows of the old concept labelled and skip or
         train on them. A replay knows which rows are labelled, so it waits for the drifted
-        ones, and waits again if the retrainer still asks for labels.
+        ones; an alarm the retrainer skips for want of labels then waits in the
+        `RetrainerLoop`, as behind Kafka.
         """
         wait = self.config.selection.min_labelled_rows
-        still: list[tuple[DriftEvent, int]] = []
-        for event, ready_at in self._waiting:
-            if self._labelled_rows < ready_at + wait:
-                still.append((event, ready_at))
-                continue
-            outcome = self.retrainer.handle_drift(event)
-            log.add(outcome, row)
-            if outcome.status == "SKIPPED" and outcome.label_request is not None:
-                still.append((event, self._labelled_rows))
-        self._waiting = still
+        ready = [a for a in self._alarms if self._labelled_rows >= a[1] + wait]
+        self._alarms = [a for a in self._alarms if self._labelled_rows < a[1] + wait]
+        for event, _ in ready:
+            self.retrainer_loop.event(event)
 
     def _send_rows(self, stream: LabelledStream, lo: int, hi: int) -> None:
         stamps = [stream.time(i) for i in range(lo, hi)]
@@ -490,6 +520,21 @@ def _deployment(event: ModelVersionEvent, row: int) -> DeploymentRecord:
         reason=event.reason,
         metrics=dict(event.metrics),
     )
+
+
+def _by_partition(messages: Sequence[RawMessage]) -> list[list[RawMessage]]:
+    """A poll's messages as one batch per topic partition, each in offset order."""
+    batches: dict[tuple[str, int], list[RawMessage]] = {}
+    for m in messages:
+        batches.setdefault((m.topic, m.partition), []).append(m)
+    return list(batches.values())
+
+
+def _closeness(out: MonitorOutput) -> float:
+    """How close a batch's detector is to its threshold (the point a report plots)."""
+    if out.statistic is None or not out.threshold:
+        return float("-inf")
+    return out.statistic / out.threshold
 
 
 def _to_datetime(stamp: np.datetime64) -> datetime:

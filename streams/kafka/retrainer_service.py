@@ -1,27 +1,14 @@
 """The retrainer service: ``{p}.drift`` in, deployed model versions out on ``{p}.model-versions``.
 
-It is a Kafka consumer group member that hands each DriftEvent to the
-:class:`driftline.retrainer.service.Retrainer` library and publishes what the library recorded:
+It is a Kafka consumer group member, a thin shell over
+:class:`driftline.streams.loops.retrainer.RetrainerLoop`, which decides what each drift record
+and each tick does (the guarantees are listed there). The service adds what only Kafka needs:
 
-* **At-least-once in, exactly one training out.** The drift offset is committed only after
-  the retrainer finished with the event; a crash re-delivers it. The store's
-  ``begin_training`` is idempotent per drift episode (a database unique index), so a
-  re-delivered event, a second alarm of the same episode or a second service instance in
-  the same group never start a second training of an episode.
-* **Publishing through the outbox** (see :mod:`driftline.streams.kafka.publisher` for why not a
-Kafka
-  transaction): the store records each deployment together with its ModelVersionEvent; the
-  service publishes pending events on start-up and after every event it handled, and marks
-  them published once the broker confirmed.
 * **Training off the poll loop.** Training runs on a worker thread while the loop keeps
   polling with its partitions paused, so a long training never exceeds
   ``max.poll.interval.ms`` and never costs the instance its group membership.
-* **Time and data-amount triggers** run from ``Retrainer.tick`` every ``tick_interval_s``.
-* **Labels that come back let the episode train.** An alarm SKIPPED for too few labels (the
-  retrainer publishes a LabelRequest for it) is kept; on each tick, once at least
-  ``selection.min_labelled_rows`` more labels were archived, it is handed to the retrainer
-  again — until it trains, or a deployment ends its episode. (Kept in memory: after a
-  restart the monitor's next alarm of the episode does the same.)
+* **Time and data-amount triggers** and alarms waiting for labels run from the loop's tick
+  every ``tick_interval_s``; labels are counted in the archive.
 * **Interrupted trainings.** A training left RUNNING or NEW by a killed instance holds its
   episode. On start-up and on every tick the service marks trainings FAILED ("interrupted")
   once they are older than ``stale_after_s`` (longer than any training may run, so never a
@@ -37,19 +24,20 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from driftline.retrainer.publisher import Publisher, flush_outbox
-from driftline.schemas import DeadLetter, DeadLetterReason, DriftEvent, SchemaError
+from driftline.retrainer.publisher import Publisher
+from driftline.schemas import DeadLetter
+from driftline.streams.loops.retrainer import LoopStats, RetrainerLoop
+from driftline.streams.monitor.messages import RawMessage
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, Message
 
     from driftline.config.settings import Settings
     from driftline.lifecycle_store.store import LifecycleStore
-    from driftline.retrainer.outcome import TrainingOutcome
     from driftline.retrainer.service import Retrainer
 
 __all__ = ["RetrainerService", "ServiceStats"]
@@ -60,32 +48,10 @@ T = TypeVar("T")
 
 
 @dataclass
-class ServiceStats:
-    """What the service did since it started.
+class ServiceStats(LoopStats):
+    """What the service did since it started: the loop's counts plus released trainings."""
 
-    ``outcomes`` counts trainings by status (and ``DUPLICATE``/``IGNORED``); ``deployed``
-    the new champions; ``republished`` the outbox events the service itself had to send
-    because they were still pending (a crash, or an unreachable broker at deploy time).
-    """
-
-    drift_events: int = 0
-    invalid_events: int = 0
-    ticks: int = 0
-    deployed: int = 0
-    republished: int = 0
     interrupted_trainings: int = 0
-    errors: int = 0
-    outcomes: dict[str, int] = field(default_factory=dict)
-
-    def count(self, status: str) -> None:
-        self.outcomes[status] = self.outcomes.get(status, 0) + 1
-
-
-@dataclass(frozen=True)
-class _WaitingForLabels:
-    event: DriftEvent
-    champion_id: str | None
-    labels_at_skip: int
 
 
 class RetrainerService:
@@ -135,10 +101,11 @@ class RetrainerService:
         self._store = store
         self._publisher = publisher
         self._retrainer = retrainer
+        self._loop: RetrainerLoop | None = None
+        self._consumer: Consumer | None = None
         self._stop = threading.Event()
         self._busy = False
         self._partitions: set[int] = set()
-        self._waiting: dict[str, _WaitingForLabels] = {}
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="retrainer-training")
         self.stats = ServiceStats()
 
@@ -170,6 +137,22 @@ class RetrainerService:
             self._retrainer = Retrainer(self.store, self.settings.config, self.publisher)
         return self._retrainer
 
+    @property
+    def loop(self) -> RetrainerLoop:
+        if self._loop is None:
+            self._loop = RetrainerLoop(
+                self.retrainer,
+                self.store,
+                self.publisher,
+                self.pipeline,
+                min_labelled_rows=self.settings.config.selection.min_labelled_rows,
+                labels=self._labels_total,
+                send_dead_letter=self._send_dead_letter,
+                run=self._off_loop,
+                stats=self.stats,
+            )
+        return self._loop
+
     # -- running -----------------------------------------------------------------------------
 
     def stop(self) -> None:
@@ -182,7 +165,7 @@ class RetrainerService:
 
         ensure_topics(self.settings)
         self.stats.interrupted_trainings += self.release_interrupted()
-        self._flush()
+        self.loop.flush()
 
     def run(self, *, max_events: int | None = None) -> ServiceStats:
         """Consume drift events until :meth:`stop` (or ``max_events`` handled)."""
@@ -198,6 +181,7 @@ class RetrainerService:
             max_poll_interval_ms=max(300_000, int(self.stale_after_s * 1000)),
         )
         consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        self._consumer = consumer
         handled = 0
         next_tick = time.monotonic() + self.tick_interval_s
         log.info("retrainer for %s consuming %s as %s", self.pipeline, self.topic, self.group_id)
@@ -213,9 +197,10 @@ class RetrainerService:
                         if max_events is not None and handled >= max_events:
                             break
                 if time.monotonic() >= next_tick:
-                    self._tick(consumer)
+                    self._tick()
                     next_tick = time.monotonic() + self.tick_interval_s
         finally:
+            self._consumer = None
             consumer.close()
         return self.stats
 
@@ -230,46 +215,19 @@ class RetrainerService:
         if self._store is not None:
             self._store.close()
 
-    # -- one drift event -------------------------------------------------------------------
+    # -- the Kafka side of one drift record and one tick ------------------------------------
 
     def _handle_message(self, consumer: Consumer, message: Message) -> None:
-        value = message.value() or b""
         try:
-            event = DriftEvent.from_json(value)
-        except SchemaError as exc:
-            self._reject(consumer, message, DeadLetterReason.SCHEMA_VIOLATION, str(exc))
-            return
-        if event.pipeline != self.pipeline:
-            detail = f"drift event of pipeline {event.pipeline!r} on {self.topic}"
-            self._reject(consumer, message, DeadLetterReason.WRONG_PIPELINE, detail)
-            return
-        self.stats.drift_events += 1
-        try:
-            outcome = self._off_loop(consumer, self.retrainer.handle_drift, event)
+            self.loop.drift(_raw(message))
         except Exception:
             # The store or the broker failed, not the training (the retrainer records those):
-            # leave the offset uncommitted and read the event again after a pause.
+            # leave the offset uncommitted and read the record again after a pause.
             self.stats.errors += 1
-            log.exception("drift event %s not handled; retrying", event.drift_id)
-            self._retry_later(consumer, message)
+            log.exception("drift record at offset %s not handled; retrying", message.offset())
+            self._rewind(consumer, message)
+            self._stop.wait(min(30.0, 2.0 ** min(self.stats.errors, 5)))
             return
-        self._record(outcome)
-        self._wait_for_labels(event, outcome)
-        self._flush()
-        self._commit(consumer, message)
-
-    def _reject(
-        self, consumer: Consumer, message: Message, reason: DeadLetterReason, detail: str
-    ) -> None:
-        try:
-            self._dead_letter(message, reason, detail)
-        except Exception:
-            # Not dead-lettered, so not committed either: nothing is lost.
-            self.stats.errors += 1
-            log.exception("dead-lettering the drift record at offset %s failed", message.offset())
-            self._retry_later(consumer, message)
-            return
-        self.stats.invalid_events += 1
         self._commit(consumer, message)
 
     def _commit(self, consumer: Consumer, message: Message) -> None:
@@ -282,54 +240,15 @@ class RetrainerService:
             # and finds the episode already trained (a DUPLICATE, no second training).
             log.info("offset %s not committed (%s); it will be re-delivered", message.offset(), exc)
 
-    def _tick(self, consumer: Consumer) -> None:
-        self.stats.ticks += 1
+    def _tick(self) -> None:
         try:
             # Also here, not only at start-up: a training orphaned by a crashed instance frees
             # its episode once stale, and the episode's next alarm can then train it.
             self.stats.interrupted_trainings += self.release_interrupted()
-            self._retry_waiting(consumer)
-            outcomes = self._off_loop(consumer, self.retrainer.tick, datetime.now(UTC))
+            self.loop.tick(datetime.now(UTC))
         except Exception:
             self.stats.errors += 1
             log.exception("time/amount trigger check failed; trying again next tick")
-            return
-        for outcome in outcomes:
-            self._record(outcome)
-        self._flush()
-
-    def _wait_for_labels(self, event: DriftEvent, outcome: TrainingOutcome) -> None:
-        """Remember an alarm skipped for want of labels, to train it when they arrive."""
-        if outcome.status == "SKIPPED" and (
-            outcome.label_request is not None or "labelled" in outcome.reason
-        ):
-            champion = self.store.current(self.pipeline)
-            self._waiting[event.episode_key] = _WaitingForLabels(
-                event, None if champion is None else champion.id, self._labels_total()
-            )
-        else:
-            self._waiting.pop(event.episode_key, None)
-
-    def _retry_waiting(self, consumer: Consumer) -> None:
-        """Hand a skipped alarm to the retrainer again once enough new labels arrived.
-
-        The monitor re-emits an alarm of a lasting drift only every ``ert`` rows; without
-        this, labels that come back soon after a skip would wait for that next alarm.
-        """
-        if not self._waiting:
-            return
-        champion = self.store.current(self.pipeline)
-        labels = self._labels_total()
-        needed = self.settings.config.selection.min_labelled_rows
-        for key, waiting in list(self._waiting.items()):
-            if (None if champion is None else champion.id) != waiting.champion_id:
-                del self._waiting[key]  # a deployment started a new episode: this one is over
-                continue
-            if labels - waiting.labels_at_skip < needed:
-                continue
-            outcome = self._off_loop(consumer, self.retrainer.handle_drift, waiting.event)
-            self._record(outcome)
-            self._wait_for_labels(waiting.event, outcome)
 
     def _labels_total(self) -> int:
         from driftline.lifecycle_store.exceptions import NotFoundError
@@ -339,13 +258,18 @@ class RetrainerService:
         except NotFoundError:
             return 0
 
-    def _record(self, outcome: TrainingOutcome) -> None:
-        self.stats.count(outcome.status)
-        self.stats.deployed += int(outcome.deployed)
-        log.info("training %s: %s %s", outcome.training_id, outcome.status, outcome.reason)
+    def _send_dead_letter(self, letter: DeadLetter) -> None:
+        publish = getattr(self.publisher, "publish", None)
+        if publish is None:
+            log.error("publisher %r cannot send dead letters; dropping %s", self.publisher, letter)
+            return
+        publish(self.settings.topics.dlq, None, letter.to_json())
 
-    def _off_loop(self, consumer: Consumer, fn: Callable[..., T], *args: Any) -> T:
+    def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` on the worker thread; keep polling (paused) so the group keeps us."""
+        consumer = self._consumer
+        if consumer is None:  # not consuming (start-up, a test): nothing to keep alive
+            return fn(*args)
         future: Future[T] = self._executor.submit(fn, *args)
         self._busy = True
         paused = consumer.assignment()
@@ -384,38 +308,7 @@ class RetrainerService:
         assert topic is not None and partition is not None and offset is not None
         consumer.seek(TopicPartition(topic, partition, offset))
 
-    def _retry_later(self, consumer: Consumer, message: Message) -> None:
-        self._rewind(consumer, message)
-        self._stop.wait(min(30.0, 2.0 ** min(self.stats.errors, 5)))
-
-    # -- outbox, dead letters, interrupted trainings ----------------------------------------
-
-    def _flush(self) -> None:
-        try:
-            self.stats.republished += flush_outbox(self.store, self.publisher)
-        except Exception:
-            # Still pending in the store: the next flush (or start-up) sends it.
-            self.stats.errors += 1
-            log.exception("publishing the outbox failed; pending events stay queued")
-
-    def _dead_letter(self, message: Message, reason: DeadLetterReason, detail: str) -> None:
-        log.warning("drift record at offset %s rejected: %s", message.offset(), detail)
-        letter = DeadLetter(
-            pipeline=self.pipeline,
-            reason=reason,
-            detail=detail[:2000],
-            source_topic=message.topic() or self.topic,
-            source_partition=message.partition(),
-            source_offset=message.offset(),
-            headers=_headers(message),
-            key=message.key(),
-            payload=message.value() or b"",
-        )
-        publish = getattr(self.publisher, "publish", None)
-        if publish is None:
-            log.error("publisher %r cannot send dead letters; dropping %s", self.publisher, letter)
-            return
-        publish(self.settings.topics.dlq, None, letter.to_json())
+    # -- interrupted trainings ----------------------------------------------------------------
 
     def release_interrupted(self, now: datetime | None = None) -> int:
         """Mark this pipeline's NEW/RUNNING trainings idle for ``stale_after_s`` as FAILED.
@@ -457,10 +350,15 @@ class RetrainerService:
         return released
 
 
-def _headers(message: Message) -> dict[str, str]:
+def _raw(message: Message) -> RawMessage:
+    """A librdkafka message as a `RawMessage` (a null header value becomes b"")."""
     raw: Any = message.headers() or []
     pairs = raw.items() if isinstance(raw, dict) else raw
-    return {
-        str(k): v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v or "")
-        for k, v in pairs
-    }
+    return RawMessage(
+        message.value() or b"",
+        message.key(),
+        tuple((str(k), b"" if v is None else bytes(v)) for k, v in pairs),
+        message.topic() or "",
+        message.partition() or 0,
+        message.offset() or 0,
+    )

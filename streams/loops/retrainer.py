@@ -1,0 +1,196 @@
+"""The retrainer loop: drift / label / clock → `Retrainer` → outbox → commit.
+
+Written once for every transport: the retrainer service (`driftline.streams.kafka.
+retrainer_service`, a librdkafka consumer of ``{p}.drift``) and the embedded runner
+(`driftline.streams.embedded.runner`, the in-process bus) are shells that hand it drift
+records and clock ticks, and commit a record's offset when `RetrainerLoop.drift` returns.
+
+* **At-least-once in, exactly one training out.** The shell commits a drift record only after
+  `RetrainerLoop.drift` returned; if it raises (the store or the broker failed, not the
+  training, which the retrainer records) nothing is committed and the record comes again.
+  The store's ``begin_training`` is idempotent per drift episode, so a re-delivered event
+  never starts a second training.
+* **A bad record is a dead letter**, produced before its offset is committed: nothing lost.
+* **Publishing through the outbox.** The store records each deployment together with its
+  ModelVersionEvent; the loop flushes pending events after every record and tick (and the
+  shell at start-up) and the store marks them published once the broker confirmed.
+* **Labels that come back let the episode train.** An alarm SKIPPED for want of labels is
+  kept; on each tick, once ``selection.min_labelled_rows`` more labels have arrived (the
+  shell says how it counts them), it is handed to the retrainer again — until it trains or
+  a new champion ends its episode.
+
+``run`` executes the retrainer's calls: inline for a replay, on a worker thread while the
+consumer keeps polling for the Kafka service.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from driftline.retrainer.publisher import Publisher, flush_outbox
+from driftline.schemas import DeadLetter, DeadLetterReason, DriftEvent, SchemaError
+from driftline.streams.monitor.codec import dead_letter
+from driftline.streams.monitor.messages import RawMessage
+
+if TYPE_CHECKING:
+    from driftline.lifecycle_store.store import LifecycleStore
+    from driftline.retrainer.outcome import TrainingOutcome
+    from driftline.retrainer.service import Retrainer
+
+__all__ = ["LoopStats", "RetrainerLoop", "Runner"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Runner = Callable[..., Any]
+"""``run(fn, *args)`` returns ``fn(*args)``, wherever it chooses to call it."""
+
+
+def _inline(fn: Callable[..., T], *args: Any) -> T:
+    return fn(*args)
+
+
+@dataclass
+class LoopStats:
+    """What the loop did: drift events, invalid records, deployments, republished outbox rows.
+
+    ``outcomes`` counts trainings by status (and ``DUPLICATE``/``IGNORED``).
+    """
+
+    drift_events: int = 0
+    invalid_events: int = 0
+    ticks: int = 0
+    deployed: int = 0
+    republished: int = 0
+    errors: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def count(self, status: str) -> None:
+        self.outcomes[status] = self.outcomes.get(status, 0) + 1
+
+
+@dataclass(frozen=True)
+class _WaitingForLabels:
+    event: DriftEvent
+    champion_id: str | None
+    labels_at_skip: int
+
+
+class RetrainerLoop:
+    """Hand drift records and ticks of pipeline ``pipeline`` to ``retrainer``.
+
+    ``labels`` counts the labels available so far; ``send_dead_letter`` produces a dead
+    letter durably (raising if it cannot); ``on_outcome`` sees every outcome.
+    """
+
+    def __init__(
+        self,
+        retrainer: Retrainer,
+        store: LifecycleStore,
+        publisher: Publisher,
+        pipeline: str,
+        *,
+        min_labelled_rows: int,
+        labels: Callable[[], int],
+        send_dead_letter: Callable[[DeadLetter], object],
+        on_outcome: Callable[[TrainingOutcome], None] | None = None,
+        run: Runner = _inline,
+        stats: LoopStats | None = None,
+    ) -> None:
+        self.retrainer = retrainer
+        self.store = store
+        self.publisher = publisher
+        self.pipeline = pipeline
+        self.min_labelled_rows = min_labelled_rows
+        self.labels = labels
+        self.send_dead_letter = send_dead_letter
+        self.on_outcome = on_outcome
+        self.run = run
+        self.stats = LoopStats() if stats is None else stats
+        self._waiting: dict[str, _WaitingForLabels] = {}
+
+    def drift(self, message: RawMessage) -> TrainingOutcome | None:
+        """One record of ``{p}.drift``; returns once its offset may be committed.
+
+        A record that is not a DriftEvent of this pipeline becomes a dead letter (None).
+        """
+        try:
+            event = DriftEvent.from_json(message.value)
+        except SchemaError as exc:
+            self._reject(message, DeadLetterReason.SCHEMA_VIOLATION, str(exc))
+            return None
+        if event.pipeline != self.pipeline:
+            detail = f"drift event of pipeline {event.pipeline!r} on {message.topic}"
+            self._reject(message, DeadLetterReason.WRONG_PIPELINE, detail)
+            return None
+        self.stats.drift_events += 1
+        outcome = self.event(event)
+        self.flush()
+        return outcome
+
+    def event(self, event: DriftEvent) -> TrainingOutcome:
+        """Hand one decoded DriftEvent to the retrainer; keep it if it waits for labels."""
+        outcome: TrainingOutcome = self.run(self.retrainer.handle_drift, event)
+        self._record(outcome)
+        if outcome.status == "SKIPPED" and outcome.label_request is not None:
+            self._waiting[event.episode_key] = _WaitingForLabels(
+                event, self._champion(), self.labels()
+            )
+        else:
+            self._waiting.pop(event.episode_key, None)
+        return outcome
+
+    def tick(self, now: datetime) -> list[TrainingOutcome]:
+        """Retry alarms whose labels came back, run the time/amount triggers, flush."""
+        self.stats.ticks += 1
+        outcomes = self._retry_waiting()
+        ticked: list[TrainingOutcome] = self.run(self.retrainer.tick, now)
+        for outcome in ticked:
+            self._record(outcome)
+        self.flush()
+        return outcomes + ticked
+
+    def flush(self) -> int:
+        """Publish the store's pending outbox; a failure leaves it pending for the next flush."""
+        try:
+            sent = flush_outbox(self.store, self.publisher)
+        except Exception:
+            self.stats.errors += 1
+            log.exception("publishing the outbox failed; pending events stay queued")
+            return 0
+        self.stats.republished += sent
+        return sent
+
+    def _retry_waiting(self) -> list[TrainingOutcome]:
+        # The monitor re-emits an alarm of a lasting drift only every ``ert`` rows; without
+        # this, labels that come back soon after a skip would wait for that next alarm.
+        if not self._waiting:
+            return []
+        champion, labels = self._champion(), self.labels()
+        outcomes = []
+        for key, waiting in list(self._waiting.items()):
+            if champion != waiting.champion_id:
+                del self._waiting[key]  # a deployment started a new episode: this one is over
+            elif labels - waiting.labels_at_skip >= self.min_labelled_rows:
+                outcomes.append(self.event(waiting.event))
+        return outcomes
+
+    def _champion(self) -> str | None:
+        champion = self.store.current(self.pipeline)
+        return None if champion is None else champion.id
+
+    def _reject(self, message: RawMessage, reason: DeadLetterReason, detail: str) -> None:
+        log.warning("drift record at offset %s rejected: %s", message.offset, detail)
+        self.send_dead_letter(dead_letter(message, self.pipeline, reason, detail))
+        self.stats.invalid_events += 1
+
+    def _record(self, outcome: TrainingOutcome) -> None:
+        self.stats.count(outcome.status)
+        self.stats.deployed += int(outcome.deployed)
+        log.info("training %s: %s %s", outcome.training_id, outcome.status, outcome.reason)
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
