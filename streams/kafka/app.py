@@ -85,7 +85,8 @@ class FaustTransport:
             # Faust's public commit covers only acked events, and acks are off for the input
             # and the labels (see the module docstring), so commit through the consumer's own
             # call — a private one, see `driftline.streams.kafka.faust_batches`.
-            await cast(Any, self.app.consumer)._commit({TP(t, p): o for (t, p), o in offsets.items()})
+            consumer = cast(Any, self.app.consumer)
+            await consumer._commit({TP(t, p): o for (t, p), o in offsets.items()})
 
     def save_state(self, partition: int, key: bytes, value: bytes) -> None:
         # The changelog partition of the input partition: state stays co-partitioned with its

@@ -14,6 +14,29 @@ record map from the client: batch topics are taken out there and the rest goes o
 Faust's per-message path unchanged. Offsets of batch topics are never acked by Faust (the
 topic must be declared with ``acks=False``); the agent commits them itself.
 
+Why this hook and not a public path (issue: Faust and aiokafka internals). Measured side by
+side on one run (``benchmarks/bench_streams_ingest.py``, JSON events, 2 cores): a bare agent
+on Faust's public per-message stream (``stream.noack().take``) reaches ~12k events/s, one on
+this hook ~168k/s, the raw librdkafka consume+decode floor ~174k/s. ``stream.take`` keeps
+Faust's per-message cost (the batch is assembled *after* it), so it would cap JSON ingest at
+a thirteenth of today's; Arrow batches from producers would hide that for high volume but a
+JSON producer is the default one. A librdkafka consumer for ``{p}.inputs`` that follows the
+group's assignment would need its own membership or manual assignment from Faust's
+rebalance callbacks, and then a second offset-commit path next to the table's changelog
+recovery — exactly the interplay the SIGKILL, broker-restart and second-worker tests
+guard, with no time left to prove it. So the hook stays, and the private names it touches
+are few and pinned together with the versions they were proven on (faust-streaming 0.15.x,
+aiokafka 0.14.x, see pyproject): `Consumer._wait_next_records` (the hook), ``_read_offset``
+(Faust's read position, so its livelock check sees progress), ``_fetch_max_wait_ms`` (below),
+the channel's ``_queue`` (below) and ``Consumer._commit`` (Faust's public commit covers acked
+events only). Everything else — `Consumer.seek`, ``flow_active``, the generation — is public.
+
+Records fetched but not delivered. The client's position is past a fetch once it returns, so
+records of a partition that was paused, or whose flow stopped, while an earlier partition of
+the same fetch was being handled would be skipped for good; the hook seeks such a partition
+back to its first undelivered record (``tests/kafka/test_faust_batches.py``). After a
+rebalance it does nothing: Faust seeks every partition back to its committed offset.
+
 A batch carries the consumer generation it was fetched in. After a rebalance Faust seeks
 each partition back to its committed offset, so a batch from an older generation may hold
 records of a partition this worker no longer owns: agents must drop it (`Batch.stale`). The
@@ -29,12 +52,14 @@ that: the first thousand rows after a restart went missing).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from aiokafka.errors import IllegalStateError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from driftline.streams.monitor.messages import RawMessage
@@ -114,14 +139,26 @@ class BatchConsumer(faust_aiokafka.Consumer):
             if handler is None:
                 rest[tp] = fetched
                 continue
-            # Like Faust's own loop: nothing is delivered once the flow stopped or a rebalance
-            # began; Faust then seeks every partition back to its committed offset, so the
-            # records dropped here are fetched again.
-            fresh = self.flow_active and generation == self.app.consumer_generation_id
-            if fresh and fetched and (active is None or tp in active):
+            if not fetched:
+                continue
+            # Like Faust's own loop: nothing is delivered once the flow stopped, a rebalance
+            # began or the partition was paused — possibly by the handler of the partition
+            # before, in the middle of this fetch.
+            rebalanced = generation != self.app.consumer_generation_id
+            if not rebalanced and self.flow_active and (active is None or tp in active):
                 await handler(Batch(generation, [raw_message(r) for r in fetched]))
                 self._read_offset[tp] = fetched[-1].offset
+            elif not rebalanced:
+                # The client's position is already past these records: without a seek they
+                # would be skipped for good. (After a rebalance Faust seeks every partition
+                # back to its committed offset itself.)
+                await self._seek_back(tp, fetched[0].offset)
         return rest, active
+
+    async def _seek_back(self, tp: Any, offset: int) -> None:
+        # Revoked meanwhile: its new owner reads it from the committed offset.
+        with contextlib.suppress(IllegalStateError):
+            await self.seek(tp, offset)
 
 
 class BatchTransport(faust_aiokafka.Transport):

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from driftline.retrainer.publisher import Publisher
 from driftline.schemas import DeadLetter
+from driftline.streams.kafka.clients import to_raw_message
 from driftline.streams.loops.retrainer import LoopStats, RetrainerLoop
-from driftline.streams.monitor.messages import RawMessage
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, Message
@@ -219,7 +219,7 @@ class RetrainerService:
 
     def _handle_message(self, consumer: Consumer, message: Message) -> None:
         try:
-            self.loop.drift(_raw(message))
+            self.loop.drift(to_raw_message(message))
         except Exception:
             # The store or the broker failed, not the training (the retrainer records those):
             # leave the offset uncommitted and read the record again after a pause.
@@ -348,17 +348,3 @@ class RetrainerService:
             released += 1
             log.warning("released interrupted training %s (%s)", training.id, training.status)
         return released
-
-
-def _raw(message: Message) -> RawMessage:
-    """A librdkafka message as a `RawMessage` (a null header value becomes b"")."""
-    raw: Any = message.headers() or []
-    pairs = raw.items() if isinstance(raw, dict) else raw
-    return RawMessage(
-        message.value() or b"",
-        message.key(),
-        tuple((str(k), b"" if v is None else bytes(v)) for k, v in pairs),
-        message.topic() or "",
-        message.partition() or 0,
-        message.offset() or 0,
-    )
