@@ -37,6 +37,12 @@ that recorded the offsets — so a restored state plus a replay equals an uninte
 Rows re-delivered *beyond* the last checkpoint are archived again; the archive keeps one row
 per event id when read.
 
+**One message, one fate.** Each message is decoded and validated on its own (see the codec),
+so a bad one becomes a dead letter without touching the others of its fetch. `next_offset`,
+which a transport commits, passes a message only once its rows are archived or its dead letter
+is in an output: rows waiting for the next archive segment, or a ``poison`` dead letter of
+rows the archive refused, hold their partition's offset back until then.
+
 >>> import tempfile, numpy as np
 >>> from datetime import datetime, timezone
 >>> from driftline.lifecycle_store import LifecycleStore
@@ -298,7 +304,15 @@ class MonitorStep:
             self._hold_sources(messages, rows)
             self._unarchived.append(rows)
             if sum(len(r) for r in self._unarchived) >= self.archive_rows:
-                self.flush()
+                try:
+                    self.flush()
+                except Exception:
+                    # The store is failing: leave no trace of this call, the transport
+                    # delivers these messages again (their offsets did not advance).
+                    self._unarchived.pop()
+                    for m in messages:
+                        self._sources.pop((m.topic, m.partition, m.offset), None)
+                    raise
         for m in messages:
             self._folded[(m.topic, m.partition)] = m.offset + 1
         if len(rows):

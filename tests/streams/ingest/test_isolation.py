@@ -181,6 +181,7 @@ def test_a_failing_store_raises_and_advances_nothing(
     monkeypatch.undo()
     out = step.process([json_message(1), json_message(2)])  # the retry delivers them
     assert out.rows == 2 and archived_offsets(step) == {0, 1, 2}
+    assert store.archive(P).row_count() == 3  # the failed attempt left no duplicate rows
     assert step.next_offset(f"{P}.inputs", 0) == 3
 
 
