@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -80,12 +80,23 @@ InputTime = Annotated[
 Probability = Annotated[StrictFloat, Field(ge=0.0, le=1.0)]
 
 
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("schema_version must be the number 1, not a boolean")
+    return value
+
+
+WireVersion = Annotated[Literal[1], BeforeValidator(_not_bool)]
+"""``schema_version`` of an input: 1 (or 1.0, the same JSON number), never ``true``."""
+
+
 class InferenceEvent(Event):
     """One inference input as a producer sends it to ``{p}.inputs``: the features a model
     version saw, and optionally what it predicted."""
 
     schema_name: ClassVar[str] = "inference_event"
 
+    schema_version: WireVersion = 1
     event_id: EventId
     timestamp: InputTime
     pipeline: PipelineName
@@ -100,6 +111,7 @@ class LabelEvent(Event):
 
     schema_name: ClassVar[str] = "label_event"
 
+    schema_version: WireVersion = 1
     event_id: EventId
     label: Label
     timestamp: InputTime

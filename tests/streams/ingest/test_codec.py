@@ -264,8 +264,19 @@ stamps = st.one_of(
     st.integers(0, 2**33),
     st.none(),
 )
-event_ids = st.one_of(st.text(min_size=0, max_size=300), st.integers(), st.none())
+# Each field is valid about half of the time, so a fair share of whole documents is valid too
+# (the test is only as strong as the accepted documents it sees).
+good_number = st.one_of(finite, st.integers(-(2**60), 2**60))
+good_stamps = st.datetimes(
+    min_value=datetime(1000, 1, 2), max_value=datetime(9998, 12, 30), timezones=st.just(UTC)
+).map(lambda d: d.isoformat().replace("+00:00", "Z"))
+stamps = st.one_of(good_stamps, stamps)
+event_ids = st.one_of(
+    st.text(min_size=1, max_size=20), st.text(min_size=0, max_size=300), st.integers(), st.none()
+)
 feature_maps = st.one_of(
+    st.fixed_dictionaries({"a": good_number, "b": good_number}),
+    st.fixed_dictionaries({"b": good_number, "a": good_number}),
     st.fixed_dictionaries({"a": number, "b": number}),
     st.dictionaries(st.sampled_from(["a", "b", "c"]), number, max_size=3),
     st.just([]),
@@ -289,7 +300,11 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
         ),
         (
             "probabilities",
-            st.one_of(st.none(), st.lists(st.one_of(finite, st.booleans()), max_size=3)),
+            st.one_of(
+                st.none(),
+                st.lists(st.floats(0.0, 1.0), max_size=3),
+                st.lists(st.one_of(finite, st.booleans()), max_size=3),
+            ),
         ),
         ("surprise", st.integers()),
     ]:

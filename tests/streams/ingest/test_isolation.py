@@ -221,3 +221,10 @@ def test_a_zero_row_batch_is_counted(tmp_path: Path) -> None:
     metrics.observe_batch(out, [], 0.0)
     assert b"driftline_empty_messages_total" in metrics.exposition()
     assert step.next_offset(f"{P}.inputs", 0) == 1
+
+
+def test_the_step_sends_dead_letters_whole_only_below_the_broker_limit() -> None:
+    from driftline.streams.kafka.clients import DLQ_MAX_MESSAGE_BYTES
+    from driftline.streams.monitor.step import DEAD_LETTER_MAX_BYTES
+
+    assert DEAD_LETTER_MAX_BYTES <= DLQ_MAX_MESSAGE_BYTES
