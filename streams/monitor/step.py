@@ -83,6 +83,7 @@ import pyarrow as pa
 from driftline.config.pipeline import PipelineConfig
 from driftline.detectors import Coreset, DriftDetector, OODScorer, make_detector
 from driftline.lifecycle_store import LifecycleStore
+from driftline.lifecycle_store.archive import Archive
 from driftline.lifecycle_store.exceptions import NotFoundError
 from driftline.schemas import (
     DeadLetter,
@@ -256,6 +257,7 @@ class MonitorStep:
         self._bootstrap: list[Rows] = []
         self._seen: dict[int, int] = {}
         self._registered = False
+        self._archive_handle: Archive | None = None
         self.sync_reference()
 
     # ------------------------------------------------------------------ properties
@@ -345,7 +347,7 @@ class MonitorStep:
             return
         assert self.feature_names is not None
         rows = Rows.concat(self._unarchived, self.feature_names)
-        archive = self.store.archive(self.pipeline)
+        archive = self._archive()
         try:
             archive.append_rows(rows.to_table())
             failed: list[tuple[str, int, int]] = []
@@ -356,7 +358,7 @@ class MonitorStep:
         self._sources = {k: self._sources[k] for k in failed}
 
     def _archive_each(
-        self, archive: Any, rows: Rows, error: Exception
+        self, archive: Archive, rows: Rows, error: Exception
     ) -> list[tuple[str, int, int]]:
         """Archive ``rows`` message by message; dead-letter the messages that keep failing."""
         failed = []
@@ -434,7 +436,7 @@ class MonitorStep:
 
     def _archive_labels(self) -> None:
         if self._early_labels and self._ensure_registered():
-            archive = self.store.archive(self.pipeline)
+            archive = self._archive()
             for table in self._early_labels:
                 archive.append_labels(table)
             self._early_labels = []
@@ -600,6 +602,13 @@ class MonitorStep:
             self.feature_names = names
         self._ensure_registered()
         self._archive_labels()
+
+    def _archive(self) -> Archive:
+        # Opened once: opening reads the pipeline's row from the store, a round trip that
+        # cost as much as encoding the segment itself.
+        if self._archive_handle is None:
+            self._archive_handle = self.store.archive(self.pipeline)
+        return self._archive_handle
 
     def _ensure_registered(self) -> bool:
         if self._registered:
