@@ -16,6 +16,7 @@ side in one run:
 
     python benchmarks/bench_streams_ingest.py            # ~3-4 minutes on 2 cores
     python benchmarks/bench_streams_ingest.py --json-events 50000 --arrow-rows 500000
+    python benchmarks/bench_streams_ingest.py --step-only --tune   # raw vs step only, ~1 min
 
 Needs a broker (``KAFKA_BOOTSTRAP_SERVERS``, default 127.0.0.1:9092). Prints a markdown table.
 """
@@ -301,7 +302,21 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000, help="worker micro-batch (messages)")
     parser.add_argument("--payloads", default="json,arrow", help="which payloads to measure")
     parser.add_argument("--repeats", type=int, default=3, help="runs of raw and MonitorStep")
+    parser.add_argument(
+        "--step-only",
+        action="store_true",
+        help="raw client and MonitorStep side by side only (no Faust hosts): the step's own cost",
+    )
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="run the step as a worker does after start-up: one BLAS thread, gc frozen",
+    )
     args = parser.parse_args()
+    if args.tune:
+        from driftline.streams.monitor.tuning import tune_process
+
+        tune_process()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -325,11 +340,14 @@ def main() -> None:
                     step_rate(settings, root, kind, messages, args.batch)
                     for _ in range(args.repeats)
                 )
-                bare = {
-                    mode: bare_faust_rate(settings, mode, messages, root) * rows / messages
-                    for mode in ("stream", "batches")
-                }
-                faust = faust_rate(config_file, rows, free_port(), root / "worker.log")
+                if args.step_only:
+                    bare, faust = {"stream": float("nan"), "batches": float("nan")}, float("nan")
+                else:
+                    bare = {
+                        mode: bare_faust_rate(settings, mode, messages, root) * rows / messages
+                        for mode in ("stream", "batches")
+                    }
+                    faust = faust_rate(config_file, rows, free_port(), root / "worker.log")
                 raw_after = raw_rate(settings, kind, messages, args.features)
             finally:
                 drop_topics(settings, pipeline)
@@ -366,13 +384,14 @@ def print_table(results: list[tuple], args: argparse.Namespace) -> None:
     )
     print(
         "| payload | rows | raw consume+decode | MonitorStep alone | bare Faust agent: stream "
-        "| bare Faust agent: batches | Faust monitor | Faust monitor / raw | goal |"
+        "| bare Faust agent: batches | Faust monitor | MonitorStep / raw | Faust monitor / raw "
+        "| goal |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for kind, rows, _messages, raw, step, bare, faust, goal_rate, goal_ratio in results:
         print(
             f"| {kind} | {fmt(rows)} | {fmt(raw)} | {fmt(step)} | {fmt(bare['stream'])} "
-            f"| {fmt(bare['batches'])} | {fmt(faust)} "
+            f"| {fmt(bare['batches'])} | {fmt(faust)} | {step / raw:.0%} "
             f"| {faust / raw:.0%} | >= {fmt(goal_rate)} and >= {goal_ratio:.0%} of raw |"
         )
 

@@ -32,7 +32,7 @@ from driftline.schemas.events import (
     OODFlag,
     SourceRange,
 )
-from driftline.schemas.exceptions import SchemaError, SchemaVersionError
+from driftline.schemas.exceptions import MalformedError, SchemaError, SchemaVersionError
 from driftline.schemas.files import load_json_schema
 from driftline.schemas.topics import Topics
 
@@ -53,6 +53,7 @@ __all__ = [
     "Label",
     "LabelEvent",
     "LabelRequest",
+    "MalformedError",
     "ModelVersionEvent",
     "OODFlag",
     "SchemaError",

@@ -9,6 +9,11 @@ High-throughput producers send ``content-type: application/vnd.apache.arrow.stre
   ``probabilities`` (list of float64),
 * every other column is a numeric feature, read as float64.
 
+Decoding checks everything a later step would trip over, so a batch that passes can be
+archived and monitored: the buffers are validated in full (offsets in bounds, UTF-8 strings),
+event ids have 1-256 characters like JSON events, and timestamps lie in the same range as
+JSON event times (`MIN_TIMESTAMP_US`..`MAX_TIMESTAMP_US`).
+
 >>> import numpy as np
 >>> from datetime import datetime, timezone
 >>> t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -28,10 +33,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from driftline.schemas._base import SCHEMA_VERSION, _check_pipeline
-from driftline.schemas.events import InferenceEvent
-from driftline.schemas.exceptions import SchemaError, SchemaVersionError
+from driftline.schemas.events import MAX_TIMESTAMP_US, MIN_TIMESTAMP_US, InferenceEvent
+from driftline.schemas.exceptions import MalformedError, SchemaError, SchemaVersionError
 
 JSON_CONTENT_TYPE = "application/json"
 ARROW_CONTENT_TYPE = "application/vnd.apache.arrow.stream"
@@ -86,8 +92,11 @@ class InferenceBatch:
         """Decode and validate; raise `SchemaError` (with a reason code) when the bytes are bad."""
         try:
             table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise SchemaError(f"not an Arrow IPC stream: {exc}") from None
+            # Cheap checks trust the buffers; a bit flip in an offset buffer or a string
+            # passes them and fails later, in the archive or the checkpoint.
+            table.validate(full=True)
+        except (pa.ArrowException, OSError) as exc:
+            raise MalformedError(f"not an Arrow IPC stream: {type(exc).__name__}: {exc}") from None
         meta = table.schema.metadata or {}
         version = meta.get(META_SCHEMA_VERSION)
         if version != str(SCHEMA_VERSION).encode():
@@ -95,7 +104,10 @@ class InferenceBatch:
                 f"Arrow batch schema version {version!r}: this release reads version "
                 f"{SCHEMA_VERSION}; set metadata {META_SCHEMA_VERSION.decode()}={SCHEMA_VERSION}"
             )
-        pipeline = meta.get(META_PIPELINE, b"").decode()
+        try:
+            pipeline = meta.get(META_PIPELINE, b"").decode()
+        except UnicodeDecodeError:
+            raise SchemaError("Arrow batch metadata driftline.pipeline is not UTF-8") from None
         return cls(pipeline=pipeline, table=table.replace_schema_metadata(None))
 
     @classmethod
@@ -165,11 +177,25 @@ def _validate(table: pa.Table, pipeline: str) -> None:
         raise SchemaError("column 'event_id' must be a string column")
     if table.column("event_id").null_count:
         raise SchemaError("column 'event_id' has null values: every row needs an event id")
+    if table.num_rows:
+        lengths = pc.min_max(pc.utf8_length(table.column("event_id")))
+        if lengths["min"].as_py() < 1 or lengths["max"].as_py() > 256:
+            raise SchemaError("column 'event_id' must hold ids of 1 to 256 characters")
     ts = table.schema.field("timestamp").type
     if not pa.types.is_timestamp(ts) or ts.tz is None:
         raise SchemaError(f"column 'timestamp' must be a UTC timestamp, got {ts}")
     if table.column("timestamp").null_count:
         raise SchemaError("column 'timestamp' has null values")
+    _check_time_range(table.column("timestamp"))
+    for name, check, want in (
+        ("model_version", pa.types.is_string, "utf8"),
+        ("prediction", _is_prediction, "a number or utf8"),
+        ("probabilities", _is_probabilities, "list<float64>"),
+    ):
+        if name in names and not check(table.schema.field(name).type):
+            raise SchemaError(
+                f"column {name!r} must be {want}, got {table.schema.field(name).type}"
+            )
     features = [n for n in names if n not in RESERVED_COLUMNS]
     if not features:
         raise SchemaError("Arrow batch has no feature columns")
@@ -179,6 +205,27 @@ def _validate(table: pa.Table, pipeline: str) -> None:
             raise SchemaError(f"feature column {name!r} must be numeric, got {field.type}")
         if table.column(name).null_count:
             raise SchemaError(f"feature column {name!r} has null values")
+
+
+def _check_time_range(column: pa.ChunkedArray) -> None:
+    if len(column) == 0:
+        return
+    bounds = pc.min_max(column.cast(pa.int64()))
+    unit = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 1e-3}[column.type.unit]
+    low, high = bounds["min"].as_py() * unit, bounds["max"].as_py() * unit
+    if low < MIN_TIMESTAMP_US or high > MAX_TIMESTAMP_US:
+        raise SchemaError(
+            "column 'timestamp' holds times outside years 1000-9998 (the range JSON events "
+            "allow too): check the unit of the column"
+        )
+
+
+def _is_prediction(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_string(t)
+
+
+def _is_probabilities(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) and pa.types.is_floating(t.value_type)
 
 
 def batch_contract() -> dict[str, Any]:
@@ -193,8 +240,12 @@ def batch_contract() -> dict[str, Any]:
             META_PIPELINE.decode(): "pipeline name",
         },
         "columns": {
-            "event_id": {"type": "utf8", "required": True},
-            "timestamp": {"type": "timestamp[tz=UTC]", "required": True},
+            "event_id": {"type": "utf8", "required": True, "length": [1, 256]},
+            "timestamp": {
+                "type": "timestamp[tz=UTC]",
+                "required": True,
+                "range_us": [MIN_TIMESTAMP_US, MAX_TIMESTAMP_US],
+            },
             "model_version": {"type": "utf8", "required": False},
             "prediction": {"type": "float64 | int64 | utf8", "required": False},
             "probabilities": {"type": "list<float64>", "required": False},

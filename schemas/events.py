@@ -12,15 +12,82 @@ True
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+)
 
-from driftline.schemas._base import Event, EventId, PipelineName, UtcDatetime, utcnow
+from driftline.schemas._base import Event, EventId, PipelineName, UtcDatetime, _utc, utcnow
 
-Label = int | float | str
-"""A ground-truth label or a prediction: a class (int or str) or a regression target."""
+Label = StrictInt | StrictFloat | StrictStr
+"""A ground-truth label or a prediction: a class (int or str) or a regression target.
+
+Strict, as the JSON Schema says: ``true`` is not the class 1 and ``"1.5"`` is not a number."""
+
+TIMESTAMP_PATTERN = (
+    r"^([1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-(0[1-9]|1[0-2])-"
+    r"(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
+    r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+"""The wire form of an input's time: RFC 3339 with a zone, at most microseconds, and a year
+from 1000 to 9998 — so the time stays representable after conversion to UTC (``9999-12-31
+T23:59:59-01:00`` would not). Written without look-arounds so ECMA, Python and RE2 read it
+alike; ``format: date-time`` adds the calendar check (no February 30)."""
+_TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+MIN_TIMESTAMP_US = (datetime(1000, 1, 1, tzinfo=UTC) - timedelta(days=1) - _EPOCH) // _US
+MAX_TIMESTAMP_US = (datetime(9999, 1, 1, tzinfo=UTC) + timedelta(days=1) - _EPOCH) // _US - 1
+"""Bounds (µs since the epoch, UTC) of every time `TIMESTAMP_PATTERN` admits, zone offset
+included; Arrow batches and Python-built events are held to the same range."""
+
+
+def _wire_time(value: Any) -> Any:
+    if isinstance(value, str):
+        if not _TIMESTAMP.match(value):
+            raise ValueError(
+                f"timestamp {value[:40]!r} is not RFC 3339 with a zone in years 1000-9998 "
+                "(e.g. '2026-01-01T00:00:00Z', at most 6 fraction digits)"
+            )
+    elif isinstance(value, datetime):
+        if value.tzinfo is not None and not (
+            MIN_TIMESTAMP_US <= (value - _EPOCH) // _US <= MAX_TIMESTAMP_US
+        ):
+            raise ValueError(f"timestamp {value.isoformat()} lies outside years 1000-9998")
+    else:
+        raise ValueError("timestamp must be an RFC 3339 string such as '2026-01-01T00:00:00Z'")
+    return value
+
+
+InputTime = Annotated[
+    datetime,
+    BeforeValidator(_wire_time),
+    AfterValidator(_utc),
+    Field(json_schema_extra={"pattern": TIMESTAMP_PATTERN}),
+]
+"""The time of an input or label: what `TIMESTAMP_PATTERN` admits (never a number)."""
+Probability = Annotated[StrictFloat, Field(ge=0.0, le=1.0)]
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("schema_version must be the number 1, not a boolean")
+    return value
+
+
+WireVersion = Annotated[Literal[1], BeforeValidator(_not_bool)]
+"""``schema_version`` of an input: 1 (or 1.0, the same JSON number), never ``true``."""
 
 
 class InferenceEvent(Event):
@@ -29,20 +96,14 @@ class InferenceEvent(Event):
 
     schema_name: ClassVar[str] = "inference_event"
 
+    schema_version: WireVersion = 1
     event_id: EventId
-    timestamp: UtcDatetime
+    timestamp: InputTime
     pipeline: PipelineName
-    features: dict[str, float] = Field(min_length=1)
-    model_version: str | None = None
+    features: dict[str, StrictFloat] = Field(min_length=1)
+    model_version: StrictStr | None = None
     prediction: Label | None = None
-    probabilities: list[float] | None = None
-
-    @field_validator("probabilities")
-    @classmethod
-    def _probabilities_in_range(cls, value: list[float] | None) -> list[float] | None:
-        if value is not None and any(not 0.0 <= p <= 1.0 for p in value):
-            raise ValueError(f"probabilities must lie in [0, 1], got {value}")
-        return value
+    probabilities: list[Probability] | None = None
 
 
 class LabelEvent(Event):
@@ -50,9 +111,10 @@ class LabelEvent(Event):
 
     schema_name: ClassVar[str] = "label_event"
 
+    schema_version: WireVersion = 1
     event_id: EventId
     label: Label
-    timestamp: UtcDatetime
+    timestamp: InputTime
     pipeline: PipelineName | None = None
 
 
@@ -152,6 +214,8 @@ class DeadLetterReason(StrEnum):
     OVERSIZED = "oversized"
     UNKNOWN_CONTENT_TYPE = "unknown_content_type"
     WRONG_PIPELINE = "wrong_pipeline"
+    POISON = "poison"
+    """Passed validation yet made the step fail (archive or decode) on every attempt."""
 
 
 class DeadLetter(Event):
@@ -167,9 +231,23 @@ class DeadLetter(Event):
     source_topic: str
     source_partition: int | None = None
     source_offset: int | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="readable view of the headers (lossy: see raw_headers)"
+    )
+    raw_headers: list[tuple[str, bytes]] = Field(
+        default_factory=list,
+        description="every header in order, values byte for byte (base64 in JSON)",
+    )
     key: bytes | None = None
     payload: bytes
+    payload_size: int | None = Field(
+        default=None, ge=0, description="bytes of the original message"
+    )
+    payload_ref: str | None = Field(
+        default=None,
+        description="artifact-store key of the original bytes when they were too large for "
+        "the DLQ (payload is empty then)",
+    )
     failed_at: UtcDatetime = Field(default_factory=utcnow)
 
 

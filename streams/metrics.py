@@ -3,6 +3,8 @@
     driftline_events_total{pipeline}                 valid input rows
     driftline_batches_total{pipeline}                micro-batches processed
     driftline_dead_letters_total{pipeline,reason}    rejected messages, by reason code
+    driftline_empty_messages_total{pipeline}         valid messages with no rows (zero-row
+                                                     Arrow batches: counted, not dead-lettered)
     driftline_drift_events_total{pipeline}           DriftEvents published
     driftline_alarms_suppressed_total{pipeline}      alarms held back within an episode
     driftline_ood_flags_total{pipeline}              OODFlags published
@@ -51,6 +53,9 @@ class MonitorMetrics:
         self.dead_letters = Counter(
             "driftline_dead_letters", "Rejected input messages", [*p, "reason"], registry=r
         )
+        self.empty_messages = Counter(
+            "driftline_empty_messages", "Valid input messages with no rows", p, registry=r
+        )
         self.drift_events = Counter("driftline_drift_events", "DriftEvents", p, registry=r)
         self.suppressed = Counter(
             "driftline_alarms_suppressed", "Alarms held back within an episode", p, registry=r
@@ -79,6 +84,7 @@ class MonitorMetrics:
         p = self.pipeline
         self.batches.labels(pipeline=p).inc()
         self.events.labels(pipeline=p).inc(out.rows)
+        self.empty_messages.labels(pipeline=p).inc(out.empty_messages)
         for letter in out.dead_letters:
             self.dead_letters.labels(pipeline=p, reason=letter.reason.value).inc()
         self.drift_events.labels(pipeline=p).inc(len(out.drift_events))

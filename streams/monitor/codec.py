@@ -5,12 +5,12 @@ Every message on ``{p}.inputs`` is either a JSON `InferenceEvent` or an Arrow IP
 cannot be used becomes a `DeadLetter` carrying its original bytes, headers and source
 offsets, with a reason code; nothing is dropped silently and nothing raises.
 
-The JSON hot path does not build a pydantic object per event: it parses with orjson and
-accepts an event only when a handful of exact checks prove pydantic would accept it with the
-same values (ISO timestamps with a zone, string ids, plain int/float features, no unknown
-keys). Anything else — rare in practice — goes through `InferenceEvent.from_json`, which
-decides. So the accept/reject decisions are the pydantic model's by construction, and a
-test checks the fast path against the model on generated events.
+JSON events are decoded by a typed msgspec decoder (`wire.WireEvent`) written to the
+published JSON Schema, and their timestamps are checked and converted for a whole fetch at
+once (Arrow's RE2 regex and cast); no pydantic object is built per event. A property test
+holds the decoder to the schema: for generated documents it accepts exactly what
+``jsonschema`` accepts. Each message is decoded on its own, so one bad message (or one that
+makes a decoder raise something unforeseen: reason ``poison``) never costs another's rows.
 
 >>> from datetime import datetime, timezone
 >>> from driftline.schemas import InferenceEvent
@@ -27,16 +27,17 @@ test checks the fast path against the model on generated events.
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from itertools import chain
 from typing import Any
 
+import msgspec
 import numpy as np
-import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from driftline.schemas import (
     ARROW_CONTENT_TYPE,
@@ -45,12 +46,13 @@ from driftline.schemas import (
     DeadLetter,
     DeadLetterReason,
     InferenceBatch,
-    InferenceEvent,
     LabelEvent,
     SchemaError,
-    SchemaVersionError,
 )
+from driftline.schemas.events import _TIMESTAMP, TIMESTAMP_PATTERN
 from driftline.streams.monitor.messages import RawMessage
+from driftline.streams.monitor.rows import TIMESTAMP_TYPE, Rows, strings
+from driftline.streams.monitor.wire import decode_event
 
 __all__ = [
     "DecodedInputs",
@@ -64,123 +66,23 @@ __all__ = [
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-# Only the plain ISO 8601 forms both pydantic and `datetime.fromisoformat` read the same way.
-_ISO = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})")
-_EVENT_KEYS = frozenset(InferenceEvent.model_fields)
-_PLAIN = frozenset({int, float})
-_LABEL_TYPES = (int, float, str)
-TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
-# A JSON event waiting to become columns: (message, event_id, timestamp µs, features, model)
-_Pending = tuple[RawMessage, str, int, dict[str, Any], str | None]
-
-
-def strings(values: Sequence[str | None] | pa.Array | pa.ChunkedArray) -> pa.Array:
-    """A string column: Python strings, or an Arrow column as it is (no per-row copy)."""
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    if isinstance(values, pa.Array):
-        return values if values.type == pa.string() else values.cast(pa.string())
-    return pa.array(values, pa.string())
-
-
-@dataclass
-class Rows:
-    """Valid input rows as columns, in the order they arrived.
-
-    The string columns are Arrow arrays, so rows from Arrow batches reach the archive without a
-    per-row conversion; ``rows.event_ids[i].as_py()`` reads one.
-    """
-
-    feature_names: tuple[str, ...]
-    event_ids: pa.Array
-    timestamps_us: np.ndarray
-    features: np.ndarray
-    topics: pa.Array
-    partitions: np.ndarray
-    offsets: np.ndarray
-    model_versions: pa.Array | None = None
-
-    def __len__(self) -> int:
-        return len(self.event_ids)
-
-    def take(self, index: np.ndarray) -> Rows:
-        """The rows at ``index`` (positions or a boolean mask)."""
-        idx = np.flatnonzero(index) if index.dtype == bool else index
-        return Rows(
-            self.feature_names,
-            self.event_ids.take(idx),
-            self.timestamps_us[idx],
-            self.features[idx],
-            self.topics.take(idx),
-            self.partitions[idx],
-            self.offsets[idx],
-            None if self.model_versions is None else self.model_versions.take(idx),
-        )
-
-    def to_table(self) -> pa.Table:
-        """The archive layout: event_id, timestamp, features, model_version, topic,
-        partition, offset."""
-        columns: dict[str, pa.Array] = {
-            "event_id": self.event_ids,
-            "timestamp": pa.array(self.timestamps_us, pa.int64()).cast(TIMESTAMP_TYPE),
-        }
-        for j, name in enumerate(self.feature_names):
-            columns[name] = pa.array(self.features[:, j], pa.float64())
-        if self.model_versions is not None:
-            columns["model_version"] = self.model_versions
-        columns["topic"] = self.topics
-        columns["partition"] = pa.array(self.partitions, pa.int32())
-        columns["offset"] = pa.array(self.offsets, pa.int64())
-        return pa.table(columns)
-
-    @staticmethod
-    def empty(feature_names: tuple[str, ...]) -> Rows:
-        """No rows, with ``feature_names``."""
-        return Rows(
-            feature_names,
-            strings([]),
-            np.zeros(0, np.int64),
-            np.zeros((0, len(feature_names))),
-            strings([]),
-            np.zeros(0, np.int32),
-            np.zeros(0, np.int64),
-        )
-
-    @staticmethod
-    def concat(parts: Sequence[Rows], feature_names: tuple[str, ...]) -> Rows:
-        """One `Rows` of all ``parts`` (all with ``feature_names``)."""
-        if not parts:
-            return Rows.empty(feature_names)
-        if len(parts) == 1:
-            return parts[0]
-        versions = None
-        if any(p.model_versions is not None for p in parts):
-            versions = pa.concat_arrays(
-                [
-                    p.model_versions
-                    if p.model_versions is not None
-                    else pa.nulls(len(p), pa.string())
-                    for p in parts
-                ]
-            )
-        return Rows(
-            feature_names,
-            pa.concat_arrays([p.event_ids for p in parts]),
-            np.concatenate([p.timestamps_us for p in parts]),
-            np.concatenate([p.features for p in parts]),
-            pa.concat_arrays([p.topics for p in parts]),
-            np.concatenate([p.partitions for p in parts]),
-            np.concatenate([p.offsets for p in parts]),
-            versions,
-        )
+# A JSON event waiting to become columns.
+_Pending = tuple[RawMessage, Any]
 
 
 @dataclass
 class DecodedInputs:
-    """What a batch of input messages decoded to."""
+    """What a batch of input messages decoded to.
+
+    ``empty`` counts the messages that were valid but carried no rows (a zero-row Arrow
+    batch): there is nothing in them to lose, so they are counted (the step reports them in
+    ``MonitorOutput.empty_messages`` and the metric ``driftline_empty_messages_total``)
+    rather than dead-lettered.
+    """
 
     rows: Rows
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    empty: int = 0
 
 
 @dataclass
@@ -204,8 +106,10 @@ def dead_letter(
         source_partition=message.partition,
         source_offset=message.offset,
         headers={k: v.decode("utf-8", "replace") for k, v in message.headers},
+        raw_headers=list(message.headers),
         key=message.key,
         payload=message.value,
+        payload_size=len(message.value),
     )
 
 
@@ -217,6 +121,7 @@ class _Batch:
         self.names = feature_names
         self.parts: list[Rows] = []
         self.dead: list[DeadLetter] = []
+        self.empty = 0
         self._json: list[_Pending] = []
 
     def reject(self, message: RawMessage, reason: DeadLetterReason, detail: str) -> None:
@@ -246,122 +151,115 @@ class _Batch:
     # ----------------------------------------------------------------- JSON events
     def add_json(self, message: RawMessage) -> None:
         try:
-            doc = orjson.loads(message.value)
-        except orjson.JSONDecodeError:
-            doc = None
-        fast = None if doc is None else _fast_event(doc, self.pipeline)
-        if fast is None or (self.names is not None and len(fast[2]) != len(self.names)):
-            item = self._json_slow(message)
-        elif self.names is None and not self.check_names(message, list(fast[2])):
+            event = decode_event(message.value)
+        except msgspec.ValidationError as exc:
+            self.reject(
+                message, DeadLetterReason.SCHEMA_VIOLATION, f"invalid InferenceEvent: {exc}"
+            )
             return
-        else:
-            item = (message, *fast)
-        if item is not None:
-            self._json.append(item)
-
-    def _json_slow(self, message: RawMessage) -> _Pending | None:
-        """Let the pydantic model decide, and name the reason precisely."""
-        try:
-            event = InferenceEvent.from_json(message.value)
-        except SchemaVersionError as exc:
-            self.reject(message, DeadLetterReason.SCHEMA_VERSION, str(exc))
-            return None
-        except SchemaError as exc:
-            text = str(exc)
-            if "Invalid JSON" in text:
-                reason = DeadLetterReason.MALFORMED
-            elif "finite number" in text:
-                reason = DeadLetterReason.NON_FINITE
-            else:
-                reason = DeadLetterReason.SCHEMA_VIOLATION
-            self.reject(message, reason, text)
-            return None
-        if event.pipeline != self.pipeline:
+        except msgspec.DecodeError as exc:
+            self.reject(message, DeadLetterReason.MALFORMED, f"not JSON: {exc}")
+            return
+        if event.schema_version != 1:
+            self.reject(
+                message,
+                DeadLetterReason.SCHEMA_VERSION,
+                f"schema_version {event.schema_version:g}: this release reads version 1",
+            )
+        elif event.pipeline != self.pipeline:
             self.reject(
                 message,
                 DeadLetterReason.WRONG_PIPELINE,
-                f"event of pipeline {event.pipeline!r} sent to pipeline {self.pipeline!r}: "
-                f"send it to {event.pipeline}.inputs",
+                f"event of pipeline {event.pipeline[:130]!r} sent to pipeline "
+                f"{self.pipeline!r}: send it to its own pipeline's inputs topic",
             )
-            return None
-        if not self.check_names(message, list(event.features)):
-            return None
-        ts = (event.timestamp - _EPOCH) // _MICROSECOND
-        return message, event.event_id, ts, dict(event.features), event.model_version
+        elif self.names is not None or self.check_names(message, list(event.features)):
+            self._json.append((message, event))
 
     def _flush_json(self) -> None:
         """Turn the pending JSON events into columns (kept in arrival order)."""
         pending, self._json = self._json, []
         if not pending:
             return
+        dead, parts = len(self.dead), len(self.parts)
+        try:
+            self._columns(pending)
+        except Exception:
+            del self.dead[dead:], self.parts[parts:]
+            for item in pending:
+                guarded(self, item[0], partial(self._columns, [item]))
+
+    def _columns(self, pending: list[_Pending]) -> None:
         names = self.names
         assert names is not None
-        try:
-            flat = [feats[n] for _, _, _, feats, _ in pending for n in names]
-            clean = len(flat) == len(pending) * len(names) and set(map(type, flat)) <= _PLAIN
-        except KeyError:
-            clean = False
-        if not clean:
-            pending = [item for item in map(self._recheck, pending) if item is not None]
-            flat = [feats[n] for _, _, _, feats, _ in pending for n in names]
-        x = np.array(flat, dtype=np.float64).reshape(len(pending), len(names))
-        finite = np.asarray(np.isfinite(x).all(axis=1), dtype=bool)
-        if not finite.all():
-            for i in np.flatnonzero(~finite):
-                bad = [n for n, v in zip(names, x[i], strict=True) if not np.isfinite(v)]
-                self.reject(
-                    pending[i][0],
-                    DeadLetterReason.NON_FINITE,
-                    f"features must be finite numbers; got NaN or infinity in {bad}",
-                )
-            pending = [p for p, ok in zip(pending, finite, strict=True) if ok]
-            x = x[finite]
+        orders = set(map(tuple, (e.features for _, e in pending)))
+        if len(orders) != 1 or set(next(iter(orders))) != set(names):
+            # Mixed key orders or wrong names (rare): look at each event.
+            pending = [p for p in pending if self.check_names(p[0], list(p[1].features))]
+            orders = set()
+        stamps, pending = self._timestamps(pending)
         if not pending:
             return
-        versions = [p[4] for p in pending]
+        n, k = len(pending), len(names)
+        if len(orders) == 1:
+            # One key order for the whole fetch (the usual case): the values in that order,
+            # straight into the matrix, then the columns put in the pipeline's order.
+            (order,) = orders
+            values = chain.from_iterable(e.features.values() for _, e in pending)
+            x = np.fromiter(values, np.float64, n * k).reshape(n, k)
+            if order != names:
+                x = x[:, [order.index(f) for f in names]]
+        else:
+            x = np.array([e.features[f] for _, e in pending for f in names], np.float64)
+            x = x.reshape(n, k)
+        versions = [e.model_version for _, e in pending]
         self.parts.append(
             Rows(
                 names,
-                strings([p[1] for p in pending]),
-                np.fromiter((p[2] for p in pending), np.int64, len(pending)),
+                strings([e.event_id for _, e in pending]),
+                stamps,
                 x,
-                strings([p[0].topic for p in pending]),
-                np.fromiter((p[0].partition for p in pending), np.int32, len(pending)),
-                np.fromiter((p[0].offset for p in pending), np.int64, len(pending)),
+                strings([m.topic for m, _ in pending]),
+                np.fromiter((m.partition for m, _ in pending), np.int32, n),
+                np.fromiter((m.offset for m, _ in pending), np.int64, n),
                 None if all(v is None for v in versions) else strings(versions),
             )
         )
 
-    def _recheck(self, item: _Pending) -> _Pending | None:
-        """One event of a batch that failed the bulk checks: wrong names or values that are
-        not plain numbers (e.g. ``"1.5"`` or ``true``, which pydantic converts)."""
-        assert self.names is not None
-        features = item[3]
-        if not (len(features) == len(self.names) and all(n in features for n in self.names)):
-            self.check_names(item[0], list(features))
-            return None
-        if all(type(features[n]) in _PLAIN for n in self.names) and all(
-            math.isfinite(float(features[n])) for n in self.names
-        ):
-            return item
-        return self._json_slow(item[0])
+    def _timestamps(self, pending: list[_Pending]) -> tuple[np.ndarray, list[_Pending]]:
+        """The events' times in µs (UTC), checked for the whole fetch at once (one RE2 pass,
+        one cast); only when that fails is each one looked at, to reject the bad ones."""
+        if not pending:
+            return np.zeros(0, np.int64), pending
+        text = pa.array([e.timestamp for _, e in pending], pa.string())
+        try:
+            if pc.all(pc.match_substring_regex(text, TIMESTAMP_PATTERN)).as_py():
+                return _micros(text.cast(TIMESTAMP_TYPE)), pending
+        except pa.ArrowInvalid:
+            pass  # a calendar error (February 30): find it below
+        keep = []
+        for message, event in pending:
+            good = _valid_time(event.timestamp)
+            keep.append(good)
+            if not good:
+                self.reject(
+                    message,
+                    DeadLetterReason.SCHEMA_VIOLATION,
+                    f"timestamp {event.timestamp[:40]!r} is not an RFC 3339 time with a zone "
+                    "in years 1000-9998 (e.g. '2026-01-01T00:00:00Z', at most 6 fraction "
+                    "digits)",
+                )
+        mask = pa.array(keep, pa.bool_())
+        kept = [p for p, good in zip(pending, keep, strict=True) if good]
+        return _micros(text.filter(mask).cast(TIMESTAMP_TYPE)), kept
 
     # ----------------------------------------------------------------- Arrow batches
     def add_arrow(self, message: RawMessage) -> None:
         self._flush_json()
         try:
             batch = InferenceBatch.from_ipc(message.value)
-        except SchemaVersionError as exc:
-            self.reject(message, DeadLetterReason.SCHEMA_VERSION, str(exc))
-            return
         except SchemaError as exc:
-            text = str(exc)
-            reason = (
-                DeadLetterReason.MALFORMED
-                if text.startswith("not an Arrow IPC stream")
-                else DeadLetterReason.SCHEMA_VIOLATION
-            )
-            self.reject(message, reason, text)
+            self.reject(message, DeadLetterReason(exc.reason), str(exc))
             return
         if batch.pipeline != self.pipeline:
             self.reject(
@@ -376,6 +274,7 @@ class _Batch:
         assert self.names is not None
         n = table.num_rows
         if n == 0:
+            self.empty += 1  # nothing to lose: counted, not dead-lettered (see DecodedInputs)
             return
         x = np.empty((n, len(self.names)), dtype=np.float64)
         for j, name in enumerate(self.names):
@@ -410,45 +309,32 @@ class _Batch:
     def finish(self) -> DecodedInputs:
         self._flush_json()
         names = self.names or ()
-        return DecodedInputs(Rows.concat(self.parts, names), self.dead)
+        return DecodedInputs(Rows.concat(self.parts, names), self.dead, self.empty)
 
 
-def _fast_event(doc: Any, pipeline: str) -> tuple[str, int, dict[str, Any], str | None] | None:
-    """(event_id, timestamp µs, features, model_version) when pydantic would surely accept
-    ``doc`` unchanged, else None (the caller asks pydantic)."""
-    if type(doc) is not dict or not doc.keys() <= _EVENT_KEYS:
-        return None
-    version = doc.get("schema_version", 1)
-    if type(version) is not int or version != 1:
-        return None
-    event_id = doc.get("event_id")
-    if type(event_id) is not str or not 0 < len(event_id) <= 256:
-        return None
-    if doc.get("pipeline") != pipeline:
-        return None
-    features = doc.get("features")
-    if type(features) is not dict or not features:
-        return None
-    stamp = doc.get("timestamp")
-    if type(stamp) is not str or not _ISO.fullmatch(stamp):
-        return None
+def guarded(batch: _Batch, message: RawMessage, work: Callable[[], None]) -> None:
+    """Run ``work`` for one message; if it raises anything unforeseen, that message alone
+    becomes a ``poison`` dead letter (decoding is deterministic: retrying cannot help)."""
+    dead, parts, pending = len(batch.dead), len(batch.parts), len(batch._json)
     try:
-        when = datetime.fromisoformat(stamp)
-    except ValueError:
-        return None
-    model_version = doc.get("model_version")
-    if model_version is not None and type(model_version) is not str:
-        return None
-    prediction = doc.get("prediction")
-    if prediction is not None and type(prediction) not in _LABEL_TYPES:
-        return None
-    probabilities = doc.get("probabilities")
-    if probabilities is not None and (
-        type(probabilities) is not list
-        or not all(type(p) in _PLAIN and 0.0 <= p <= 1.0 for p in probabilities)
-    ):
-        return None
-    return event_id, (when - _EPOCH) // _MICROSECOND, features, model_version
+        work()
+    except Exception as exc:
+        del batch.dead[dead:], batch.parts[parts:], batch._json[pending:]
+        batch.reject(message, DeadLetterReason.POISON, f"{type(exc).__name__}: {exc}")
+
+
+def _micros(stamps: pa.Array) -> np.ndarray:
+    return np.asarray(stamps.cast(pa.int64()).to_numpy(), dtype=np.int64)
+
+
+def _valid_time(stamp: str) -> bool:
+    if not _TIMESTAMP.match(stamp):
+        return False
+    try:
+        pa.scalar(stamp, pa.string()).cast(TIMESTAMP_TYPE)
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 def decode_inputs(
@@ -476,9 +362,12 @@ def decode_inputs(
         content_type = message.header(CONTENT_TYPE_HEADER)
         kind = content_type.split(b";")[0].strip().decode("latin-1") if content_type else None
         if kind is None or kind == JSON_CONTENT_TYPE:
-            batch.add_json(message)
+            try:  # add_json changes nothing until its last step: no rollback needed
+                batch.add_json(message)
+            except Exception as exc:
+                batch.reject(message, DeadLetterReason.POISON, f"{type(exc).__name__}: {exc}")
         elif kind == ARROW_CONTENT_TYPE:
-            batch.add_arrow(message)
+            guarded(batch, message, partial(batch.add_arrow, message))
         else:
             batch.reject(
                 message,
@@ -496,16 +385,12 @@ def decode_labels(messages: Sequence[RawMessage], *, pipeline: str) -> DecodedLa
     for message in messages:
         try:
             event = LabelEvent.from_json(message.value)
-        except SchemaVersionError as exc:
-            dead.append(dead_letter(message, pipeline, DeadLetterReason.SCHEMA_VERSION, str(exc)))
-            continue
         except SchemaError as exc:
-            reason = (
-                DeadLetterReason.MALFORMED
-                if "Invalid JSON" in str(exc)
-                else DeadLetterReason.SCHEMA_VIOLATION
-            )
-            dead.append(dead_letter(message, pipeline, reason, str(exc)))
+            dead.append(dead_letter(message, pipeline, DeadLetterReason(exc.reason), str(exc)))
+            continue
+        except Exception as exc:
+            reason = DeadLetterReason.POISON
+            dead.append(dead_letter(message, pipeline, reason, f"{type(exc).__name__}: {exc}"))
             continue
         if event.pipeline is not None and event.pipeline != pipeline:
             dead.append(

@@ -37,6 +37,12 @@ that recorded the offsets — so a restored state plus a replay equals an uninte
 Rows re-delivered *beyond* the last checkpoint are archived again; the archive keeps one row
 per event id when read.
 
+**One message, one fate.** Each message is decoded and validated on its own (see the codec),
+so a bad one becomes a dead letter without touching the others of its fetch. `next_offset`,
+which a transport commits, passes a message only once its rows are archived or its dead letter
+is in an output: rows waiting for the next archive segment, or a ``poison`` dead letter of
+rows the archive refused, hold their partition's offset back until then.
+
 >>> import tempfile, numpy as np
 >>> from datetime import datetime, timezone
 >>> from driftline.lifecycle_store import LifecycleStore
@@ -77,9 +83,11 @@ import pyarrow as pa
 from driftline.config.pipeline import PipelineConfig
 from driftline.detectors import Coreset, DriftDetector, OODScorer, make_detector
 from driftline.lifecycle_store import LifecycleStore
+from driftline.lifecycle_store.archive import Archive
 from driftline.lifecycle_store.exceptions import NotFoundError
 from driftline.schemas import (
     DeadLetter,
+    DeadLetterReason,
     DriftEvent,
     FeatureScore,
     ModelVersionEvent,
@@ -87,8 +95,9 @@ from driftline.schemas import (
     SourceRange,
     Topics,
 )
-from driftline.streams.monitor.codec import Rows, decode_inputs, decode_labels, strings
+from driftline.streams.monitor.codec import dead_letter, decode_inputs, decode_labels
 from driftline.streams.monitor.messages import RawMessage
+from driftline.streams.monitor.rows import Rows, strings
 
 __all__ = ["LabelOutput", "MonitorOutput", "MonitorStep"]
 
@@ -100,6 +109,13 @@ SKETCH_K = 64
 _SKETCH_BLOCK = 4 * SKETCH_K
 DETECT_CHUNK = 4096
 _STATE_MAGIC = b"DLMON\x00\x01\x00"
+ARCHIVE_ATTEMPTS = 3
+"""Tries to archive one message's rows before they become a ``poison`` dead letter."""
+DEAD_LETTER_MAX_BYTES = 64 * 1024 * 1024
+"""Largest dead letter sent whole; keep it at or below the broker's limit for ``{p}.dlq``
+(``streams.kafka.clients.DLQ_MAX_MESSAGE_BYTES``). Larger originals go to the artifact store."""
+# JSON overhead of a dead letter beyond its base64 payload (detail, headers, ids).
+_DEAD_LETTER_OVERHEAD = 64 * 1024
 
 
 @dataclass
@@ -120,6 +136,7 @@ class MonitorOutput:
     threshold: float | None = None
     rows_seen: int = 0
     suppressed_alarms: int = 0
+    empty_messages: int = 0
 
 
 @dataclass
@@ -204,6 +221,7 @@ class MonitorStep:
         max_message_bytes: int = 8 * 1024 * 1024,
         archive_rows: int = 0,
         alarm_holdoff: int | None = None,
+        max_dead_letter_bytes: int = DEAD_LETTER_MAX_BYTES,
     ) -> None:
         if partitions < 1:
             raise ValueError(f"partitions must be >= 1, got {partitions}")
@@ -218,6 +236,7 @@ class MonitorStep:
         self.partitions = partitions
         self.emit_ood = emit_ood
         self.max_message_bytes = max_message_bytes
+        self.max_dead_letter_bytes = max_dead_letter_bytes
         self.archive_rows = archive_rows
         self.alarm_holdoff = int(config.detector.ert) if alarm_holdoff is None else alarm_holdoff
         self._unarchived: list[Rows] = []
@@ -229,10 +248,16 @@ class MonitorStep:
         self._template: bytes | None = None
         self._ood: OODScorer | None = None
         self._monitors: dict[int, _Partition] = {}
-        self._next_offset: dict[tuple[str, int], int] = {}
+        # Next offset per input partition folded into the state (re-deliveries below it are
+        # skipped), and the offsets above which nothing may be committed yet: messages whose
+        # rows wait for the archive, or whose poison dead letter is not handed out yet.
+        self._folded: dict[tuple[str, int], int] = {}
+        self._sources: dict[tuple[str, int, int], RawMessage] = {}
+        self._held: list[DeadLetter] = []
         self._bootstrap: list[Rows] = []
         self._seen: dict[int, int] = {}
         self._registered = False
+        self._archive_handle: Archive | None = None
         self.sync_reference()
 
     # ------------------------------------------------------------------ properties
@@ -260,7 +285,10 @@ class MonitorStep:
 
         Messages the state already covers (re-delivered after a restart, or twice in one
         batch) are skipped whole: their rows were archived before the checkpoint that
-        recorded their offsets, so nothing is decoded, archived or counted twice.
+        recorded their offsets, so nothing is decoded, archived or counted twice. Every other
+        message ends as archived rows, a dead letter (both, for an Arrow batch with some
+        non-finite rows), or a count in ``empty_messages``; `next_offset` passes a message
+        only once its rows are archived or its dead letter is in an output.
         """
         messages = self._fresh(messages)
         decoded = decode_inputs(
@@ -270,33 +298,119 @@ class MonitorStep:
             max_message_bytes=self.max_message_bytes,
         )
         rows = decoded.rows
-        out = MonitorOutput(rows=len(rows), dead_letters=decoded.dead_letters)
+        out = MonitorOutput(
+            rows=len(rows), dead_letters=decoded.dead_letters, empty_messages=decoded.empty
+        )
         if len(rows):
             self._adopt_features(rows.feature_names)
+            self._hold_sources(messages, rows)
             self._unarchived.append(rows)
             if sum(len(r) for r in self._unarchived) >= self.archive_rows:
-                self.flush()
+                try:
+                    self.flush()
+                except Exception:
+                    # The store is failing: leave no trace of this call, the transport
+                    # delivers these messages again (their offsets did not advance).
+                    self._unarchived.pop()
+                    for m in messages:
+                        self._sources.pop((m.topic, m.partition, m.offset), None)
+                    raise
+        for m in messages:
+            self._folded[(m.topic, m.partition)] = m.offset + 1
+        if len(rows):
             for p, count in zip(*np.unique(rows.partitions, return_counts=True), strict=True):
                 self._seen[int(p)] = self._seen.get(int(p), 0) + int(count)
             if self._template is None:
                 rows = self._feed_bootstrap(rows)
             if len(rows) and self._template is not None:
                 self._monitor_rows(rows, out)
+        out.dead_letters.extend(self._release_held())
+        out.dead_letters = [self._fit_for_dlq(d) for d in out.dead_letters]
         out.rows_seen = self.rows_seen
         return out
 
     def next_offset(self, topic: str, partition: int) -> int | None:
-        """The first offset of ``topic``/``partition`` the state does not cover yet."""
-        return self._next_offset.get((topic, partition))
+        """The first offset of ``topic``/``partition`` that may not be committed yet: every
+        message below it is archived or dead-lettered and folded into the state."""
+        waiting = [o for t, p, o in self._sources if p == partition and t == topic]
+        return min(waiting) if waiting else self._folded.get((topic, partition))
 
     def flush(self) -> None:
-        """Archive the rows still pending (see ``archive_rows``) as one segment."""
+        """Archive the rows still pending (see ``archive_rows``) as one segment.
+
+        If the segment cannot be written, each message's rows are tried on their own (a few
+        times): the ones that still fail become ``poison`` dead letters, handed out by the
+        next `process`, and hold their partition's `next_offset` until then. If no message
+        can be archived the store itself is failing: the error is raised, nothing is lost.
+        """
         if not self._unarchived:
             return
         assert self.feature_names is not None
         rows = Rows.concat(self._unarchived, self.feature_names)
-        self.store.archive(self.pipeline).append_rows(rows.to_table())
+        archive = self._archive()
+        try:
+            archive.append_rows(rows.to_table())
+            failed: list[tuple[str, int, int]] = []
+        except Exception as exc:
+            failed = self._archive_each(archive, rows, exc)
         self._unarchived = []
+        # What is left waits for its poison dead letter to be handed out.
+        self._sources = {k: self._sources[k] for k in failed}
+
+    def _archive_each(
+        self, archive: Archive, rows: Rows, error: Exception
+    ) -> list[tuple[str, int, int]]:
+        """Archive ``rows`` message by message; dead-letter the messages that keep failing."""
+        failed = []
+        groups = _message_keys(rows)
+        for key, index in groups.items():
+            part = rows.take(index)
+            for _ in range(ARCHIVE_ATTEMPTS):
+                try:
+                    archive.append_rows(part.to_table())
+                    break
+                except Exception as exc:
+                    error = exc
+            else:
+                failed.append(key)
+        if len(failed) == len(groups):
+            raise error  # nothing archives: the store, not a message, is failing
+        for key in failed:
+            self._held.append(
+                dead_letter(
+                    self._sources[key],
+                    self.pipeline,
+                    DeadLetterReason.POISON,
+                    f"its rows passed validation but could not be archived in "
+                    f"{ARCHIVE_ATTEMPTS} attempts: {type(error).__name__}: {error}",
+                )
+            )
+        return failed
+
+    def _hold_sources(self, messages: Sequence[RawMessage], rows: Rows) -> None:
+        """Remember the messages whose rows wait for the archive (their offsets wait too)."""
+        with_rows = set(zip(rows.partitions.tolist(), rows.offsets.tolist(), strict=True))
+        for m in messages:
+            if (m.partition, m.offset) in with_rows:
+                self._sources[(m.topic, m.partition, m.offset)] = m
+
+    def _release_held(self) -> list[DeadLetter]:
+        """The poison dead letters of archive failures; their offsets are free once out."""
+        held, self._held = self._held, []
+        for letter in held:
+            key = (letter.source_topic, letter.source_partition, letter.source_offset)
+            self._sources.pop(key, None)  # type: ignore[arg-type]
+        return held
+
+    def _fit_for_dlq(self, letter: DeadLetter) -> DeadLetter:
+        """A dead letter the broker accepts: an original too large to travel inside it (base64
+        adds a third) is kept in the artifact store and the letter carries its key and size."""
+        if len(letter.payload) * 4 // 3 + _DEAD_LETTER_OVERHEAD <= self.max_dead_letter_bytes:
+            return letter
+        digest = hashlib.sha256(letter.payload).hexdigest()
+        key = f"dlq/{self.pipeline}/{digest}.bin"
+        self.store.artifacts.put(key, letter.payload)
+        return letter.model_copy(update={"payload": b"", "payload_ref": key})
 
     @property
     def holds_labels(self) -> bool:
@@ -317,11 +431,12 @@ class MonitorStep:
             count = decoded.table.num_rows
             self._early_labels.append(decoded.table)
             self._archive_labels()
-        return LabelOutput(labels=count, dead_letters=decoded.dead_letters)
+        dead = [self._fit_for_dlq(d) for d in decoded.dead_letters]
+        return LabelOutput(labels=count, dead_letters=dead)
 
     def _archive_labels(self) -> None:
         if self._early_labels and self._ensure_registered():
-            archive = self.store.archive(self.pipeline)
+            archive = self._archive()
             for table in self._early_labels:
                 archive.append_labels(table)
             self._early_labels = []
@@ -363,7 +478,8 @@ class MonitorStep:
         for p in gone:
             self._monitors.pop(p, None)
             self._seen.pop(p, None)
-        self._next_offset = {k: v for k, v in self._next_offset.items() if k[1] not in gone}
+        self._folded = {k: v for k, v in self._folded.items() if k[1] not in gone}
+        self._sources = {k: v for k, v in self._sources.items() if k[1] not in gone}
 
     # ------------------------------------------------------------------ state
     def state_bytes(self, partitions: Iterable[int] | None = None) -> bytes:
@@ -392,8 +508,8 @@ class MonitorStep:
             "template": None if self._template is None else add(self._template),
             "ood": None if self._ood is None else add(self._ood.to_bytes()),
             "next_offsets": [
-                [t, p, o]
-                for (t, p), o in self._next_offset.items()
+                [t, p, self.next_offset(t, p)]
+                for (t, p) in self._folded
                 if partitions is None or p in chosen
             ],
             "bootstrap": [add(_rows_bytes(r)) for r in self._bootstrap],
@@ -452,7 +568,7 @@ class MonitorStep:
             return  # monitors fitted on another reference are of no use now
         for topic, p, offset in header["next_offsets"]:
             if wanted is None or p in wanted:
-                self._next_offset[(topic, int(p))] = int(offset)
+                self._folded[(topic, int(p))] = int(offset)
         for key, count in header["rows_seen"].items():
             if wanted is None or int(key) in wanted:
                 self._seen[int(key)] = int(count)
@@ -486,6 +602,13 @@ class MonitorStep:
             self.feature_names = names
         self._ensure_registered()
         self._archive_labels()
+
+    def _archive(self) -> Archive:
+        # Opened once: opening reads the pipeline's row from the store, a round trip that
+        # cost as much as encoding the segment itself.
+        if self._archive_handle is None:
+            self._archive_handle = self.store.archive(self.pipeline)
+        return self._archive_handle
 
     def _ensure_registered(self) -> bool:
         if self._registered:
@@ -542,11 +665,12 @@ class MonitorStep:
     def _fresh(self, messages: Sequence[RawMessage]) -> list[RawMessage]:
         """The messages not yet folded into the state; remembers their offsets."""
         fresh = []
+        seen = dict(self._folded)
         for m in messages:
             key = (m.topic, m.partition)
-            if m.offset >= self._next_offset.get(key, 0):
+            if m.offset >= seen.get(key, 0):
                 fresh.append(m)
-                self._next_offset[key] = m.offset + 1
+                seen[key] = m.offset + 1
         return fresh
 
     def _monitor_rows(self, rows: Rows, out: MonitorOutput) -> None:
@@ -658,6 +782,17 @@ _NON_FEATURES = frozenset(
         "offset",
     }
 )
+
+
+def _message_keys(rows: Rows) -> dict[tuple[str, int, int], np.ndarray]:
+    """(topic, partition, offset) of each source message of ``rows`` -> its row positions."""
+    order = np.lexsort((rows.offsets, rows.partitions))
+    p, o = rows.partitions[order], rows.offsets[order]
+    starts = np.flatnonzero(np.r_[True, (p[1:] != p[:-1]) | (o[1:] != o[:-1])])
+    return {
+        (rows.topics[int(g[0])].as_py(), int(p[i]), int(o[i])): g
+        for i, g in zip(starts, np.split(order, starts[1:]), strict=True)
+    }
 
 
 def _from_us(us: int | None) -> datetime:

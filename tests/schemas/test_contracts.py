@@ -118,8 +118,11 @@ def test_other_schema_versions_are_refused(event: schemas.Event) -> None:
         ({"features": {"x": float("nan")}}, "finite"),
         ({"features": {}}, "features"),
         ({"pipeline": "has space"}, "pipeline name"),
-        ({"timestamp": "2026-01-01T00:00:00"}, "time zone"),
-        ({"probabilities": [1.5]}, r"\[0, 1\]"),
+        ({"timestamp": "2026-01-01T00:00:00"}, "with a zone"),
+        ({"timestamp": "9999-12-31T23:59:59-01:00"}, "years 1000-9998"),
+        ({"timestamp": 1767225600}, "RFC 3339"),
+        ({"features": {"x": True}}, "valid number"),
+        ({"probabilities": [1.5]}, "less than or equal to 1"),
         ({"extra": 1}, "extra"),
     ],
 )

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 
 from driftline.schemas import (
     ARROW_CONTENT_TYPE,
@@ -22,6 +23,7 @@ from driftline.schemas import (
     LabelEvent,
     SchemaError,
 )
+from driftline.schemas.files import load_json_schema
 from driftline.streams.monitor.codec import decode_inputs, decode_labels
 from driftline.streams.monitor.messages import RawMessage
 
@@ -80,11 +82,22 @@ def test_good_json_events_become_rows_in_order() -> None:
             json.dumps(event(0, features={"a": 1.0, "b": 2.0, "c": 3.0})).encode(),
             DeadLetterReason.FEATURE_MISMATCH,
         ),
-        (json.dumps(event(0, features={"a": math.nan, "b": 1.0})).encode(), "non_finite"),
+        # NaN is not JSON; a number beyond float64 would become an infinity.
+        (json.dumps(event(0, features={"a": math.nan, "b": 1.0})).encode(), "malformed"),
         (
             b'{"event_id":"x","timestamp":"2026-01-01T00:00:00Z","pipeline":"fraud",'
             b'"features":{"a":1e999,"b":1}}',
-            "non_finite",
+            "schema_violation",
+        ),
+        (json.dumps(event(0, timestamp="9999-12-31T23:59:59-01:00")).encode(), "schema_violation"),
+        (json.dumps(event(0, timestamp=1767225600)).encode(), "schema_violation"),
+        (json.dumps(event(0, timestamp="2026-02-30T00:00:00Z")).encode(), "schema_violation"),
+        (json.dumps(event(0, features={"a": True, "b": 1.0})).encode(), "schema_violation"),
+        (json.dumps(event(0, features={"a": "1.5", "b": 1.0})).encode(), "schema_violation"),
+        (
+            b'{"event_id":"\\ud800","timestamp":"2026-01-01T00:00:00Z","pipeline":"fraud",'
+            b'"features":{"a":1,"b":1}}',
+            "malformed",
         ),
         (json.dumps(event(0, timestamp="2026-01-01T00:00:00")).encode(), "schema_violation"),
         (json.dumps(event(0, extra=1)).encode(), "schema_violation"),
@@ -121,13 +134,13 @@ def test_oversized_and_unknown_content_type() -> None:
     assert out.dead_letters[1].headers == {CONTENT_TYPE_HEADER: "text/xml"}
 
 
-def test_values_pydantic_converts_are_accepted_like_pydantic() -> None:
-    # "1.5" and true are not plain numbers; the model converts them, so must we.
-    out = decode_inputs(
-        [jmsg(event(0, features={"a": "1.5", "b": True})), jmsg(event(1), 1)], pipeline=P
-    )
-    assert out.dead_letters == []
-    assert out.rows.features.tolist() == [[1.5, 1.0], [1.0, -1.5]]
+def test_one_bad_timestamp_costs_only_its_own_row() -> None:
+    docs = [event(0), event(1, timestamp="2026-02-30T00:00:00Z"), event(2)]
+    out = decode_inputs([jmsg(d, i) for i, d in enumerate(docs)], pipeline=P)
+    assert out.rows.event_ids.to_pylist() == ["e0", "e2"]
+    assert [(d.source_offset, d.reason.value) for d in out.dead_letters] == [
+        (1, "schema_violation")
+    ]
 
 
 def test_first_valid_event_fixes_feature_names_and_key_order_does_not_matter() -> None:
@@ -208,7 +221,8 @@ def test_labels_are_validated_and_tabled() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The bulk JSON path must decide exactly like the pydantic model.
+# One truth for the input contract: the decoder accepts exactly what the published JSON Schema
+# accepts (checked by `jsonschema` with its format checker), and the pydantic model agrees.
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 number = st.one_of(
@@ -237,13 +251,32 @@ stamps = st.one_of(
             "2026-01-01T24:00:00Z",
             "2026-01-01t00:00:00z",
             "2026-01-01",
+            "9999-12-31T23:59:59-01:00",
+            "9998-12-31T23:59:59-01:00",
+            "1000-01-01T00:00:00+01:00",
+            "0999-12-31T23:59:59Z",
+            "2024-02-29T12:00:00.5Z",
+            "2025-02-29T12:00:00Z",
+            "2026-01-01T00:00:60Z",
+            "2026-01-01T00:00:00+24:00",
         ]
     ),
     st.integers(0, 2**33),
     st.none(),
 )
-event_ids = st.one_of(st.text(min_size=0, max_size=300), st.integers(), st.none())
+# Each field is valid about half of the time, so a fair share of whole documents is valid too
+# (the test is only as strong as the accepted documents it sees).
+good_number = st.one_of(finite, st.integers(-(2**60), 2**60))
+good_stamps = st.datetimes(
+    min_value=datetime(1000, 1, 2), max_value=datetime(9998, 12, 30), timezones=st.just(UTC)
+).map(lambda d: d.isoformat().replace("+00:00", "Z"))
+stamps = st.one_of(good_stamps, stamps)
+event_ids = st.one_of(
+    st.text(min_size=1, max_size=20), st.text(min_size=0, max_size=300), st.integers(), st.none()
+)
 feature_maps = st.one_of(
+    st.fixed_dictionaries({"a": good_number, "b": good_number}),
+    st.fixed_dictionaries({"b": good_number, "a": good_number}),
     st.fixed_dictionaries({"a": number, "b": number}),
     st.dictionaries(st.sampled_from(["a", "b", "c"]), number, max_size=3),
     st.just([]),
@@ -267,7 +300,11 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
         ),
         (
             "probabilities",
-            st.one_of(st.none(), st.lists(st.one_of(finite, st.booleans()), max_size=3)),
+            st.one_of(
+                st.none(),
+                st.lists(st.floats(0.0, 1.0), max_size=3),
+                st.lists(st.one_of(finite, st.booleans()), max_size=3),
+            ),
         ),
         ("surprise", st.integers()),
     ]:
@@ -277,6 +314,28 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
         if draw(st.integers(0, 20)) == 0:
             del doc[key]
     return doc
+
+
+SCHEMA = Draft202012Validator(
+    load_json_schema("inference_event"), format_checker=Draft202012Validator.FORMAT_CHECKER
+)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def schema_decision(raw: bytes) -> tuple[bool, Any]:
+    """What the published JSON Schema (plus the pipeline's own rules) says about a message."""
+    try:
+        doc = json.loads(raw, parse_constant=_no_constants)
+    except ValueError:
+        return False, None
+    if not SCHEMA.is_valid(doc) or doc["pipeline"] != P or set(doc["features"]) != set(NAMES):
+        return False, None
+    when = datetime.fromisoformat(doc["timestamp"])
+    us = (when - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    return True, (doc["event_id"], us, [float(doc["features"][n]) for n in NAMES])
 
 
 def model_decision(raw: bytes) -> tuple[bool, Any]:
@@ -293,15 +352,16 @@ def model_decision(raw: bytes) -> tuple[bool, Any]:
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(documents(), min_size=1, max_size=8))
-def test_bulk_path_decides_like_the_pydantic_model(docs: list[dict[str, Any]]) -> None:
+def test_decoder_accepts_exactly_what_the_json_schema_accepts(docs: list[dict[str, Any]]) -> None:
     raws = [json.dumps(d).encode() for d in docs]  # json writes NaN/Infinity literals too
     out = decode_inputs([msg(r, i) for i, r in enumerate(raws)], pipeline=P, feature_names=NAMES)
     accepted = dict(zip(out.rows.offsets.tolist(), range(len(out.rows)), strict=True))
     rejected = {d.source_offset for d in out.dead_letters}
     for i, raw in enumerate(raws):
-        ok, values = model_decision(raw)
+        ok, values = schema_decision(raw)
         assert (i in accepted) == ok, (raw, out.dead_letters)
         assert (i in rejected) == (not ok)
+        assert model_decision(raw) == (ok, values), raw
         if ok:
             row = accepted[i]
             assert out.rows.event_ids[row].as_py() == values[0]

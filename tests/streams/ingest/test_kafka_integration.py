@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -106,7 +105,6 @@ def produce_mixed(run: PipelineRun, good: int, bad: int, seed: int = 1) -> Count
         "malformed",
         "schema_version",
         "feature_mismatch",
-        "non_finite",
         "oversized",
         "unknown_content_type",
         "wrong_pipeline",
@@ -133,10 +131,6 @@ def produce_mixed(run: PipelineRun, good: int, bad: int, seed: int = 1) -> Count
                 raw = orjson.dumps({**doc, "schema_version": 7})
             elif kind == "feature_mismatch":
                 raw = orjson.dumps({**doc, "features": {"f0": 1.0, "zz": 2.0, "f2": 3.0}})
-            elif kind == "non_finite":
-                raw = json.dumps(
-                    {**doc, "features": {"f0": float("nan"), "f1": 1, "f2": 2}}
-                ).encode()
             elif kind == "oversized":
                 raw = orjson.dumps({**doc, "model_version": "x" * 5000})
             elif kind == "unknown_content_type":
