@@ -373,7 +373,8 @@ class Retrainer:
         deferred = not decision.fired and any(_deferred(d) for d in decisions)
         if deferred and attempts and attempts[0].metrics.get("code") == _COOLDOWN_CODE:
             return TrainingOutcome(
-                "DUPLICATE", f"episode {episode} deferred: {decision.reason}",
+                "DUPLICATE",
+                f"episode {episode} deferred: {decision.reason}",
                 training_id=attempts[0].id,
             )
         trigger = self._trigger_record(decision, now, ctx)
@@ -432,6 +433,8 @@ class Retrainer:
             return True  # the trigger itself says when the cooldown is over
         if code == "trigger":
             return False  # a weak alarm; a stronger one of the episode retries it
+        if code is None and last.status == "FAILED":
+            return True  # released after a crash mid-training: nothing was learned, go again
         grown = labels_now - int(last.trigger.get("labels_total", 0))
         new = int(last.metrics.get("selection", {}).get("labelled_new", 0))
         need_min = self.config.selection.min_labelled_rows
