@@ -1,27 +1,39 @@
 """Champion/challenger gate (Scanflow): deploy only a model that is better on the new data.
 
-Both models are scored on the same holdout: labelled rows of the *new* data (the drifted
-window, i.e. the most recent labelled data), set aside before training by a hash of their
-event id so that retries pick the same rows. The comparison is recorded either way.
+Both models are scored row by row on the same holdout: labelled rows from the change point
+on, set aside before training by a hash of their event id so retries pick the same rows.
+The decision is a *paired* one-sided test of "the challenger's per-row loss is lower":
+
+- 0/1 loss (classification metrics): McNemar's exact test. Only the rows where exactly one
+  model is right carry information; under "no better" the challenger wins each of them with
+  probability 1/2, so the p-value is a binomial tail. A champion at 0.997 can be replaced by
+  a model right on the few rows it gets wrong, which an absolute margin forbade.
+- squared or absolute error (regression): a paired t-test on the per-row differences.
+
+The challenger deploys when the p-value is at most ``1 - confidence`` and its observed gain
+is at least ``margin``. Pairing removes the holdout's own difficulty from the comparison, so
+far fewer rows decide than two separate accuracy intervals would need. Everything the
+decision used (p-value, wins, losses, gain and its lower confidence bound) is recorded.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from driftline.config.pipeline import GateConfig
-from driftline.retrainer.adapters.base import better
 
-__all__ = ["GateDecision", "compare", "holdout_mask"]
+__all__ = ["GateDecision", "compare", "holdout_mask", "per_row_loss"]
 
 
 @dataclass(frozen=True)
 class GateDecision:
-    """Whether the challenger may replace the champion, with both scores and the reason."""
+    """Whether the challenger may replace the champion, the test's numbers and the reason."""
 
     deploy: bool
     reason: str
@@ -30,6 +42,13 @@ class GateDecision:
     champion: float | None
     margin: float
     holdout_rows: int
+    confidence: float = 0.0
+    p_value: float | None = None
+    gain: float | None = None
+    gain_lower: float | None = None
+    wins: int | None = None
+    losses: int | None = None
+    test: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able record for the training's metrics."""
@@ -41,6 +60,13 @@ class GateDecision:
             "champion": self.champion,
             "margin": self.margin,
             "holdout_rows": self.holdout_rows,
+            "confidence": self.confidence,
+            "p_value": self.p_value,
+            "gain": self.gain,
+            "gain_lower": self.gain_lower,
+            "wins": self.wins,
+            "losses": self.losses,
+            "test": self.test,
         }
 
 
@@ -65,42 +91,89 @@ def holdout_mask(
     return (hashed < cut) & np.asarray(is_new, dtype=bool)
 
 
+def per_row_loss(metric: str, y: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """The loss of each row that ``metric`` aggregates: 0/1 error for classification
+    metrics, squared error for ``mse``/``r2``, absolute error for ``mae``.
+
+    >>> per_row_loss("accuracy", np.array([0, 1, 1]), np.array([0, 0, 1])).tolist()
+    [0.0, 1.0, 0.0]
+    """
+    y, predicted = np.asarray(y), np.asarray(predicted)
+    if metric in ("accuracy", "f1_macro"):
+        return (predicted != y).astype(np.float64)
+    diff = predicted.astype(np.float64) - y.astype(np.float64)
+    return np.abs(diff) if metric == "mae" else diff * diff
+
+
 def compare(
     config: GateConfig,
     metric: str,
     challenger: dict[str, float],
     champion: dict[str, float] | None,
-    holdout_rows: int,
+    challenger_loss: np.ndarray,
+    champion_loss: np.ndarray | None,
 ) -> GateDecision:
-    """Decide from the two models' holdout metrics.
+    """Decide from both models' holdout metrics and per-row losses (same rows, same order).
 
-    >>> compare(GateConfig(margin=0.01), "accuracy", {"accuracy": 0.9}, {"accuracy": 0.85},
-    ...         100).deploy
-    True
-    >>> compare(GateConfig(margin=0.01), "accuracy", {"accuracy": 0.855}, {"accuracy": 0.85},
-    ...         100).reason
-    'challenger accuracy 0.855 does not beat champion 0.85 by margin 0.01'
+    >>> y = np.r_[np.zeros(40), np.ones(60)]
+    >>> champ = y.copy(); champ[:12] = 1          # wrong on 12 rows
+    >>> chall = y.copy(); chall[:2] = 1           # wrong on 2 of them
+    >>> d = compare(GateConfig(confidence=0.95), "accuracy", {"accuracy": 0.98},
+    ...             {"accuracy": 0.88}, per_row_loss("accuracy", y, chall),
+    ...             per_row_loss("accuracy", y, champ))
+    >>> d.deploy, d.wins, d.losses, round(d.p_value, 4)
+    (True, 10, 0, 0.001)
     """
+    n = len(challenger_loss)
     ch = float(challenger[metric])
+    base: dict[str, Any] = {
+        "metric": metric,
+        "challenger": ch,
+        "margin": config.margin,
+        "holdout_rows": n,
+        "confidence": config.confidence,
+    }
     if not np.isfinite(ch):
-        return GateDecision(
-            False, f"challenger {metric} is {ch}", metric, ch, None, config.margin, holdout_rows
-        )
-    if champion is None:
-        return GateDecision(
-            True,
-            f"no champion yet: first model ({metric} {ch:.4g} on {holdout_rows} holdout rows)",
-            metric,
-            ch,
-            None,
-            config.margin,
-            holdout_rows,
-        )
+        return GateDecision(False, f"challenger {metric} is {ch}", champion=None, **base)
+    if champion is None or champion_loss is None:
+        reason = f"no champion yet: first model ({metric} {ch:.4g} on {n} holdout rows)"
+        return GateDecision(True, reason, champion=None, **base)
     cp = float(champion[metric])
-    if better(metric, ch, cp, config.margin):
-        reason = f"challenger {metric} {ch:.4g} beats champion {cp:.4g} by > {config.margin:g}"
-        return GateDecision(True, reason, metric, ch, cp, config.margin, holdout_rows)
+    diff = np.asarray(champion_loss, np.float64) - np.asarray(challenger_loss, np.float64)
+    alpha = 1.0 - config.confidence
+    if metric in ("accuracy", "f1_macro"):
+        wins, losses = int((diff > 0).sum()), int((diff < 0).sum())
+        p = float(stats.binom.sf(wins - 1, wins + losses, 0.5)) if wins + losses else 1.0
+        test = "mcnemar-exact"
+    else:
+        wins, losses = int((diff > 0).sum()), int((diff < 0).sum())
+        sd = float(diff.std(ddof=1)) if n > 1 else 0.0
+        if sd == 0.0:
+            p = 0.0 if diff.mean() > 0 else 1.0
+        else:
+            p = float(stats.t.sf(diff.mean() / (sd / math.sqrt(n)), n - 1))
+        test = "paired-t"
+    gain = float(diff.mean()) if n else 0.0
+    se = float(diff.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
+    lower = gain - float(stats.norm.ppf(config.confidence)) * se
+    numbers: dict[str, Any] = {
+        "p_value": p,
+        "gain": gain,
+        "gain_lower": lower,
+        "wins": wins,
+        "losses": losses,
+        "test": test,
+    }
+    if p <= alpha and gain >= config.margin:
+        reason = (
+            f"challenger {metric} {ch:.4g} beats champion {cp:.4g} on {n} paired holdout rows "
+            f"({test}: {wins} wins, {losses} losses, p={p:.3g} <= {alpha:.3g})"
+        )
+        return GateDecision(True, reason, champion=cp, **base, **numbers)
     reason = (
-        f"challenger {metric} {ch:.4g} does not beat champion {cp:.4g} by margin {config.margin:g}"
+        f"challenger {metric} {ch:.4g} not shown better than champion {cp:.4g} on {n} paired "
+        f"holdout rows ({test}: {wins} wins, {losses} losses, p={p:.3g}, needs <= {alpha:.3g}"
+        + (f", gain {gain:.4g} >= margin {config.margin:g}" if config.margin > 0 else "")
+        + ")"
     )
-    return GateDecision(False, reason, metric, ch, cp, config.margin, holdout_rows)
+    return GateDecision(False, reason, champion=cp, **base, **numbers)

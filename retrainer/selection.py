@@ -24,6 +24,7 @@ from driftline.detectors.coreset import Coreset
 __all__ = [
     "Selection",
     "feature_matrix",
+    "first_labelled",
     "informative_event_ids",
     "join_labels",
     "nearest_rows",
@@ -102,6 +103,28 @@ def select_training_data(
         unlabelled=unlabelled,
         strategy=config.strategy,
         since=since,
+        rows_considered=len(rows),
+    )
+
+
+def first_labelled(
+    archive: Any, feature_names: Sequence[str], n: int, task: str = "classification"
+) -> Selection:
+    """The first ``n`` labelled rows of the stream (by time, then id): the bootstrap set.
+
+    Defined by the data alone, so the first champion — and the reference and threshold
+    that follow from it — do not depend on when the retrainer happened to look.
+    """
+    rows = archive.read_rows().select(["event_id", "timestamp", *feature_names])
+    labelled, _ = join_labels(archive, rows, task)
+    labelled = labelled.slice(0, n)
+    empty = rows.slice(0, 0)
+    return Selection(
+        table=labelled,
+        is_new=np.ones(len(labelled), dtype=bool),
+        unlabelled=empty,
+        strategy="bootstrap",
+        since=None,
         rows_considered=len(rows),
     )
 

@@ -30,25 +30,27 @@ from typing import Any
 
 import numpy as np
 
-from driftline.config.pipeline import PipelineConfig
+from driftline.config.pipeline import DriftTriggerConfig, PipelineConfig
 from driftline.detectors.similarity import similarity
 from driftline.lifecycle_store.exceptions import ConcurrentUpdateError, NotFoundError
 from driftline.lifecycle_store.records import OutboxMessage
 from driftline.retrainer.adapters import Budget, load_adapter, make_adapter
 from driftline.retrainer.exceptions import TrainingError, WarmStartError
-from driftline.retrainer.gate import compare, holdout_mask
+from driftline.retrainer.gate import compare, holdout_mask, per_row_loss
 from driftline.retrainer.guard import GuardFeatures, WastedComputationGuard, history_from_trainings
 from driftline.retrainer.outcome import TrainingOutcome
 from driftline.retrainer.publisher import Publisher, deployment_event, flush_outbox
 from driftline.retrainer.selection import (
     Selection,
     feature_matrix,
+    first_labelled,
     informative_event_ids,
     join_labels,
 )
 from driftline.retrainer.selection import select_training_data as _select
 from driftline.retrainer.transfer import ParentChoice, choose_parent
 from driftline.retrainer.triggers import (
+    COOLDOWN,
     TriggerContext,
     TriggerDecision,
     make_trigger,
@@ -69,6 +71,7 @@ logger = logging.getLogger(__name__)
 
 _HISTORY = 200
 _ACTIVE = ("NEW", "RUNNING", "COMPLETE")
+_COOLDOWN_CODE = COOLDOWN
 
 
 class Retrainer:
@@ -131,42 +134,20 @@ class Retrainer:
             )
         self.store.record_drift(event)
         self._flush_quietly()
-        policies = [(c, p) for c, p in self._triggers if reacts_to_drift(c)]
-        if not policies:
+        if not self._drift_policies():
             return TrainingOutcome("IGNORED", "no trigger in the config reacts to drift alarms")
-        now = event.window_end
-        ctx = self._context(now, drift=event)
-        decisions = [p.decide(ctx) for _, p in policies]
-        decision = next((d for d in decisions if d.fired), decisions[0])
-        trigger = self._trigger_record(decision, now, ctx)
-        training, created = self.store.begin_training(
-            self.pipeline,
-            episode_key=event.episode_key,
-            trigger=trigger,
-            config=self._config_json,
-            drift_ids=[event.drift_id],
-        )
-        if not created:
-            return TrainingOutcome(
-                "DUPLICATE",
-                f"episode {event.episode_key} already has training {training.id} "
-                f"({training.status})",
-                training_id=training.id,
-                trigger=trigger,
-            )
-        if not decision.fired:
-            reason = "; ".join(d.reason for d in decisions)
-            self.store.update_training(training.id, status="SKIPPED", reason=reason)
-            return TrainingOutcome("SKIPPED", reason, training_id=training.id, trigger=trigger)
-        since = self._episode_start(event)
-        ratio = event.statistic / event.threshold if event.threshold > 0 else None
-        return self._run(training.id, trigger, since=since, ratio=ratio, drift=event)
+        return self._advance(event.episode_key, event.window_end, latest=event)
 
     def tick(self, now: datetime | None = None) -> list[TrainingOutcome]:
-        """Check the clock-driven triggers (time, data amount, performance) and the bootstrap.
+        """Advance a pending drift episode, then the clock-driven triggers (time, data
+        amount, performance) and the bootstrap.
 
-        Without a champion, trains the first model once ``bootstrap_rows`` labelled rows
-        exist. At most one training per call. Pass event time as ``now`` when replaying.
+        Without a champion, trains the first model on exactly the first ``bootstrap_rows``
+        labelled rows once they exist. A drift episode that waits for post-change labels,
+        for its cooldown, or for more labels after a losing challenger is retried here as
+        soon as that changed — the one place both runtimes get the policy from, by calling
+        ``tick`` regularly. At most one training per call. Pass event time as ``now`` when
+        replaying.
         Also re-publishes outbox items a crash or an unreachable broker left pending.
         """
         now = now or utcnow()
@@ -178,6 +159,9 @@ class Retrainer:
         champion = self.store.current(self.pipeline, self.alias)
         if champion is None:
             return self._bootstrap(now)
+        retried = self._retry_pending(now)
+        if retried is not None and retried.status not in ("DUPLICATE", "IGNORED"):
+            return [retried]
         policies = [(c, p) for c, p in self._triggers if not reacts_to_drift(c)]
         if not policies:
             return []
@@ -237,12 +221,16 @@ class Retrainer:
     def _context(
         self, now: datetime, drift: DriftEvent | None = None, champion: Any = None
     ) -> TriggerContext:
-        last = self._last_training()
-        at = None
+        at = retrained_at = None
         rows_at = 0
-        if last is not None:
-            at = _parse_time(last.trigger.get("at")) or last.created_at
-            rows_at = int(last.trigger.get("rows_total", 0))
+        trainings = [t for t in self.store.trainings(self.pipeline, limit=_HISTORY)]
+        active = [t for t in trainings if t.status in _ACTIVE]
+        if active:
+            at = _trained_at(active[0])
+            rows_at = int(active[0].trigger.get("rows_total", 0))
+        drift_runs = [t for t in active if t.trigger.get("kind") != "bootstrap"]
+        if drift_runs:
+            retrained_at = _trained_at(drift_runs[0])
         if champion is None:
             champion = self.store.current(self.pipeline, self.alias)
         return TriggerContext(
@@ -250,17 +238,12 @@ class Retrainer:
             now=now,
             drift=drift,
             last_training_at=at,
+            last_retraining_at=retrained_at,
             rows_total=self.store.archive(self.pipeline).row_count(),
             rows_at_last_training=rows_at,
             champion_id=None if champion is None else champion.id,
             champion_metric=self._champion_metric,
         )
-
-    def _last_training(self) -> Any | None:
-        for t in self.store.trainings(self.pipeline, limit=_HISTORY):
-            if t.status in _ACTIVE:
-                return t
-        return None
 
     def _trigger_record(
         self, decision: TriggerDecision, now: datetime, ctx: TriggerContext
@@ -310,17 +293,156 @@ class Retrainer:
             return None
         return self._run(training.id, trigger, since=since, ratio=None, drift=None)
 
-    def _episode_start(self, event: DriftEvent) -> datetime:
-        """Where the drifted data starts: the first alarm of this episode's window start."""
-        start = event.window_start
+    # ------------------------------------------------------------------ drift episodes
+    def _drift_policies(self) -> list[tuple[Any, Any]]:
+        return [(c, p) for c, p in self._triggers if reacts_to_drift(c)]
+
+    def _episode_config(self) -> DriftTriggerConfig:
+        for cfg, _ in self._drift_policies():
+            if isinstance(cfg, DriftTriggerConfig):
+                return cfg
+        return DriftTriggerConfig()
+
+    def _episode_events(self, episode: str) -> list[DriftEvent]:
+        """The recorded alarms of ``episode``, newest first."""
+        out = []
         for rec in self.store.drift_events(self.pipeline, limit=_HISTORY):
             try:
-                other = DriftEvent.from_dict(rec.payload)
+                event = DriftEvent.from_dict(rec.payload)
             except SchemaError:
                 continue  # recorded by an older schema: not part of a current episode
-            if other.episode_key == event.episode_key and other.window_start < start:
-                start = other.window_start
-        return start
+            if event.episode_key == episode:
+                out.append(event)
+        return out
+
+    def _attempts(self, episode: str) -> list[Any]:
+        """The trainings of ``episode`` (keys ``{episode}#{n}``), newest first."""
+        prefix = episode + "#"
+        return [
+            t
+            for t in self.store.trainings(self.pipeline, limit=_HISTORY)
+            if t.episode_key.startswith(prefix)
+        ]
+
+    def _retry_pending(self, now: datetime) -> TrainingOutcome | None:
+        """Advance the newest drift episode if it is still open and has been tried."""
+        if not self._drift_policies():
+            return None
+        latest = None
+        for rec in self.store.drift_events(self.pipeline, limit=1):
+            try:
+                latest = DriftEvent.from_dict(rec.payload)
+            except SchemaError:
+                return None
+        if latest is None or not self._attempts(latest.episode_key):
+            return None  # an alarm not handed over yet is the transport's to hand over
+        return self._advance(latest.episode_key, now, latest=latest)
+
+    def _advance(self, episode: str, now: datetime, *, latest: DriftEvent) -> TrainingOutcome:
+        """One step of a drift episode: train, retry, defer or report it done.
+
+        An episode ends when one of its challengers deploys, when a later deployment has
+        replaced the reference it was raised against, or after ``max_attempts`` trainings;
+        waiting for labels and cooldowns defer it without using attempts.
+        """
+        cfg = self._episode_config()
+        attempts = self._attempts(episode)
+        closed = self._closed(episode, latest, attempts, cfg)
+        if closed is not None:
+            held = next((t for t in attempts if t.status in _ACTIVE), attempts[0])
+            if held.status in _ACTIVE:
+                # Links the alarm to the training that answers it (no new training).
+                self.store.begin_training(
+                    self.pipeline,
+                    episode_key=held.episode_key,
+                    trigger=held.trigger,
+                    config=self._config_json,
+                    drift_ids=[latest.drift_id],
+                )
+            return TrainingOutcome("DUPLICATE", closed, training_id=held.id)
+        labels = self._labels_total()
+        if attempts and not self._worth_retry(attempts[0], labels, cfg):
+            return TrainingOutcome(
+                "DUPLICATE",
+                f"episode {episode} waits: {attempts[0].reason or attempts[0].status}",
+                training_id=attempts[0].id,
+            )
+        ctx = self._context(now, drift=latest)
+        decisions = [p.decide(ctx) for _, p in self._drift_policies()]
+        decision = next((d for d in decisions if d.fired), decisions[0])
+        deferred = not decision.fired and any(_deferred(d) for d in decisions)
+        if deferred and attempts and attempts[0].metrics.get("code") == _COOLDOWN_CODE:
+            return TrainingOutcome(
+                "DUPLICATE",
+                f"episode {episode} deferred: {decision.reason}",
+                training_id=attempts[0].id,
+            )
+        trigger = self._trigger_record(decision, now, ctx)
+        trigger["attempt"] = len(attempts) + 1
+        training, created = self.store.begin_training(
+            self.pipeline,
+            episode_key=f"{episode}#{len(attempts) + 1}",
+            trigger=trigger,
+            config=self._config_json,
+            drift_ids=[latest.drift_id],
+        )
+        if not created:
+            return TrainingOutcome(
+                "DUPLICATE",
+                f"episode {episode} already has training {training.id} ({training.status})",
+                training_id=training.id,
+                trigger=trigger,
+            )
+        if not decision.fired:
+            reason = "; ".join(d.reason for d in decisions)
+            code = _COOLDOWN_CODE if deferred else "trigger"
+            self.store.update_training(
+                training.id, status="SKIPPED", reason=reason, metrics={"code": code}
+            )
+            return TrainingOutcome("SKIPPED", reason, training_id=training.id, trigger=trigger)
+        events = self._episode_events(episode) or [latest]
+        since = min(e.change_start for e in events)
+        ratio = latest.statistic / latest.threshold if latest.threshold > 0 else None
+        return self._run(training.id, trigger, since=since, ratio=ratio, drift=latest)
+
+    def _closed(
+        self, episode: str, latest: DriftEvent, attempts: list[Any], cfg: DriftTriggerConfig
+    ) -> str | None:
+        """Why ``episode`` needs no more trainings, or None while it is open."""
+        for t in attempts:
+            if t.status in ("NEW", "RUNNING"):
+                return f"episode {episode} is training now ({t.id})"
+            if t.status == "COMPLETE" and t.metrics.get("deployed"):
+                return f"episode {episode} deployed model {t.model_version_id}"
+        trained = sum(t.status in ("COMPLETE", "FAILED") for t in attempts)
+        if trained >= cfg.max_attempts:
+            return (
+                f"episode {episode} used its {trained} attempts (max_attempts="
+                f"{cfg.max_attempts}) without a better model; the champion stays"
+            )
+        if latest.reference_deployment_id:
+            history = self.store.history(self.pipeline, self.alias)
+            if history and history[-1].id != latest.reference_deployment_id:
+                return f"episode {episode} was answered by deployment {history[-1].id}"
+        return None
+
+    def _worth_retry(self, last: Any, labels_now: int, cfg: DriftTriggerConfig) -> bool:
+        """Whether anything changed since ``last`` attempt that can change its outcome."""
+        code = last.metrics.get("code") if isinstance(last.metrics, dict) else None
+        if code == _COOLDOWN_CODE:
+            return True  # the trigger itself says when the cooldown is over
+        if code == "trigger":
+            return False  # a weak alarm; a stronger one of the episode retries it
+        if code is None and last.status == "FAILED":
+            return True  # released after a crash mid-training: nothing was learned, go again
+        grown = labels_now - int(last.trigger.get("labels_total", 0))
+        new = int(last.metrics.get("selection", {}).get("labelled_new", 0))
+        need_min = self.config.selection.min_labelled_rows
+        if code == "labels":
+            # Ask again once a tenth of what was missing (at least one row) came in.
+            return grown >= max(1, (need_min - new) // 10)
+        # A losing, skipped-by-guard or failed attempt: wait for the labels to grow.
+        return grown >= (cfg.retry_growth - 1.0) * max(new, need_min)
 
     def _champion_metric(self, metric: str, window: int, min_rows: int) -> float | None:
         champion = self.store.current(self.pipeline, self.alias)
@@ -366,7 +488,11 @@ class Retrainer:
             reason = f"{type(exc).__name__}: {exc}"
         timings["total_s"] = time.perf_counter() - started
         self.store.update_training(
-            training_id, status="FAILED", reason=reason, resources={"timings": timings}
+            training_id,
+            status="FAILED",
+            reason=reason,
+            metrics={"code": "failed"},
+            resources={"timings": timings},
         )
         return TrainingOutcome(
             "FAILED", reason, training_id=training_id, timings=timings, trigger=trigger
@@ -386,18 +512,23 @@ class Retrainer:
         features = self.feature_names()
         lap = _Lap(timings)
 
-        sel = _select(
-            self.store.archive(self.pipeline),
-            features,
-            cfg.selection,
-            since=since,
-            task=cfg.label.task,
-        )
+        if trigger.get("kind") == "bootstrap":
+            sel = first_labelled(
+                self.store.archive(self.pipeline), features, cfg.bootstrap_rows, cfg.label.task
+            )
+        else:
+            sel = _select(
+                self.store.archive(self.pipeline),
+                features,
+                cfg.selection,
+                since=since,
+                task=cfg.label.task,
+            )
         lap("select_s")
         ids = [str(e) for e in sel.table.column("event_id").to_pylist()]
         hold = holdout_mask(ids, sel.is_new, cfg.gate.holdout_fraction, cfg.selection.seed)
         y_all = sel.table.column("label").to_numpy(zero_copy_only=False)
-        short = self._too_few(sel, hold, y_all)
+        short = self._too_few(sel, hold, y_all, post_change=drift is not None)
         if short is not None:
             return self._skip_for_labels(training_id, trigger, sel, short, drift, timings, started)
 
@@ -429,7 +560,7 @@ class Retrainer:
                 training_id,
                 status="SKIPPED",
                 reason=reason,
-                metrics={"guard": guard_record, "selection": sel.describe()},
+                metrics={"guard": guard_record, "selection": sel.describe(), "code": "guard"},
                 resources={"timings": {**timings, "total_s": time.perf_counter() - started}},
             )
             return TrainingOutcome(
@@ -451,7 +582,16 @@ class Retrainer:
 
         metric = cfg.metric
         ch_metrics = model.evaluate(x_hold, y_hold)
-        gate = compare(cfg.gate, metric, ch_metrics, champ_metrics, int(hold.sum()))
+        gate = compare(
+            cfg.gate,
+            metric,
+            ch_metrics,
+            champ_metrics,
+            per_row_loss(metric, y_hold, np.asarray(model.predict(x_hold))),
+            None
+            if champ_model is None
+            else per_row_loss(metric, y_hold, np.asarray(champ_model.predict(x_hold))),
+        )
         lap("gate_s")
         mv = self.store.register_model(
             self.pipeline,
@@ -476,6 +616,7 @@ class Retrainer:
             reason += "epoch beat it on validation)"
         metrics = {
             "deployed": deployed,
+            "code": "deployed" if deployed else "gate",
             "gate": gate.to_dict(),
             "challenger": ch_metrics,
             "champion": champ_metrics,
@@ -519,12 +660,18 @@ class Retrainer:
             event=event,
         )
 
-    def _too_few(self, sel: Selection, hold: np.ndarray, y: np.ndarray) -> str | None:
+    def _too_few(
+        self, sel: Selection, hold: np.ndarray, y: np.ndarray, *, post_change: bool
+    ) -> str | None:
+        """Why the selection cannot train yet (None: it can). For a drift episode only the
+        labelled rows from the change point on count: older labels describe the old concept."""
         cfg = self.config
-        if sel.labelled < cfg.selection.min_labelled_rows:
+        counted = int(sel.is_new.sum()) if post_change else sel.labelled
+        if counted < cfg.selection.min_labelled_rows:
+            what = "labelled rows after the change point" if post_change else "labelled rows"
             return (
-                f"too few labelled rows: {sel.labelled} of {sel.rows_considered} selected rows "
-                f"have labels, selection.min_labelled_rows={cfg.selection.min_labelled_rows}"
+                f"too few {what}: {counted} (of {sel.rows_considered} selected rows), "
+                f"selection.min_labelled_rows={cfg.selection.min_labelled_rows}"
             )
         if int(hold.sum()) < cfg.gate.min_holdout_rows:
             return (
@@ -575,6 +722,7 @@ class Retrainer:
             metrics={
                 "selection": sel.describe(),
                 "label_request": None if request is None else request.request_id,
+                "code": "labels",
             },
             resources={"timings": timings},
         )
@@ -711,6 +859,17 @@ class _Lap:
         now = time.perf_counter()
         self.timings[name] = now - self.last
         self.last = now
+
+
+def _trained_at(training: Any) -> datetime:
+    return _parse_time(training.trigger.get("at")) or training.created_at
+
+
+def _deferred(decision: TriggerDecision) -> bool:
+    """Whether a cooldown (in the decision or one of its members) held it back."""
+    if decision.details.get("code") == COOLDOWN:
+        return True
+    return any(_deferred(m) for m in decision.members)
 
 
 def _parse_time(value: Any) -> datetime | None:

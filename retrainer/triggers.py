@@ -26,6 +26,7 @@ from driftline.config.pipeline import (
 from driftline.schemas import DriftEvent
 
 __all__ = [
+    "COOLDOWN",
     "DataAmountTrigger",
     "DriftTrigger",
     "EnsembleTrigger",
@@ -38,15 +39,22 @@ __all__ = [
 ]
 
 
+COOLDOWN = "cooldown"
+"""``details["code"]`` of a decision held back by a cooldown (to retry, not to drop)."""
+
+
 @dataclass(frozen=True)
 class TriggerContext:
     """What a trigger may look at. ``champion_metric(metric, window)`` is evaluated lazily
-    (it reads labels and runs the champion), so only performance triggers pay for it."""
+    (it reads labels and runs the champion), so only performance triggers pay for it.
+    ``last_retraining_at`` is the last training other than the bootstrap one: cooldowns
+    count from it, so the first model does not block the first drift training."""
 
     pipeline: str
     now: datetime
     drift: DriftEvent | None = None
     last_training_at: datetime | None = None
+    last_retraining_at: datetime | None = None
     rows_total: int = 0
     rows_at_last_training: int = 0
     champion_id: str | None = None
@@ -87,16 +95,16 @@ class TriggerPolicy(Protocol):
 
 
 def _cooldown(kind: str, cooldown_s: float, ctx: TriggerContext) -> TriggerDecision | None:
-    if cooldown_s <= 0 or ctx.last_training_at is None:
+    if cooldown_s <= 0 or ctx.last_retraining_at is None:
         return None
-    waited = (ctx.now - ctx.last_training_at).total_seconds()
+    waited = (ctx.now - ctx.last_retraining_at).total_seconds()
     if waited >= cooldown_s:
         return None
     return TriggerDecision(
         False,
         kind,
         f"cooldown: last training {waited:.0f}s ago, cooldown_s={cooldown_s:g}",
-        details={"waited_s": waited},
+        details={"waited_s": waited, "code": COOLDOWN},
     )
 
 
@@ -139,7 +147,9 @@ class DriftTrigger:
             )
         cooling = _cooldown(self.kind, self.config.cooldown_s, ctx)
         if cooling is not None:
-            return TriggerDecision(False, self.kind, cooling.reason, details=details)
+            return TriggerDecision(
+                False, self.kind, cooling.reason, details={**details, **cooling.details}
+            )
         return TriggerDecision(
             True,
             self.kind,
@@ -304,7 +314,9 @@ class EnsembleTrigger:
             )
         cooling = _cooldown(self.kind, self.config.cooldown_s, ctx)
         if cooling is not None:
-            return TriggerDecision(False, self.kind, cooling.reason, members=decisions)
+            return TriggerDecision(
+                False, self.kind, cooling.reason, details=cooling.details, members=decisions
+            )
         drift_keys = [d.key for d in fired if d.kind == "drift" and d.key]
         key = drift_keys[0] if drift_keys else "+".join(str(d.key) for d in fired)
         return TriggerDecision(

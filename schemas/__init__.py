@@ -20,6 +20,7 @@ from driftline.schemas.batch import (
 )
 from driftline.schemas.events import (
     JSON_EVENTS,
+    ChangePoint,
     DeadLetter,
     DeadLetterReason,
     DriftEvent,
@@ -43,6 +44,7 @@ __all__ = [
     "JSON_EVENTS",
     "RESERVED_COLUMNS",
     "SCHEMA_VERSION",
+    "ChangePoint",
     "DeadLetter",
     "DeadLetterReason",
     "DriftEvent",

@@ -119,12 +119,37 @@ class LabelEvent(Event):
 
 
 class FeatureScore(BaseModel):
-    """A feature and its contribution to a drift statistic (larger = more drifted)."""
+    """A feature and its share of a drift statistic: in ``[0, 1]``, larger = more drifted.
+
+    The monitor normalises the detector's attribution so the shares of all features sum to
+    1 (the event carries the largest ten), whatever the detector's own scale: a consumer can
+    compare scores across detectors, streams and alarms.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str
-    score: float
+    score: float = Field(ge=0.0, le=1.0)
+
+
+class ChangePoint(BaseModel):
+    """Where the change began in one partition, estimated backwards from the alarm.
+
+    ``offset``/``timestamp`` are those of the first row estimated to be drifted;
+    ``rows_before_alarm`` counts the partition's rows from it to the alarm's row (0 = the
+    alarm row itself). ``confident`` is False when the recent window showed no change it
+    could place (the estimate is then the window's first row: the change began there or
+    earlier).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    topic: str
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+    timestamp: UtcDatetime
+    rows_before_alarm: int = Field(ge=0)
+    confident: bool = True
 
 
 class SourceRange(BaseModel):
@@ -164,7 +189,18 @@ class DriftEvent(Event):
     reference_deployment_id: str | None = Field(
         default=None, description="the champion deployment whose data is the reference"
     )
+    change_points: list[ChangePoint] = Field(
+        default_factory=list, description="estimated start of the change, per partition"
+    )
     detected_at: UtcDatetime = Field(default_factory=utcnow)
+
+    @property
+    def change_start(self) -> datetime:
+        """When the change began: the earliest estimated change point, else the start of the
+        window the detector was monitoring (an upper bound on the change's start)."""
+        if self.change_points:
+            return min(cp.timestamp for cp in self.change_points)
+        return self.window_start
 
     @property
     def episode_key(self) -> str:

@@ -37,7 +37,7 @@ Example ``driftline.toml``::
     epochs = 30
 
     [pipeline.gate]
-    margin = 0.01
+    confidence = 0.95
 """
 
 from __future__ import annotations
@@ -129,10 +129,14 @@ class _TriggerBase(_Section):
 
 
 class DriftTriggerConfig(_TriggerBase):
-    """Train when the monitor raises a drift alarm (one training per drift episode).
+    """Train when the monitor raises a drift alarm: one *episode* per change.
 
     ``min_ratio`` debounces weak alarms: the statistic must exceed ``min_ratio`` times the
-    detector's threshold.
+    detector's threshold. An episode trains on rows from the estimated change point on; it
+    waits (asking for labels) until ``selection.min_labelled_rows`` of those rows have
+    labels, and a challenger that loses the gate trains again once the post-change labels
+    grew ``retry_growth`` times, up to ``max_attempts`` trainings. ``cooldown_s`` defers an
+    episode (counted from the last drift-driven training), never drops it.
 
     >>> DriftTriggerConfig(min_ratio=1.5).kind
     'drift'
@@ -140,6 +144,24 @@ class DriftTriggerConfig(_TriggerBase):
 
     kind: Literal["drift"] = "drift"
     min_ratio: float = Field(default=1.0, gt=0)
+    max_attempts: int = Field(
+        default=4,
+        ge=1,
+        description="trainings an episode may run before it gives up (label waits excluded)",
+    )
+    retry_growth: float = Field(
+        default=2.0,
+        gt=1,
+        description="a losing episode trains again once its post-change labels grew this much",
+    )
+    reuse_similarity: float | None = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="label-free reuse of a recurring concept: the slack below the window's "
+        "own self-similarity a past data version may score and still count as the same "
+        "concept (None: never reuse)",
+    )
 
 
 class TimeTriggerConfig(_TriggerBase):
@@ -228,11 +250,13 @@ EnsembleTriggerConfig.model_rebuild()
 class SelectionConfig(_Section):
     """Which rows make the training set of a new data version.
 
-    ``new``: rows since the drift window started (or since the last training);
+    ``new``: rows from the drift's estimated change point on (or since the last training);
     ``all``: every archived row; ``uniform``: a uniform sample of ``sample_rows`` of all rows;
     ``coreset``: the rows nearest to a core set of history plus all new rows.
-    Only labelled rows train; with fewer than ``min_labelled_rows`` the training is SKIPPED
-    and a label request for ``label_request_size`` informative events is published.
+    For every strategy the change point splits *new* from *history*: only labelled new rows
+    count toward ``min_labelled_rows`` and only they form the gate's holdout. With fewer,
+    the training waits, a label request for ``label_request_size`` informative events is
+    published, and the retrainer retries as labels arrive.
 
     >>> SelectionConfig().strategy
     'new'
@@ -282,17 +306,21 @@ class ModelConfig(_Section):
 
 
 class GateConfig(_Section):
-    """Champion/challenger comparison on a holdout of the new data.
+    """Champion/challenger comparison on a holdout of the post-change labelled rows.
 
-    The challenger is deployed only if its ``metric`` beats the champion's by ``margin``
-    (absolute; the direction follows the metric, e.g. lower ``mse`` is better).
+    The challenger deploys when a paired one-sided test on per-row loss (McNemar's exact
+    test for classification, a paired t-test for regression) shows it better at
+    ``confidence``, and its observed gain (champion's mean per-row loss minus its own: the
+    accuracy difference, or the drop in squared/absolute error) is at least ``margin``
+    (default 0: any gain the test confirms).
 
-    >>> GateConfig().margin
-    0.005
+    >>> GateConfig().confidence, GateConfig().margin
+    (0.9, 0.0)
     """
 
     metric: str | None = None
-    margin: float = Field(default=0.005, ge=0)
+    confidence: float = Field(default=0.9, gt=0.5, lt=1)
+    margin: float = Field(default=0.0, ge=0)
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
     min_holdout_rows: int = Field(default=20, ge=1)
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from driftline.config.pipeline import DetectorConfig, PipelineConfig, SelectionConfig
+from driftline.config.pipeline import PipelineConfig
 from driftline.streams.embedded.runner import LabelledStream
 from driftline.streams.evaluation.backtest import ProgressFactory, backtest, policy_configs
 from driftline.streams.evaluation.composite import Concept
@@ -182,24 +182,18 @@ def _apply(kind: str, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def demo_config(label_delay: int = 200) -> PipelineConfig:
-    """The demo's pipeline: library defaults except two settings a back-test must choose.
+    """The demo's pipeline: the library defaults and nothing else.
 
-    * ``detector.ert = 100_000``: one false alarm per 100k events, a production-like rate
-      (the default 10k would expect one in a stream this long);
-    * ``selection.max_rows = 600`` with ``min_labelled_rows = 600 - label_delay``: train on
-      the newest rows once all but the unlabelled tail have labels, so a training after a
-      drift sees the new concept rather than the rows before the alarm.
+    Nothing here is chosen for the digits stream (``label_delay`` is accepted so callers
+    may pass the scenario's, but the defaults need no adjustment for it): the drift episode
+    trains on rows from the estimated change point on, waits for their labels, and the
+    paired-test gate decides, so the same config serves any stream.
 
     >>> c = demo_config()
-    >>> c.detector.ert, c.selection.max_rows, c.selection.min_labelled_rows
-    (100000, 600, 400)
+    >>> c == PipelineConfig(name=DEMO_PIPELINE)
+    True
     """
-    rows = 600
-    return PipelineConfig(
-        name=DEMO_PIPELINE,
-        detector=DetectorConfig(ert=100_000),
-        selection=SelectionConfig(max_rows=rows, min_labelled_rows=max(100, rows - label_delay)),
-    )
+    return PipelineConfig(name=DEMO_PIPELINE)
 
 
 def run_demo(

@@ -1,18 +1,19 @@
 """Replay a Parquet or CSV file to ``{p}.inputs`` (``driftline replay``).
 
 Each row becomes one JSON `InferenceEvent` message, or rows are packed ``batch_rows`` at a
-time into Arrow `InferenceBatch` messages. Columns: ``event_id`` (default ``row-<n>``, so a
-replay of the same file re-sends the same ids), ``timestamp`` (default: the time of sending),
-the label column (sent only as delayed labels), and every other numeric column is a feature.
-Optionally a known drift is injected from a chosen row (`driftline.streams.evaluation.scenarios`),
-and the label
-of each row is sent to ``{p}.labels`` ``labels_delay`` rows later, as ground truth arrives
-late in real services.
+time into Arrow `InferenceBatch` messages. Columns: ``event_id`` (or the ``id_column``
+named; without one, ``<run_id>-<n>`` with a fresh ``run_id`` per replay, so two replays
+into one pipeline never share an id and labels cannot join the wrong rows), ``timestamp``
+(default: the time of sending), the label column (sent only as delayed labels), and every
+other numeric column is a feature. Optionally a known drift is injected from a chosen row
+(`driftline.streams.evaluation.scenarios`), and the label of each row is sent to
+``{p}.labels`` ``labels_delay`` rows later, as ground truth arrives late in real services.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +49,7 @@ class ReplayReport:
     messages: int
     labels: int
     seconds: float
+    run_id: str = ""
 
     @property
     def rows_per_second(self) -> float:
@@ -103,6 +105,8 @@ def replay(
     limit: int | None = None,
     progress: bool = True,
     on_sent: Callable[[int], None] | None = None,
+    id_column: str = "event_id",
+    run_id: str | None = None,
 ) -> ReplayReport:
     """Send the rows of ``path`` to ``{p}.inputs`` (and labels to ``{p}.labels``).
 
@@ -131,10 +135,11 @@ def replay(
     labels = _labels(table, label_column, labels_delay)
     if inject is not None:
         x, labels = _inject(x, labels, inject, at, magnitude, names, inject_features, seed)
+    run = run_id or f"run{uuid.uuid4().hex[:12]}"
     ids = (
-        [str(v) for v in table.column("event_id").to_pylist()]
-        if "event_id" in table.column_names
-        else [f"row-{i}" for i in range(n)]
+        [str(v) for v in table.column(id_column).to_pylist()]
+        if id_column in table.column_names
+        else [f"{run}-{i}" for i in range(n)]
     )
     stamps = _timestamps(table)
     topics = settings.topics
@@ -213,7 +218,7 @@ def replay(
     finally:
         if bar is not None:
             bar[0].stop()
-    return ReplayReport(sent_rows, messages, sent_labels, time.monotonic() - started)
+    return ReplayReport(sent_rows, messages, sent_labels, time.monotonic() - started, run)
 
 
 def _labels(table: pa.Table, column: str, delay: int | None) -> list[Any] | None:

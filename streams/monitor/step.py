@@ -82,10 +82,12 @@ import pyarrow as pa
 
 from driftline.config.pipeline import PipelineConfig
 from driftline.detectors import Coreset, DriftDetector, OODScorer, make_detector
+from driftline.detectors.changepoint import estimate_change_point
 from driftline.lifecycle_store import LifecycleStore
 from driftline.lifecycle_store.archive import Archive
 from driftline.lifecycle_store.exceptions import NotFoundError
 from driftline.schemas import (
+    ChangePoint,
     DeadLetter,
     DeadLetterReason,
     DriftEvent,
@@ -147,10 +149,16 @@ class LabelOutput:
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
+# Rows per partition kept for the change-point search: enough to reach back past a detection
+# delay of hundreds of rows, small enough (2048 x d floats) to keep per partition.
+CHANGE_WINDOW = 2048
+
+
 @dataclass
 class _Partition:
     """Monitoring state of one input partition: detector, sketch, the window since the last
-    reset, and how many rows ago the last alarm of this episode was emitted."""
+    reset, how many rows ago the last alarm of this episode was emitted, and the most recent
+    ``CHANGE_WINDOW`` rows (kept across resets) to estimate where a change began."""
 
     detector: DriftDetector
     sketch: Coreset
@@ -160,6 +168,7 @@ class _Partition:
     rows: int = 0
     since_alarm: int | None = None
     pending: list[np.ndarray] = field(default_factory=list)
+    recent: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
 
     def start_window(self) -> None:
         self.window_start_offset = None
@@ -179,6 +188,26 @@ class _Partition:
         self.rows += stop - start
         if self.since_alarm is not None:
             self.since_alarm += stop - start
+        self.recent.append((rows.features[start:stop], rows.offsets[start:stop], stamps))
+        if sum(len(r[1]) for r in self.recent) > 2 * CHANGE_WINDOW:
+            self.recent = [self._recent_arrays()]
+
+    def _recent_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The last ``CHANGE_WINDOW`` (features, offsets, timestamps) rows, oldest first."""
+        x, offsets, stamps = (
+            np.concatenate(c)[-CHANGE_WINDOW:] for c in zip(*self.recent, strict=True)
+        )
+        return x, offsets, stamps
+
+    def change_point(self) -> tuple[int, int, int, bool] | None:
+        """``(offset, timestamp_us, rows_before_alarm, confident)`` of the estimated first
+        drifted row among the recent rows (the last one is the alarm's), None without rows."""
+        if not self.recent:
+            return None
+        x, offsets, stamps = self._recent_arrays()
+        est = estimate_change_point(x)
+        i = est.index
+        return int(offsets[i]), int(stamps[i]), len(x) - 1 - i, est.confident
 
     def sample(self, x: np.ndarray) -> None:
         stride = max(1, len(x) // SKETCH_ROWS_PER_BATCH)
@@ -729,13 +758,33 @@ class MonitorStep:
                 f"{end_offset}\0{rows.event_ids[row].as_py()}".encode()
             ).hexdigest()[:24]
         )
+        change = monitor.change_point()
+        # Shares of the attribution (see FeatureScore): bounded whatever the detector's scale.
+        raw = np.array([max(float(s), 0.0) for _, s in result.features], dtype=np.float64)
+        raw = np.where(np.isfinite(raw), raw, 0.0)
+        shares = raw / raw.sum() if raw.sum() > 0 else raw
         return DriftEvent(
             drift_id=drift_id,
             pipeline=self.pipeline,
             detector=self.config.detector.kind,
             statistic=float(result.statistic),
             threshold=float(result.threshold),
-            features=[FeatureScore(name=n, score=float(s)) for n, s in result.features[:10]],
+            features=[
+                FeatureScore(name=n, score=float(min(v, 1.0)))
+                for (n, _), v in zip(result.features[:10], shares, strict=False)
+            ],
+            change_points=[]
+            if change is None
+            else [
+                ChangePoint(
+                    topic=topic,
+                    partition=partition,
+                    offset=change[0],
+                    timestamp=_from_us(change[1]),
+                    rows_before_alarm=change[2],
+                    confident=change[3],
+                )
+            ],
             window_start=_from_us(monitor.window_min_us),
             window_end=_from_us(monitor.window_max_us),
             offsets=[

@@ -4,22 +4,72 @@ import numpy as np
 import pytest
 
 from driftline.config.pipeline import GateConfig, GuardConfig
-from driftline.retrainer.gate import compare, holdout_mask
+from driftline.retrainer.gate import compare, holdout_mask, per_row_loss
 from driftline.retrainer.guard import GuardFeatures, WastedComputationGuard
 
 
-def test_gate_needs_a_margin_in_the_metric_direction() -> None:
-    cfg = GateConfig(margin=0.02)
-    assert compare(cfg, "accuracy", {"accuracy": 0.93}, {"accuracy": 0.9}, 50).deploy
-    assert not compare(cfg, "accuracy", {"accuracy": 0.91}, {"accuracy": 0.9}, 50).deploy
-    assert compare(cfg, "mse", {"mse": 1.0}, {"mse": 1.5}, 50).deploy
-    assert not compare(cfg, "mse", {"mse": 1.5}, {"mse": 1.0}, 50).deploy
-    first = compare(cfg, "accuracy", {"accuracy": 0.5}, None, 50)
+def _losses(n: int, wrong: list[int]) -> np.ndarray:
+    loss = np.zeros(n)
+    loss[wrong] = 1.0
+    return loss
+
+
+def test_gate_lets_a_better_model_through_a_near_perfect_champion() -> None:
+    # The case: champion 0.997 vs challenger 0.9995 on 4000 holdout rows. An absolute
+    # margin of 0.005 could never deploy it; the paired test sees 10 wins against 0 losses.
+    cfg = GateConfig(confidence=0.95)
+    champ, chall = _losses(4000, list(range(12))), _losses(4000, [0, 1])
+    d = compare(cfg, "accuracy", {"accuracy": 0.9995}, {"accuracy": 0.997}, chall, champ)
+    assert d.deploy and d.wins == 10 and d.losses == 0 and d.p_value < 0.01
+    assert d.to_dict()["test"] == "mcnemar-exact" and d.gain == pytest.approx(10 / 4000)
+
+
+def test_gate_rejects_noise_and_worse_models() -> None:
+    cfg = GateConfig(confidence=0.9)
+    champ = _losses(200, [0, 1, 2, 3, 4, 5])
+    coin = _losses(200, [0, 1, 2, 3, 6, 7])  # 2 wins, 2 losses: no evidence
+    d = compare(cfg, "accuracy", {"accuracy": 0.97}, {"accuracy": 0.97}, coin, champ)
+    assert not d.deploy and d.p_value > 0.5 and "not shown better" in d.reason
+    worse = _losses(200, list(range(30)))
+    assert not compare(cfg, "accuracy", {"accuracy": 0.85}, {"accuracy": 0.97}, worse, champ).deploy
+    # A margin demands an observed gain on top of significance.
+    better = _losses(200, [])
+    assert compare(cfg, "accuracy", {"accuracy": 1.0}, {"accuracy": 0.97}, better, champ).deploy
+    strict = GateConfig(confidence=0.9, margin=0.05)
+    assert not compare(
+        strict, "accuracy", {"accuracy": 1.0}, {"accuracy": 0.97}, better, champ
+    ).deploy
+
+
+def test_gate_regression_uses_a_paired_t_test_on_the_metric_loss() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=300)
+    good, bad = y + rng.normal(0, 0.3, 300), y + rng.normal(0, 0.6, 300)
+    cfg = GateConfig(confidence=0.95)
+    ok = compare(
+        cfg,
+        "mse",
+        {"mse": 0.09},
+        {"mse": 0.36},
+        per_row_loss("mse", y, good),
+        per_row_loss("mse", y, bad),
+    )
+    assert ok.deploy and ok.test == "paired-t" and ok.gain_lower > 0
+    assert not compare(
+        cfg,
+        "mae",
+        {"mae": 0.5},
+        {"mae": 0.25},
+        per_row_loss("mae", y, bad),
+        per_row_loss("mae", y, good),
+    ).deploy
+
+
+def test_gate_first_model_and_nan() -> None:
+    cfg = GateConfig()
+    first = compare(cfg, "accuracy", {"accuracy": 0.5}, None, np.zeros(50), None)
     assert first.deploy and "no champion" in first.reason
-    nan = compare(cfg, "accuracy", {"accuracy": float("nan")}, None, 50)
-    assert not nan.deploy
-    d = compare(cfg, "accuracy", {"accuracy": 0.91}, {"accuracy": 0.9}, 50).to_dict()
-    assert d["champion"] == 0.9 and d["challenger"] == 0.91 and d["holdout_rows"] == 50
+    assert not compare(cfg, "accuracy", {"accuracy": float("nan")}, None, np.zeros(5), None).deploy
 
 
 def test_holdout_is_stable_new_only_and_sized() -> None:

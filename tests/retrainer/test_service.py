@@ -114,7 +114,7 @@ def test_one_episode_gives_one_training(
     done = next(o for o in outcomes if o.status == "COMPLETE")
     assert all(o.training_id == done.training_id for o in outcomes)
     episode = f"idem/{first.data_version_id}"
-    assert len(store.trainings("idem", episode_key=episode)) == 1
+    assert len(store.trainings("idem", episode_key=f"{episode}#1")) == 1
     # Episodes are keyed by the deployment that installed the reference: redeploying the
     # same data (a recurring concept) opens a new episode, which may train again.
     deployment = store.history("idem")[-1].id
@@ -179,7 +179,7 @@ def test_failed_or_timed_out_training_keeps_the_champion(
     assert out.status == "FAILED" and "loss became nan" in out.reason
     assert store.training(out.training_id).status == "FAILED"
     slow = make(store, "fail", pub, model={"timeout_s": 0.001})
-    out = slow.handle_drift(drift_event("fail", first.data_version_id, start, end))
+    out = slow.handle_drift(drift_event("fail", "dv-other-reference", start, end))
     assert out.status == "FAILED" and "timeout_s" in out.reason
     assert store.current("fail").id == first.model_version_id
     assert len(pub.model_versions) == 1
@@ -208,7 +208,7 @@ def test_gate_keeps_a_champion_the_challenger_does_not_beat_and_guard_learns(
         )
     kept, second, third, guarded = outcomes
     assert kept.status == "COMPLETE" and not kept.deployed
-    assert "does not beat" in kept.reason and kept.model_version_id is not None
+    assert "not shown better" in kept.reason and kept.model_version_id is not None
     assert kept.metrics["gate"]["champion"] > 0.9
     assert store.model_version(kept.model_version_id)  # registered for the record
     assert third.status == "COMPLETE" and not third.deployed, third.metrics["guard"]

@@ -41,11 +41,14 @@ def test_drift_trigger_keys_by_episode_and_debounces_weak_alarms() -> None:
 
 def test_cooldown_blocks_until_it_has_passed() -> None:
     t = make_trigger(DriftTriggerConfig(cooldown_s=600))
-    recent = TriggerContext("p", T0, drift=alarm(), last_training_at=T0 - timedelta(seconds=60))
+    recent = TriggerContext("p", T0, drift=alarm(), last_retraining_at=T0 - timedelta(seconds=60))
     d = t.decide(recent)
-    assert not d.fired and "cooldown" in d.reason
-    old = TriggerContext("p", T0, drift=alarm(), last_training_at=T0 - timedelta(seconds=601))
+    assert not d.fired and "cooldown" in d.reason and d.details["code"] == "cooldown"
+    old = TriggerContext("p", T0, drift=alarm(), last_retraining_at=T0 - timedelta(seconds=601))
     assert t.decide(old).fired
+    # Only drift-driven trainings count: a fresh bootstrap model does not block.
+    after_bootstrap = TriggerContext("p", T0, drift=alarm(), last_training_at=T0)
+    assert t.decide(after_bootstrap).fired
 
 
 def test_time_trigger_buckets() -> None:

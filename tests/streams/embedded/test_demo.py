@@ -108,4 +108,4 @@ def test_the_run_directory_holds_the_report_and_one_store_per_policy(
         assert (demo_dir / name).stat().st_size > 1000
     for policy in ("drift", "periodic", "never"):
         assert (demo_dir / policy / "store.db").is_file()
-    assert demo.settings["detector"].startswith("mmd, ert=100000")
+    assert demo.settings["detector"].startswith("mmd, ert=10000,")  # library defaults

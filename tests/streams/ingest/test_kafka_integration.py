@@ -69,7 +69,7 @@ def test_known_drift_gives_exactly_its_event_and_no_drift_gives_none(
         inject_features=["f0"],
         progress=False,
     )
-    replay(steady.settings, file, labels_delay=100, progress=False)
+    replay(steady.settings, file, labels_delay=100, progress=False, run_id="row")
     for run in (drifting, steady):
         wait_for(
             lambda r=run: r.archived() >= 6000,

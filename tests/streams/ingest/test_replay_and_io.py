@@ -104,9 +104,11 @@ def test_replay_sends_valid_json_arrow_and_delayed_labels(
         decoded = decode_inputs(inputs, pipeline=s.pipeline)
         assert decoded.dead_letters == [] and len(decoded.rows) == 100
         assert decoded.rows.feature_names == ("f0", "f1")
-        assert decoded.rows.event_ids[:2].to_pylist() == ["row-0", "row-1"]
+        run = json_report.run_id
+        assert decoded.rows.event_ids[:2].to_pylist() == [f"{run}-0", f"{run}-1"]
+        assert len(set(decoded.rows.event_ids.to_pylist())) == 100  # two runs, no shared id
         labels = [LabelEvent.from_json(m.value()) for m in read_all(s, s.topics.labels, 50)]
-        assert sorted(int(e.event_id[4:]) for e in labels) == list(range(50))
+        assert sorted(int(e.event_id.rsplit("-", 1)[1]) for e in labels) == list(range(50))
         assert ensure_topics(s) == []
     finally:
         for f in admin.delete_topics(s.topics.all()).values():

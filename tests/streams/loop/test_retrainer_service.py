@@ -128,7 +128,10 @@ def test_drift_to_a_better_served_model_with_delayed_labels(
     assert service.stats.deployed == 2
     skipped = next(t for t in trainings if t.status == "SKIPPED")
     assert request.training_id == skipped.id
-    assert store.training(second_training(store, second)).episode_key == drifts[0].episode_key
+    # Attempts of one episode are keyed {episode}#{n}; the label wait was attempt 1.
+    assert store.training(second_training(store, second)).episode_key == (
+        f"{drifts[0].episode_key}#2"
+    )
     store.close()
 
 

@@ -1,0 +1,133 @@
+"""Drift episodes: post-change labels, retries after a losing challenger, deferred cooldowns,
+and a bootstrap model trained on a defined set of rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+
+from driftline.config.pipeline import PipelineConfig
+from driftline.lifecycle_store import LifecycleStore
+from driftline.retrainer.publisher import InMemoryPublisher
+from driftline.retrainer.service import Retrainer
+from driftline.schemas import ChangePoint, DriftEvent
+from tests.retrainer.conftest import FEATURES, Feed, concept, drift_event
+
+
+def make(store: LifecycleStore, name: str, **overrides: Any) -> Retrainer:
+    config = PipelineConfig.from_dict({"name": name, "feature_names": FEATURES, **overrides})
+    return Retrainer(store, config, InMemoryPublisher())
+
+
+def bootstrap(r: Retrainer, feed: Feed) -> Any:
+    x, y = concept("A", 1500, 0)
+    feed.rows(x, y)
+    [outcome] = r.tick(feed.clock)
+    assert outcome.deployed, outcome.reason
+    return outcome
+
+
+def with_change(event: DriftEvent, at: Any) -> DriftEvent:
+    cp = ChangePoint(
+        topic="t", partition=0, offset=0, timestamp=at, rows_before_alarm=0, confident=True
+    )
+    return event.model_copy(update={"change_points": [cp]})
+
+
+def test_bootstrap_trains_on_exactly_the_first_bootstrap_rows(
+    store: LifecycleStore, feed_factory: Callable[[str], Feed]
+) -> None:
+    feed = feed_factory("boot")
+    r = make(store, "boot", bootstrap_rows=400)
+    x, y = concept("A", 1500, 0)
+    feed.rows(x, y)  # far more labels than bootstrap_rows are there when it first looks
+    [outcome] = r.tick(feed.clock)
+    assert outcome.metrics["selection"]["labelled"] == 400
+    table = store.read_data_version(outcome.data_version_id)
+    assert sorted(table.column("event_id").to_pylist()) == sorted(f"e{i}" for i in range(400))
+
+
+def test_only_post_change_labels_count_and_the_episode_retries_as_they_arrive(
+    store: LifecycleStore, feed_factory: Callable[[str], Feed]
+) -> None:
+    feed = feed_factory("post")
+    r = make(store, "post", selection={"strategy": "all", "min_labelled_rows": 200})
+    first = bootstrap(r, feed)
+    xa, ya = concept("A", 600, 5)
+    feed.rows(xa, ya)  # more pre-change labels than min_labelled_rows
+    xb, yb = concept("B", 800, 1)
+    change, end, ids = feed.rows(xb, yb, labelled=0.0)
+    event = with_change(drift_event("post", first.data_version_id, change, end), change)
+    waiting = r.handle_drift(event)
+    assert waiting.status == "SKIPPED" and "after the change point: 0" in waiting.reason
+    assert waiting.label_request is not None
+    assert r.tick(end) == []  # nothing new: no training, no new attempt
+    feed.labels(ids, yb, end)
+    [trained] = r.tick(end)  # the library retries the episode itself
+    assert trained.status == "COMPLETE" and trained.deployed, trained.reason
+    sel = trained.metrics["selection"]
+    assert sel["labelled_new"] == 800 and sel["since"] == change.isoformat()
+    gate = store.training(trained.training_id).metrics["gate"]
+    assert gate["test"] == "mcnemar-exact" and gate["p_value"] < 0.1
+
+
+def test_a_losing_challenger_retries_with_more_labels_up_to_max_attempts(
+    store: LifecycleStore, feed_factory: Callable[[str], Feed]
+) -> None:
+    feed = feed_factory("lose")
+    r = make(
+        store,
+        "lose",
+        triggers=[{"kind": "drift", "max_attempts": 2, "retry_growth": 2.0}],
+        selection={"min_labelled_rows": 200},
+        guard={"enabled": False},
+    )
+    first = bootstrap(r, feed)
+    x, y = concept("A", 300, 7)  # a false alarm: the champion is as good as any challenger
+    start, end, _ = feed.rows(x, y)
+    event = with_change(drift_event("lose", first.data_version_id, start, end), start)
+    lost = r.handle_drift(event)
+    assert lost.status == "COMPLETE" and not lost.deployed
+    assert r.tick(end) == []  # labels have not grown yet
+    x, y = concept("A", 350, 8)
+    _, end, _ = feed.rows(x, y)
+    [again] = r.tick(end)
+    assert again.status == "COMPLETE" and again.trigger["attempt"] == 2
+    x, y = concept("A", 900, 9)
+    _, end, _ = feed.rows(x, y)
+    assert r.tick(end) == []  # max_attempts used: the champion stays
+    done = r.handle_drift(event)
+    assert done.status == "DUPLICATE" and "max_attempts=2" in done.reason
+    assert store.current("lose").id == first.model_version_id
+
+
+def test_cooldown_defers_an_episode_and_tick_trains_it_later(
+    store: LifecycleStore, feed_factory: Callable[[str], Feed]
+) -> None:
+    feed = feed_factory("cool")
+    r = make(store, "cool", triggers=[{"kind": "drift", "cooldown_s": 3600}])
+    first = bootstrap(r, feed)
+    xb, yb = concept("B", 800, 1)
+    start, end, _ = feed.rows(xb, yb)
+    # Right after the bootstrap model: the cooldown counts from drift trainings only.
+    to_b = r.handle_drift(
+        with_change(drift_event("cool", first.data_version_id, start, end), start)
+    )
+    assert to_b.deployed, to_b.reason
+    xa, ya = concept("A", 800, 2)
+    start, end, _ = feed.rows(xa, ya)
+    deployment = store.history("cool")[-1].id
+    back = with_change(
+        drift_event("cool", to_b.data_version_id, start, end, deployment=deployment), start
+    )
+    deferred = r.handle_drift(back)
+    assert deferred.status == "SKIPPED" and "cooldown" in deferred.reason
+    assert r.tick(end + timedelta(seconds=1)) == []  # still cooling: no new attempt
+    trainings = len(store.trainings("cool"))
+    [trained] = r.tick(end + timedelta(seconds=4000))
+    assert trained.status == "COMPLETE" and trained.deployed, trained.reason
+    assert len(store.trainings("cool")) == trainings + 1
+    assert np.isclose(trained.metrics["selection"]["labelled_new"], 800)
