@@ -33,7 +33,7 @@ _MIN_RUNS = 64
 _MIN_ALARMS = 40
 _MIN_THRESHOLD = 1e-6
 _CHUNK_ELEMENTS = 2_000_000
-_BLOCK = 64
+_BLOCK = 32
 # Larger references have a negligible sampling error; capping keeps memory bounded.
 _MAX_POPULATION = 50_000
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from driftline.detectors._ewma import calibrate_threshold, ewma, lam_for_window
 from driftline.detectors._serialization import pack, unpack
+from driftline.detectors._threads import single_blas_thread
 from driftline.detectors._validation import (
     as_matrix,
     check_ert,
@@ -133,6 +134,10 @@ class DriftDetector:
     # ------------------------------------------------------------------ fit / update
     def fit(self, reference: np.ndarray, feature_names: Sequence[str] | None = None) -> Any:
         """Learn the reference distribution and calibrate the threshold; returns ``self``."""
+        with single_blas_thread():
+            return self._fit(reference, feature_names)
+
+    def _fit(self, reference: np.ndarray, feature_names: Sequence[str] | None) -> Any:
         self._check_params()
         x = self._reference_matrix(reference)
         if x.shape[0] < _MIN_REFERENCE:
@@ -176,6 +181,10 @@ class DriftDetector:
         """Feed ``(b, d)`` rows (or one row of length ``d``) in stream order."""
         self._require_fitted()
         x = self._batch_matrix(batch)
+        with single_blas_thread():
+            return self._update(x)
+
+    def _update(self, x: np.ndarray) -> DriftResult:
         m = ewma(self._feature_map(x), self._state, self.lam)
         stats = self._statistic(m)
         over = np.flatnonzero(stats > self._threshold)
