@@ -8,7 +8,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from driftline.detectors._ewma import calibrate_threshold, ewma, lam_for_window
+from driftline.detectors._ewma import (
+    calibrate_threshold,
+    ewma,
+    lam_for_window,
+    simulated_states,
+)
 from driftline.detectors._serialization import pack, unpack
 from driftline.detectors._threads import single_blas_thread
 from driftline.detectors._validation import (
@@ -23,6 +28,10 @@ from driftline.detectors.result import DriftResult
 __all__ = ["DriftDetector"]
 
 _MIN_REFERENCE = 40
+# Each scale's statistic is divided by this quantile of its own no-drift values before the
+# maximum over scales is taken, so neither window dominates the combined false alarms.
+_SCALE_QUANTILE = 0.99
+_PILOT_EVENTS = 64_000
 
 
 class DriftDetector:
@@ -39,9 +48,18 @@ class DriftDetector:
 
     Parameters shared by all detectors: ``ert`` (expected events between false alarms),
     ``window`` (effective number of recent events the statistic averages: EWMA weight
-    ``2 / (window + 1)``; larger sees smaller shifts, later), ``seed`` (split, random
-    features and simulation are deterministic given it), ``n_simulated`` (no-drift events
-    simulated in ``fit``; fewer is faster but calibrates large ``ert`` less precisely).
+    ``2 / (window + 1)``; larger sees smaller shifts, later), ``short_window`` (a second,
+    shorter chart on the same features: ``None`` picks ``window // 8`` when that is at least
+    10 events, ``0`` turns it off), ``seed`` (split, random features and simulation are
+    deterministic given it), ``n_simulated`` (no-drift events simulated in ``fit``; fewer is
+    faster but calibrates large ``ert`` less precisely).
+
+    Two scales: a long window sees small persistent shifts, a short one sees large shifts
+    sooner (a single EWMA must choose). Both follow the same feature map; each scale's
+    statistic is divided by its own 99% no-drift quantile and the alarm statistic is the
+    larger of the two, so ``statistic`` and ``threshold`` are on that normalized scale. The
+    threshold of the maximum is calibrated jointly by simulating both charts on the same
+    resampled runs: the combined false-alarm rate is the requested ``ert``, not twice it.
 
     Alarm behaviour: ``update`` reports ``drift=True`` for every batch in which the statistic
     is above the threshold at some row, with ``index`` the first such row. ``drift_detected``
@@ -72,10 +90,16 @@ class DriftDetector:
         DriftDetector._registry[cls.__name__] = cls
 
     def __init__(
-        self, ert: int = 10_000, window: int = 500, seed: int = 0, n_simulated: int = 1_000_000
+        self,
+        ert: int = 10_000,
+        window: int = 500,
+        seed: int = 0,
+        n_simulated: int = 1_000_000,
+        short_window: int | None = None,
     ) -> None:
         self.ert = ert
         self.window = window
+        self.short_window = short_window
         self.seed = seed
         self.n_simulated = n_simulated
         self._fitted = False
@@ -83,6 +107,8 @@ class DriftDetector:
         self._n_features = 0
         self._threshold = np.inf
         self._state = np.zeros(0)
+        self._state_short = np.zeros(0)
+        self._scale_norm = np.ones(0)
         self._center = np.zeros(0, dtype=np.float32)
         self._n_seen = 0
         self._drift = False
@@ -97,6 +123,8 @@ class DriftDetector:
         check_ert(self.ert)
         check_positive_int("window", self.window, "effective number of recent events")
         check_positive_int("n_simulated", self.n_simulated, "events simulated to calibrate")
+        if self.short_window is not None and self.short_window != 0:
+            check_positive_int("short_window", self.short_window, "0 for one scale, or None")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
             raise InvalidInputError(f"seed must be an integer, got {self.seed!r}")
 
@@ -131,6 +159,14 @@ class DriftDetector:
         """EWMA weight of the newest event."""
         return lam_for_window(self.window)
 
+    @property
+    def windows(self) -> tuple[int, ...]:
+        """Effective windows of the charts, longest first (one or two)."""
+        short = self.short_window
+        if short is None:
+            short = self.window // 8 if self.window // 8 >= 10 else 0
+        return (int(self.window), int(short)) if 0 < short < self.window else (int(self.window),)
+
     # ------------------------------------------------------------------ fit / update
     def fit(self, reference: np.ndarray, feature_names: Sequence[str] | None = None) -> Any:
         """Learn the reference distribution and calibrate the threshold; returns ``self``."""
@@ -156,23 +192,54 @@ class DriftDetector:
         hold = self._feature_map(x[order[half:]] if self._hold_out else x)
         hold = hold - hold.mean(axis=0)
         self._prepare_statistic(hold, rng)
+        hold32 = hold.astype(np.float32)
+        lams = np.repeat([lam_for_window(w) for w in self.windows], hold.shape[1])
+        tiled = np.tile(hold32, len(self.windows))
+        self._scale_norm = np.ones(len(self.windows))
+        if len(self.windows) > 1:
+            self._scale_norm = self._pilot_norms(tiled, lams, rng)
         self._threshold = calibrate_threshold(
-            hold.astype(np.float32),
-            self._statistic,
-            self.lam,
-            int(self.ert),
-            int(self.n_simulated),
-            rng,
-            x.shape[0],
+            tiled, self._joint, lams, int(self.ert), int(self.n_simulated), rng, x.shape[0]
         )
         self._fitted = True
         self.reset()
         return self
 
+    def _scale_stats(self, m: np.ndarray) -> list[np.ndarray]:
+        """Each scale's statistic from stacked states ``(..., scales * map_dim)``."""
+        dim, out = self._map_dim(), []
+        for k, w in enumerate(self.windows):
+            # Subclass statistics carry the long window's (2 - lam) / lam variance factor.
+            lam = lam_for_window(w)
+            factor = ((2.0 - lam) / lam) / ((2.0 - self.lam) / self.lam)
+            out.append(self._statistic(m[..., k * dim : (k + 1) * dim]) * factor)
+        return out
+
+    def _joint(self, m: np.ndarray) -> np.ndarray:
+        """Alarm statistic: the largest of the scales' normalized statistics."""
+        stats = self._scale_stats(m)
+        if len(stats) == 1:
+            return stats[0]
+        return np.asarray(
+            np.maximum(stats[0] / self._scale_norm[0], stats[1] / self._scale_norm[1])
+        )
+
+    def _pilot_norms(
+        self, tiled: np.ndarray, lams: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Each scale's 99% no-drift quantile, from a short simulated run (stationary part)."""
+        n_runs = 16
+        length = max(_PILOT_EVENTS // n_runs, 4 * int(self.window))
+        chunks = list(simulated_states(tiled, lams, n_runs, length, rng, len(tiled)))
+        m = np.concatenate(chunks)[min(2 * int(self.window), length - 1) :]
+        qs = [float(np.quantile(s, _SCALE_QUANTILE)) for s in self._scale_stats(m)]
+        return np.array([q if q > 0 else 1.0 for q in qs])
+
     def reset(self) -> None:
         """Monitor again against the same reference (clears the alarm and ``n_seen``)."""
         self._require_fitted()
         self._state = np.zeros(self._map_dim())
+        self._state_short = np.zeros(self._map_dim() if len(self.windows) > 1 else 0)
         self._n_seen = 0
         self._drift = False
         self._reset_extra()
@@ -185,13 +252,21 @@ class DriftDetector:
             return self._update(x)
 
     def _update(self, x: np.ndarray) -> DriftResult:
-        m = ewma(self._feature_map(x), self._state, self.lam)
-        stats = self._statistic(m)
+        z = self._feature_map(x)
+        m = ewma(z, self._state, self.lam)
+        short = None
+        if len(self.windows) > 1:
+            short = ewma(z, self._state_short, lam_for_window(self.windows[1]))
+            stats = self._joint(np.concatenate([m, short], axis=-1))
+        else:
+            stats = self._statistic(m)
         over = np.flatnonzero(stats > self._threshold)
         row = int(over[0]) if over.size else len(stats) - 1
         scores = self._attribution(x, m, row)
         self._advance_extra(x)
         self._state = m[-1]
+        if short is not None:
+            self._state_short = short[-1]
         self._n_seen += len(x)
         self._drift = self._drift or bool(over.size)
         ranked = sorted(
@@ -275,6 +350,8 @@ class DriftDetector:
         if self._fitted:
             arrays = {name: getattr(self, name) for name in self._fitted_arrays}
             arrays["_state"] = self._state
+            arrays["_state_short"] = self._state_short
+            arrays["_scale_norm"] = self._scale_norm
             arrays["_center"] = self._center
             arrays.update(self._extra_state())
         return pack(header, arrays)

@@ -61,8 +61,11 @@ class FeatureDrift(DriftDetector):
         order: int = 3,
         seed: int = 0,
         n_simulated: int = 1_000_000,
+        short_window: int | None = None,
     ) -> None:
-        super().__init__(ert=ert, window=window, seed=seed, n_simulated=n_simulated)
+        super().__init__(
+            ert=ert, window=window, seed=seed, n_simulated=n_simulated, short_window=short_window
+        )
         self.order = order
 
     def _check_params(self) -> None:

@@ -64,8 +64,11 @@ class OnlineMMD(DriftDetector):
         bandwidth: float | None = None,
         seed: int = 0,
         n_simulated: int = 1_000_000,
+        short_window: int | None = None,
     ) -> None:
-        super().__init__(ert=ert, window=window, seed=seed, n_simulated=n_simulated)
+        super().__init__(
+            ert=ert, window=window, seed=seed, n_simulated=n_simulated, short_window=short_window
+        )
         self.n_components = n_components
         self.bandwidth = bandwidth
         self._marg = np.zeros(0)

@@ -53,8 +53,11 @@ class OutputDrift(DriftDetector):
         n_classes: int | None = None,
         seed: int = 0,
         n_simulated: int = 1_000_000,
+        short_window: int | None = None,
     ) -> None:
-        super().__init__(ert=ert, window=window, seed=seed, n_simulated=n_simulated)
+        super().__init__(
+            ert=ert, window=window, seed=seed, n_simulated=n_simulated, short_window=short_window
+        )
         self.n_classes = n_classes
         self._labels = False
         self._n_out = 0
