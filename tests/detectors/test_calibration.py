@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from driftline.detectors import DriftDetector, FeatureDrift, OnlineMMD, OutputDrift
+from driftline.detectors import (
+    DriftDetector,
+    FeatureDrift,
+    InvalidInputError,
+    OnlineMMD,
+    OutputDrift,
+)
 
 ERT = 500
 N_EVENTS = 120_000  # ~240 false alarms expected: the ratio is known to about +-15%
@@ -97,3 +103,32 @@ def test_output_drift_estimates_accuracy_from_confidence() -> None:
     labels_det = OutputDrift(ert=1000, n_simulated=200_000).fit(rng.integers(0, 3, 500))
     labels_det.update(rng.integers(0, 3, 50))
     assert labels_det.estimated_accuracy is None
+
+
+def test_output_drift_calibrates_the_estimate_on_reference_labels() -> None:
+    """An under-confident model: raw confidence reads low, calibrated confidence does not."""
+    rng = np.random.default_rng(4)
+
+    def outputs(n: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        probs = rng.dirichlet([alpha, 1.0, 1.0], size=n)
+        # Right with probability conf ** 0.3 (> conf): the probabilities under-state accuracy.
+        right = rng.random(n) < probs.max(axis=1) ** 0.3
+        labels = np.where(right, probs.argmax(1), (probs.argmax(1) + 1) % 3)
+        return probs, labels
+
+    ref, ref_labels = outputs(4000, 4.0)
+    raw = OutputDrift(ert=10_000, window=300, n_simulated=200_000).fit(ref)
+    cal = OutputDrift(ert=10_000, window=300, n_simulated=200_000).fit(ref, labels=ref_labels)
+    assert cal.reference_accuracy == pytest.approx((ref.argmax(1) == ref_labels).mean())
+    live, live_labels = outputs(3000, 2.0)
+    raw.update(live)
+    cal.update(live)
+    truth = (live[-900:].argmax(1) == live_labels[-900:]).mean()
+    assert cal.estimated_accuracy is not None and raw.estimated_accuracy is not None
+    assert abs(cal.estimated_accuracy - truth) < 0.03
+    assert abs(raw.estimated_accuracy - truth) > 2 * abs(cal.estimated_accuracy - truth)
+    assert cal.estimated_drop == pytest.approx(cal.reference_accuracy - cal.estimated_accuracy)
+    restored = DriftDetector.from_bytes(cal.to_bytes())
+    assert restored.estimated_accuracy == cal.estimated_accuracy
+    with pytest.raises(InvalidInputError, match="one integer class per reference row"):
+        OutputDrift(n_simulated=100_000).fit(ref, labels=ref_labels[:10])
