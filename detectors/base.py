@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -22,12 +23,23 @@ from driftline.detectors._validation import (
     check_feature_names,
     check_positive_int,
 )
-from driftline.detectors.exceptions import InvalidInputError, NotFittedError
-from driftline.detectors.result import DriftResult
+from driftline.detectors.exceptions import (
+    InvalidInputError,
+    NotFittedError,
+    SmallReferenceWarning,
+)
+from driftline.detectors.result import DriftResult, PartialState
 
 __all__ = ["DriftDetector"]
 
 _MIN_REFERENCE = 40
+# Below this many reference rows per event of the longest window, the reference's own
+# sampling error is a large part of what the chart sees, and a bootstrap of so few rows
+# understates how far live data can sit from it: the threshold is then calibrated for a
+# longer run length ((4 * window / rows) ** 2 times ert, at most _MAX_INFLATION times),
+# erring towards fewer false alarms and a longer delay.
+_ROWS_PER_WINDOW = 4
+_MAX_INFLATION = 10.0
 # Each scale's statistic is divided by this quantile of its own no-drift values before the
 # maximum over scales is taken, so neither window dominates the combined false alarms.
 _SCALE_QUANTILE = 0.99
@@ -199,11 +211,34 @@ class DriftDetector:
         if len(self.windows) > 1:
             self._scale_norm = self._pilot_norms(tiled, lams, rng)
         self._threshold = calibrate_threshold(
-            tiled, self._joint, lams, int(self.ert), int(self.n_simulated), rng, x.shape[0]
+            tiled,
+            self._joint,
+            lams,
+            self._target_ert(x.shape[0]),
+            int(self.n_simulated),
+            rng,
+            x.shape[0],
         )
         self._fitted = True
         self.reset()
         return self
+
+    def _target_ert(self, n_rows: int) -> int:
+        """``ert`` to calibrate for: inflated, with a warning, when the reference is small."""
+        needed = _ROWS_PER_WINDOW * int(self.window)
+        if n_rows >= needed:
+            return int(self.ert)
+        factor = min((needed / n_rows) ** 2, _MAX_INFLATION)
+        warnings.warn(
+            SmallReferenceWarning(
+                f"reference has {n_rows} rows, fewer than {needed} ({_ROWS_PER_WINDOW} per "
+                f"event of window={self.window}): too few to calibrate ert={self.ert}; the "
+                f"threshold is calibrated for ert={int(self.ert * factor)} instead (fewer "
+                "false alarms, later detection); pass a larger reference or a smaller window"
+            ),
+            stacklevel=4,
+        )
+        return int(self.ert * factor)
 
     def _scale_stats(self, m: np.ndarray) -> list[np.ndarray]:
         """Each scale's statistic from stacked states ``(..., scales * map_dim)``."""
@@ -246,13 +281,38 @@ class DriftDetector:
 
     def update(self, batch: np.ndarray) -> DriftResult:
         """Feed ``(b, d)`` rows (or one row of length ``d``) in stream order."""
+        return self.merge(self.partial_state(batch))
+
+    def partial_state(self, batch: np.ndarray) -> PartialState:
+        """The per-row summary of ``batch`` that :meth:`merge` folds into the chart.
+
+        This is the expensive, stateless half of ``update`` (validation and the feature map),
+        so each partition's worker can compute it and one owner can ``merge`` every
+        partition's summaries into one pipeline-level chart:
+        ``update(b) == merge(partial_state(b))``.
+        """
         self._require_fitted()
         x = self._batch_matrix(batch)
         with single_blas_thread():
-            return self._update(x)
+            return PartialState(features=self._feature_map(x), rows=x)
 
-    def _update(self, x: np.ndarray) -> DriftResult:
-        z = self._feature_map(x)
+    def merge(self, partial: PartialState) -> DriftResult:
+        """Fold one summary from :meth:`partial_state` (of this or an identically fitted
+        detector) into the chart, in the order summaries arrive."""
+        self._require_fitted()
+        if (
+            partial.features.shape != (len(partial), self._map_dim())
+            or partial.rows.shape[1] != self._n_features
+        ):
+            raise InvalidInputError(
+                f"partial state has features {partial.features.shape} and rows "
+                f"{partial.rows.shape}; this detector expects ({self._map_dim()},) features "
+                "per row: merge only summaries from identically fitted detectors"
+            )
+        with single_blas_thread():
+            return self._update(partial.rows, partial.features)
+
+    def _update(self, x: np.ndarray, z: np.ndarray) -> DriftResult:
         m = ewma(z, self._state, self.lam)
         short = None
         if len(self.windows) > 1:

@@ -42,7 +42,7 @@ class FeatureDrift(DriftDetector):
     Example:
         >>> import numpy as np
         >>> rng = np.random.default_rng(0)
-        >>> det = FeatureDrift(ert=1000, window=100).fit(rng.normal(size=(2000, 3)),
+        >>> det = FeatureDrift(ert=10_000, window=100).fit(rng.normal(size=(2000, 3)),
         ...                                              feature_names=["a", "b", "c"])
         >>> det.update(rng.normal(size=(300, 3))).drift
         False
