@@ -323,14 +323,16 @@ class DriftDetector:
         over = np.flatnonzero(stats > self._threshold)
         row = int(over[0]) if over.size else len(stats) - 1
         scores = self._attribution(x, m, row)
+        changes = self._changes(x, row) if over.size else ()
         self._advance_extra(x)
         self._state = m[-1]
         if short is not None:
             self._state_short = short[-1]
         self._n_seen += len(x)
         self._drift = self._drift or bool(over.size)
+        bounded = scores / (scores + self._score_quantile)
         ranked = sorted(
-            zip(self._attribution_names(), scores.tolist(), strict=True), key=lambda p: -p[1]
+            zip(self._attribution_names(), bounded.tolist(), strict=True), key=lambda p: -p[1]
         )
         return DriftResult(
             drift=bool(over.size),
@@ -338,6 +340,7 @@ class DriftDetector:
             statistic=float(stats[row]),
             threshold=float(self._threshold),
             features=tuple((n, float(s)) for n, s in ranked),
+            changes=changes,
         )
 
     def _require_fitted(self) -> None:
@@ -380,6 +383,13 @@ class DriftDetector:
 
     def _attribution(self, x: np.ndarray, m: np.ndarray, row: int) -> np.ndarray:
         raise NotImplementedError
+
+    #: 99% no-drift quantile of an attribution score (``DriftResult`` bounds scores by it)
+    _score_quantile: ClassVar[float] = 1.0
+
+    def _changes(self, x: np.ndarray, row: int) -> tuple[tuple[str, str, float], ...]:
+        """``(what, kind, score)`` at ``row``, before ``_advance_extra`` (default: none)."""
+        return ()
 
     def _reset_extra(self) -> None:
         """Clear subclass monitoring state (default: none)."""

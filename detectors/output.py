@@ -63,6 +63,8 @@ class OutputDrift(DriftDetector):
     """
 
     _fitted_arrays: ClassVar[tuple[str, ...]] = ("_white", "_mean_raw", "_var_raw")
+    # a squared standardized shift of one output is about chi-square with 1 dof
+    _score_quantile: ClassVar[float] = 6.635
 
     def __init__(
         self,
@@ -131,6 +133,18 @@ class OutputDrift(DriftDetector):
         if self._labels or not self._fitted or self._conf[1] <= 0:
             return None
         return float(self._conf[0] / self._conf[1])
+
+    def estimate_accuracy(self, probabilities: np.ndarray) -> float:
+        """Expected accuracy of a chunk of outputs (calibrated when fitted with labels).
+
+        Pure: the chart's state is not touched, so a chunked report can call it freely.
+        """
+        self._require_fitted()
+        if self._labels:
+            raise InvalidInputError(
+                "an accuracy estimate needs probabilities; this detector was fitted on classes"
+            )
+        return float(self._expected_correct(self._batch_matrix(probabilities)).mean())
 
     @property
     def reference_accuracy(self) -> float | None:

@@ -19,7 +19,13 @@ class DriftResult:
     ``drift`` is True when the statistic crossed ``threshold`` at some row of this batch, and
     ``index`` is the first such row (None otherwise). ``statistic`` is the value at that row,
     or at the last row when there was no alarm. ``features`` ranks ``(name, score)`` pairs by
-    contribution, largest first.
+    contribution, largest first. ``changes`` (detectors that tell kinds apart) ranks
+    ``(what, kind, score)`` with kind ``"mean"``, ``"variance"`` or ``"dependence"`` (then
+    ``what`` names a pair, ``"a*b"``).
+
+    Scores are on one bounded scale, ``s / (s + 1)`` in [0, 1), where ``s`` is the recent
+    window's squared standardized shift divided by its 99% no-drift quantile: 0.5 means "as
+    far as one no-drift window in a hundred goes", 0.9 nine times that.
 
     Example:
         >>> r = DriftResult(drift=True, index=3, statistic=9.5, threshold=7.0,
@@ -33,6 +39,7 @@ class DriftResult:
     statistic: float
     threshold: float
     features: tuple[tuple[str, float], ...]
+    changes: tuple[tuple[str, str, float], ...] = ()
 
 
 @dataclass(frozen=True, eq=False)

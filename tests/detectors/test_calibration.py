@@ -92,6 +92,18 @@ def test_online_mmd_catches_correlation_only_change() -> None:
     np.testing.assert_allclose(drifted.std(0), 1.0, atol=0.05)
     res = det.update(drifted)
     assert res.drift and res.index is not None and res.index < 1500
+    # Attribution at the alarm row names the pair and the kind of change, on a [0, 1) scale.
+    assert res.changes[0][:2] == ("x0*x1", "dependence")
+    assert all(0.0 <= s < 1.0 for _, _, s in res.changes)
+    assert all(0.0 <= s < 1.0 for _, s in res.features)
+
+
+def test_online_mmd_names_a_mean_shift_at_the_alarm_row() -> None:
+    rng = np.random.default_rng(12)
+    det = OnlineMMD(ert=10_000, window=200, n_simulated=300_000).fit(rng.normal(size=(5000, 8)))
+    res = det.update(rng.normal(size=(3000, 8)) + np.r_[0.0, 0.0, 0.0, 0.6, 0, 0, 0, 0])
+    assert res.drift and res.changes[0][:2] == ("x3", "mean")
+    assert res.features[0][0] == "x3"
 
 
 def test_output_drift_estimates_accuracy_from_confidence() -> None:
@@ -130,6 +142,8 @@ def test_output_drift_calibrates_the_estimate_on_reference_labels() -> None:
     assert cal.estimated_accuracy is not None and raw.estimated_accuracy is not None
     assert abs(cal.estimated_accuracy - truth) < 0.03
     assert abs(raw.estimated_accuracy - truth) > 2 * abs(cal.estimated_accuracy - truth)
+    chunk = cal.estimate_accuracy(live[-900:])
+    assert abs(chunk - truth) < 0.03 and cal.estimated_accuracy == pytest.approx(chunk, abs=0.02)
     assert cal.estimated_drop == pytest.approx(cal.reference_accuracy - cal.estimated_accuracy)
     restored = DriftDetector.from_bytes(cal.to_bytes())
     assert restored.estimated_accuracy == cal.estimated_accuracy
