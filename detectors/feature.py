@@ -83,10 +83,10 @@ class FeatureDrift(DriftDetector):
         basis = self._basis(x).astype(np.float64)
         self._basis_mean = basis.mean(axis=0)
         centered = basis - self._basis_mean
-        d, k = basis.shape[1], basis.shape[2]
+        k, d = basis.shape[1], basis.shape[2]
         white = np.zeros((d, k, k))
         for j in range(d):
-            cov = np.atleast_2d(np.cov(centered[:, j, :], rowvar=False))
+            cov = np.atleast_2d(np.cov(centered[:, :, j], rowvar=False))
             vals, vecs = np.linalg.eigh(cov)
             # Floor relative to a fully spread feature (Var P_1 = 1/3 for uniform ranks) so a
             # constant reference feature is sensitive to change but not infinitely so.
@@ -96,25 +96,29 @@ class FeatureDrift(DriftDetector):
         self._norm = np.ones(d)
 
     def _basis(self, x: np.ndarray) -> np.ndarray:
-        """Legendre components of each value's reference mid-rank, shape ``(n, d, order)``."""
+        """Legendre components of each value's reference mid-rank, shape ``(n, order, d)``.
+
+        Component-major, so each component of all features is one contiguous slice of the
+        feature map (``_per_feature`` then sums a few contiguous blocks).
+        """
         lo, hi = self._grid.insertion_points(x)
         u = ((lo + hi) * (1.0 / (2.0 * self._knots.shape[1]))).astype(np.float32)
         t = 2.0 * u - 1.0
         t2 = t * t
         polys = [t, 1.5 * t2 - 0.5, (2.5 * t2 - 1.5) * t, (35.0 * t2 * t2 - 30.0 * t2 + 3.0) / 8.0]
-        return np.stack(polys[: int(self.order)], axis=-1)
+        return np.stack(polys[: int(self.order)], axis=1)
 
     def _raw_features(self, x: np.ndarray) -> np.ndarray:
         centered = self._basis(x) - self._basis_mean.astype(np.float32)
         # Each feature whitened by its own k x k matrix, as k^2 vector products over all
         # features at once: a batched matmul of tiny matrices is many times slower.
-        k = centered.shape[-1]
+        k = centered.shape[1]
         white = np.empty_like(centered)
         for a in range(k):
-            col = centered[..., 0] * self._white[:, 0, a]
+            col = white[:, a, :]
+            np.multiply(centered[:, 0, :], self._white[:, 0, a], out=col)
             for b in range(1, k):
-                col += centered[..., b] * self._white[:, b, a]
-            white[..., a] = col
+                col += centered[:, b, :] * self._white[:, b, a]
         # One rare value (e.g. a pixel almost never lit in the reference) must not decide
         # alone: clipping bounds a single event's push, persistent shifts still add up.
         np.clip(white, -_CLIP, _CLIP, out=white)
@@ -128,12 +132,12 @@ class FeatureDrift(DriftDetector):
         return int(self._white.shape[0] * self._white.shape[1])
 
     def _per_feature(self, m: np.ndarray) -> np.ndarray:
-        k = self._white.shape[1]
-        parts = m.reshape(*m.shape[:-1], -1, k)
-        # Explicit sum over the few components: a reduction over a length-3 axis is slow.
-        total = parts[..., 0] * parts[..., 0]
+        k, d = self._white.shape[1], self._white.shape[0]
+        # Component-major layout: a sum of k contiguous blocks of d columns.
+        sq = m * m
+        total = sq[..., :d].copy()
         for c in range(1, k):
-            total = total + parts[..., c] * parts[..., c]
+            total += sq[..., c * d : (c + 1) * d]
         return np.asarray(total * ((2.0 - self.lam) / self.lam))
 
     def _prepare_statistic(self, z_hold: np.ndarray, rng: np.random.Generator) -> None:
