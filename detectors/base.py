@@ -13,7 +13,6 @@ from driftline.detectors._ewma import (
     calibrate_threshold,
     ewma,
     lam_for_window,
-    simulated_states,
 )
 from driftline.detectors._serialization import pack, unpack
 from driftline.detectors._threads import single_blas_thread
@@ -40,10 +39,6 @@ _MIN_REFERENCE = 40
 # erring towards fewer false alarms and a longer delay.
 _ROWS_PER_WINDOW = 4
 _MAX_INFLATION = 10.0
-# Each scale's statistic is divided by this quantile of its own no-drift values before the
-# maximum over scales is taken, so neither window dominates the combined false alarms.
-_SCALE_QUANTILE = 0.99
-_PILOT_EVENTS = 64_000
 
 
 class DriftDetector:
@@ -68,8 +63,9 @@ class DriftDetector:
 
     Two scales: a long window sees small persistent shifts, a short one sees large shifts
     sooner (a single EWMA must choose). Both follow the same feature map; each scale's
-    statistic is divided by its own 99% no-drift quantile and the alarm statistic is the
-    larger of the two, so ``statistic`` and ``threshold`` are on that normalized scale. The
+    statistic is divided by its own threshold at ``ert`` (each calibrated alone) and the
+    alarm statistic is the larger of the two, so ``statistic`` and ``threshold`` are on that
+    normalized scale (the threshold lands a little above 1). The
     threshold of the maximum is calibrated jointly by simulating both charts on the same
     resampled runs: the combined false-alarm rate is the requested ``ert``, not twice it.
 
@@ -205,16 +201,17 @@ class DriftDetector:
         hold = hold - hold.mean(axis=0)
         self._prepare_statistic(hold, rng)
         hold32 = hold.astype(np.float32)
+        target = self._target_ert(x.shape[0])
         lams = np.repeat([lam_for_window(w) for w in self.windows], hold.shape[1])
         tiled = np.tile(hold32, len(self.windows))
         self._scale_norm = np.ones(len(self.windows))
         if len(self.windows) > 1:
-            self._scale_norm = self._pilot_norms(tiled, lams, rng)
+            self._scale_norm = self._scale_thresholds(hold32, x.shape[0], target, rng)
         self._threshold = calibrate_threshold(
             tiled,
             self._joint,
             lams,
-            self._target_ert(x.shape[0]),
+            target,
             int(self.n_simulated),
             rng,
             x.shape[0],
@@ -259,16 +256,27 @@ class DriftDetector:
             np.maximum(stats[0] / self._scale_norm[0], stats[1] / self._scale_norm[1])
         )
 
-    def _pilot_norms(
-        self, tiled: np.ndarray, lams: np.ndarray, rng: np.random.Generator
+    def _scale_thresholds(
+        self, hold: np.ndarray, n_rows: int, ert: int, rng: np.random.Generator
     ) -> np.ndarray:
-        """Each scale's 99% no-drift quantile, from a short simulated run (stationary part)."""
-        n_runs = 16
-        length = max(_PILOT_EVENTS // n_runs, 4 * int(self.window))
-        chunks = list(simulated_states(tiled, lams, n_runs, length, rng, len(tiled)))
-        m = np.concatenate(chunks)[min(2 * int(self.window), length - 1) :]
-        qs = [float(np.quantile(s, _SCALE_QUANTILE)) for s in self._scale_stats(m)]
-        return np.array([q if q > 0 else 1.0 for q in qs])
+        """Each scale's own threshold at the target ert (half the simulation budget each).
+
+        Dividing by these puts both charts' *tails* on one scale (the 99% quantile would
+        not: a short window's statistic is far more heavy-tailed), so the long chart keeps
+        almost all of its power and the joint threshold lands just above 1.
+        """
+        out = []
+        for w in self.windows:
+            lam = lam_for_window(w)
+            factor = ((2.0 - lam) / lam) / ((2.0 - self.lam) / self.lam)
+
+            def one(m: np.ndarray, factor: float = factor) -> np.ndarray:
+                return np.asarray(self._statistic(m) * factor)
+
+            budget = max(int(self.n_simulated) // 2, 1)
+            h = calibrate_threshold(hold, one, lam, ert, budget, rng, n_rows)
+            out.append(h if h > 0 else 1.0)
+        return np.array(out)
 
     def reset(self) -> None:
         """Monitor again against the same reference (clears the alarm and ``n_seen``)."""
