@@ -33,7 +33,7 @@ _MIN_RUNS = 64
 _MIN_ALARMS = 40
 _MIN_THRESHOLD = 1e-6
 _CHUNK_ELEMENTS = 2_000_000
-_BLOCK = 64
+_BLOCK = 32
 # Larger references have a negligible sampling error; capping keeps memory bounded.
 _MAX_POPULATION = 50_000
 
@@ -82,7 +82,7 @@ def ewma_weights(n: int, lam: float) -> np.ndarray:
 def calibrate_threshold(
     z_hold: np.ndarray,
     statistic: Statistic,
-    lam: float,
+    lam: float | np.ndarray,
     ert: int,
     n_simulated: int,
     rng: np.random.Generator,
@@ -91,7 +91,8 @@ def calibrate_threshold(
     """Threshold whose simulated mean run length without drift is ``ert`` events.
 
     ``z_hold`` are centered held-out features; see :func:`simulated_states` for how runs
-    are drawn from them.
+    are drawn from them. ``lam`` may give one weight per column (several charts at once,
+    calibrated jointly through one statistic over all of them).
     """
     runmax = simulate_running_max(z_hold, statistic, lam, n_simulated, rng, n_population)
     length = runmax.shape[1]
@@ -127,13 +128,13 @@ def calibrate_threshold(
 def simulate_running_max(
     z_hold: np.ndarray,
     statistic: Statistic,
-    lam: float,
+    lam: float | np.ndarray,
     n_simulated: int,
     rng: np.random.Generator,
     n_population: int,
 ) -> np.ndarray:
     """Running maximum of the statistic over bootstrap no-drift runs, shape ``(runs, length)``."""
-    window = 2.0 / lam - 1.0
+    window = 2.0 / float(np.min(lam)) - 1.0
     length = int(min(max(_RUN_WINDOWS * window, 1000), max(n_simulated // _MIN_RUNS, 100)))
     n_runs = max(n_simulated // length, _MIN_RUNS)
     best = np.full(n_runs, -np.inf)
@@ -151,7 +152,7 @@ def simulate_running_max(
 
 def simulated_states(
     z_hold: np.ndarray,
-    lam: float,
+    lam: float | np.ndarray,
     n_runs: int,
     length: int,
     rng: np.random.Generator,

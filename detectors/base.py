@@ -3,25 +3,42 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
-from driftline.detectors._ewma import calibrate_threshold, ewma, lam_for_window
+from driftline.detectors._ewma import (
+    calibrate_threshold,
+    ewma,
+    lam_for_window,
+)
 from driftline.detectors._serialization import pack, unpack
+from driftline.detectors._threads import single_blas_thread
 from driftline.detectors._validation import (
     as_matrix,
     check_ert,
     check_feature_names,
     check_positive_int,
 )
-from driftline.detectors.exceptions import InvalidInputError, NotFittedError
-from driftline.detectors.result import DriftResult
+from driftline.detectors.exceptions import (
+    InvalidInputError,
+    NotFittedError,
+    SmallReferenceWarning,
+)
+from driftline.detectors.result import DriftResult, PartialState
 
 __all__ = ["DriftDetector"]
 
 _MIN_REFERENCE = 40
+# Below this many reference rows per event of the longest window, the reference's own
+# sampling error is a large part of what the chart sees, and a bootstrap of so few rows
+# understates how far live data can sit from it: the threshold is then calibrated for a
+# longer run length ((4 * window / rows) ** 2 times ert, at most _MAX_INFLATION times),
+# erring towards fewer false alarms and a longer delay.
+_ROWS_PER_WINDOW = 4
+_MAX_INFLATION = 10.0
 
 
 class DriftDetector:
@@ -38,9 +55,19 @@ class DriftDetector:
 
     Parameters shared by all detectors: ``ert`` (expected events between false alarms),
     ``window`` (effective number of recent events the statistic averages: EWMA weight
-    ``2 / (window + 1)``; larger sees smaller shifts, later), ``seed`` (split, random
-    features and simulation are deterministic given it), ``n_simulated`` (no-drift events
-    simulated in ``fit``; fewer is faster but calibrates large ``ert`` less precisely).
+    ``2 / (window + 1)``; larger sees smaller shifts, later), ``short_window`` (a second,
+    shorter chart on the same features: ``None`` picks ``window // 8`` when that is at least
+    10 events, ``0`` turns it off), ``seed`` (split, random features and simulation are
+    deterministic given it), ``n_simulated`` (no-drift events simulated in ``fit``; fewer is
+    faster but calibrates large ``ert`` less precisely).
+
+    Two scales: a long window sees small persistent shifts, a short one sees large shifts
+    sooner (a single EWMA must choose). Both follow the same feature map; each scale's
+    statistic is divided by its own threshold at ``ert`` (each calibrated alone) and the
+    alarm statistic is the larger of the two, so ``statistic`` and ``threshold`` are on that
+    normalized scale (the threshold lands a little above 1). The
+    threshold of the maximum is calibrated jointly by simulating both charts on the same
+    resampled runs: the combined false-alarm rate is the requested ``ert``, not twice it.
 
     Alarm behaviour: ``update`` reports ``drift=True`` for every batch in which the statistic
     is above the threshold at some row, with ``index`` the first such row. ``drift_detected``
@@ -71,10 +98,16 @@ class DriftDetector:
         DriftDetector._registry[cls.__name__] = cls
 
     def __init__(
-        self, ert: int = 10_000, window: int = 500, seed: int = 0, n_simulated: int = 1_000_000
+        self,
+        ert: int = 10_000,
+        window: int = 500,
+        seed: int = 0,
+        n_simulated: int = 1_000_000,
+        short_window: int | None = None,
     ) -> None:
         self.ert = ert
         self.window = window
+        self.short_window = short_window
         self.seed = seed
         self.n_simulated = n_simulated
         self._fitted = False
@@ -82,6 +115,8 @@ class DriftDetector:
         self._n_features = 0
         self._threshold = np.inf
         self._state = np.zeros(0)
+        self._state_short = np.zeros(0)
+        self._scale_norm = np.ones(0)
         self._center = np.zeros(0, dtype=np.float32)
         self._n_seen = 0
         self._drift = False
@@ -96,6 +131,8 @@ class DriftDetector:
         check_ert(self.ert)
         check_positive_int("window", self.window, "effective number of recent events")
         check_positive_int("n_simulated", self.n_simulated, "events simulated to calibrate")
+        if self.short_window is not None and self.short_window != 0:
+            check_positive_int("short_window", self.short_window, "0 for one scale, or None")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
             raise InvalidInputError(f"seed must be an integer, got {self.seed!r}")
 
@@ -130,9 +167,21 @@ class DriftDetector:
         """EWMA weight of the newest event."""
         return lam_for_window(self.window)
 
+    @property
+    def windows(self) -> tuple[int, ...]:
+        """Effective windows of the charts, longest first (one or two)."""
+        short = self.short_window
+        if short is None:
+            short = self.window // 8 if self.window // 8 >= 10 else 0
+        return (int(self.window), int(short)) if 0 < short < self.window else (int(self.window),)
+
     # ------------------------------------------------------------------ fit / update
     def fit(self, reference: np.ndarray, feature_names: Sequence[str] | None = None) -> Any:
         """Learn the reference distribution and calibrate the threshold; returns ``self``."""
+        with single_blas_thread():
+            return self._fit(reference, feature_names)
+
+    def _fit(self, reference: np.ndarray, feature_names: Sequence[str] | None) -> Any:
         self._check_params()
         x = self._reference_matrix(reference)
         if x.shape[0] < _MIN_REFERENCE:
@@ -151,11 +200,18 @@ class DriftDetector:
         hold = self._feature_map(x[order[half:]] if self._hold_out else x)
         hold = hold - hold.mean(axis=0)
         self._prepare_statistic(hold, rng)
+        hold32 = hold.astype(np.float32)
+        target = self._target_ert(x.shape[0])
+        lams = np.repeat([lam_for_window(w) for w in self.windows], hold.shape[1])
+        tiled = np.tile(hold32, len(self.windows))
+        self._scale_norm = np.ones(len(self.windows))
+        if len(self.windows) > 1:
+            self._scale_norm = self._scale_thresholds(hold32, x.shape[0], target, rng)
         self._threshold = calibrate_threshold(
-            hold.astype(np.float32),
-            self._statistic,
-            self.lam,
-            int(self.ert),
+            tiled,
+            self._joint,
+            lams,
+            target,
             int(self.n_simulated),
             rng,
             x.shape[0],
@@ -164,29 +220,127 @@ class DriftDetector:
         self.reset()
         return self
 
+    def _target_ert(self, n_rows: int) -> int:
+        """``ert`` to calibrate for: inflated, with a warning, when the reference is small."""
+        needed = _ROWS_PER_WINDOW * int(self.window)
+        if n_rows >= needed:
+            return int(self.ert)
+        factor = min((needed / n_rows) ** 2, _MAX_INFLATION)
+        warnings.warn(
+            SmallReferenceWarning(
+                f"reference has {n_rows} rows, fewer than {needed} ({_ROWS_PER_WINDOW} per "
+                f"event of window={self.window}): too few to calibrate ert={self.ert}; the "
+                f"threshold is calibrated for ert={int(self.ert * factor)} instead (fewer "
+                "false alarms, later detection); pass a larger reference or a smaller window"
+            ),
+            stacklevel=4,
+        )
+        return int(self.ert * factor)
+
+    def _scale_stats(self, m: np.ndarray) -> list[np.ndarray]:
+        """Each scale's statistic from stacked states ``(..., scales * map_dim)``."""
+        dim, out = self._map_dim(), []
+        for k, w in enumerate(self.windows):
+            # Subclass statistics carry the long window's (2 - lam) / lam variance factor.
+            lam = lam_for_window(w)
+            factor = ((2.0 - lam) / lam) / ((2.0 - self.lam) / self.lam)
+            out.append(self._statistic(m[..., k * dim : (k + 1) * dim]) * factor)
+        return out
+
+    def _joint(self, m: np.ndarray) -> np.ndarray:
+        """Alarm statistic: the largest of the scales' normalized statistics."""
+        stats = self._scale_stats(m)
+        if len(stats) == 1:
+            return stats[0]
+        return np.asarray(
+            np.maximum(stats[0] / self._scale_norm[0], stats[1] / self._scale_norm[1])
+        )
+
+    def _scale_thresholds(
+        self, hold: np.ndarray, n_rows: int, ert: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Each scale's own threshold at the target ert (half the simulation budget each).
+
+        Dividing by these puts both charts' *tails* on one scale (the 99% quantile would
+        not: a short window's statistic is far more heavy-tailed), so the long chart keeps
+        almost all of its power and the joint threshold lands just above 1.
+        """
+        out = []
+        for w in self.windows:
+            lam = lam_for_window(w)
+            factor = ((2.0 - lam) / lam) / ((2.0 - self.lam) / self.lam)
+
+            def one(m: np.ndarray, factor: float = factor) -> np.ndarray:
+                return np.asarray(self._statistic(m) * factor)
+
+            budget = max(int(self.n_simulated) // 2, 1)
+            h = calibrate_threshold(hold, one, lam, ert, budget, rng, n_rows)
+            out.append(h if h > 0 else 1.0)
+        return np.array(out)
+
     def reset(self) -> None:
         """Monitor again against the same reference (clears the alarm and ``n_seen``)."""
         self._require_fitted()
         self._state = np.zeros(self._map_dim())
+        self._state_short = np.zeros(self._map_dim() if len(self.windows) > 1 else 0)
         self._n_seen = 0
         self._drift = False
         self._reset_extra()
 
     def update(self, batch: np.ndarray) -> DriftResult:
         """Feed ``(b, d)`` rows (or one row of length ``d``) in stream order."""
+        return self.merge(self.partial_state(batch))
+
+    def partial_state(self, batch: np.ndarray) -> PartialState:
+        """The per-row summary of ``batch`` that :meth:`merge` folds into the chart.
+
+        This is the expensive, stateless half of ``update`` (validation and the feature map),
+        so each partition's worker can compute it and one owner can ``merge`` every
+        partition's summaries into one pipeline-level chart:
+        ``update(b) == merge(partial_state(b))``.
+        """
         self._require_fitted()
         x = self._batch_matrix(batch)
-        m = ewma(self._feature_map(x), self._state, self.lam)
-        stats = self._statistic(m)
+        with single_blas_thread():
+            return PartialState(features=self._feature_map(x), rows=x)
+
+    def merge(self, partial: PartialState) -> DriftResult:
+        """Fold one summary from :meth:`partial_state` (of this or an identically fitted
+        detector) into the chart, in the order summaries arrive."""
+        self._require_fitted()
+        if (
+            partial.features.shape != (len(partial), self._map_dim())
+            or partial.rows.shape[1] != self._n_features
+        ):
+            raise InvalidInputError(
+                f"partial state has features {partial.features.shape} and rows "
+                f"{partial.rows.shape}; this detector expects ({self._map_dim()},) features "
+                "per row: merge only summaries from identically fitted detectors"
+            )
+        with single_blas_thread():
+            return self._update(partial.rows, partial.features)
+
+    def _update(self, x: np.ndarray, z: np.ndarray) -> DriftResult:
+        m = ewma(z, self._state, self.lam)
+        short = None
+        if len(self.windows) > 1:
+            short = ewma(z, self._state_short, lam_for_window(self.windows[1]))
+            stats = self._joint(np.concatenate([m, short], axis=-1))
+        else:
+            stats = self._statistic(m)
         over = np.flatnonzero(stats > self._threshold)
         row = int(over[0]) if over.size else len(stats) - 1
         scores = self._attribution(x, m, row)
+        changes = self._changes(x, row) if over.size else ()
         self._advance_extra(x)
         self._state = m[-1]
+        if short is not None:
+            self._state_short = short[-1]
         self._n_seen += len(x)
         self._drift = self._drift or bool(over.size)
+        bounded = scores / (scores + self._score_quantile)
         ranked = sorted(
-            zip(self._attribution_names(), scores.tolist(), strict=True), key=lambda p: -p[1]
+            zip(self._attribution_names(), bounded.tolist(), strict=True), key=lambda p: -p[1]
         )
         return DriftResult(
             drift=bool(over.size),
@@ -194,6 +348,7 @@ class DriftDetector:
             statistic=float(stats[row]),
             threshold=float(self._threshold),
             features=tuple((n, float(s)) for n, s in ranked),
+            changes=changes,
         )
 
     def _require_fitted(self) -> None:
@@ -237,6 +392,13 @@ class DriftDetector:
     def _attribution(self, x: np.ndarray, m: np.ndarray, row: int) -> np.ndarray:
         raise NotImplementedError
 
+    #: 99% no-drift quantile of an attribution score (``DriftResult`` bounds scores by it)
+    _score_quantile: ClassVar[float] = 1.0
+
+    def _changes(self, x: np.ndarray, row: int) -> tuple[tuple[str, str, float], ...]:
+        """``(what, kind, score)`` at ``row``, before ``_advance_extra`` (default: none)."""
+        return ()
+
     def _reset_extra(self) -> None:
         """Clear subclass monitoring state (default: none)."""
 
@@ -266,6 +428,8 @@ class DriftDetector:
         if self._fitted:
             arrays = {name: getattr(self, name) for name in self._fitted_arrays}
             arrays["_state"] = self._state
+            arrays["_state_short"] = self._state_short
+            arrays["_scale_norm"] = self._scale_norm
             arrays["_center"] = self._center
             arrays.update(self._extra_state())
         return pack(header, arrays)

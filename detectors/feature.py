@@ -8,6 +8,7 @@ import numpy as np
 from scipy.stats import chi2
 
 from driftline.detectors._ewma import simulated_states
+from driftline.detectors._ranks import RankGrid
 from driftline.detectors._validation import check_positive_int
 from driftline.detectors.base import DriftDetector
 from driftline.detectors.exceptions import InvalidInputError
@@ -41,7 +42,7 @@ class FeatureDrift(DriftDetector):
     Example:
         >>> import numpy as np
         >>> rng = np.random.default_rng(0)
-        >>> det = FeatureDrift(ert=1000, window=100).fit(rng.normal(size=(2000, 3)),
+        >>> det = FeatureDrift(ert=10_000, window=100).fit(rng.normal(size=(2000, 3)),
         ...                                              feature_names=["a", "b", "c"])
         >>> det.update(rng.normal(size=(300, 3))).drift
         False
@@ -60,8 +61,11 @@ class FeatureDrift(DriftDetector):
         order: int = 3,
         seed: int = 0,
         n_simulated: int = 1_000_000,
+        short_window: int | None = None,
     ) -> None:
-        super().__init__(ert=ert, window=window, seed=seed, n_simulated=n_simulated)
+        super().__init__(
+            ert=ert, window=window, seed=seed, n_simulated=n_simulated, short_window=short_window
+        )
         self.order = order
 
     def _check_params(self) -> None:
@@ -75,13 +79,14 @@ class FeatureDrift(DriftDetector):
 
     def _fit_map(self, x: np.ndarray, rng: np.random.Generator) -> None:
         self._knots = np.quantile(x, np.linspace(0.0, 1.0, _N_KNOTS), axis=0).T.copy()
-        basis = self._basis(x)
+        self._grid = RankGrid(self._knots)
+        basis = self._basis(x).astype(np.float64)
         self._basis_mean = basis.mean(axis=0)
         centered = basis - self._basis_mean
-        d, k = basis.shape[1], basis.shape[2]
+        k, d = basis.shape[1], basis.shape[2]
         white = np.zeros((d, k, k))
         for j in range(d):
-            cov = np.atleast_2d(np.cov(centered[:, j, :], rowvar=False))
+            cov = np.atleast_2d(np.cov(centered[:, :, j], rowvar=False))
             vals, vecs = np.linalg.eigh(cov)
             # Floor relative to a fully spread feature (Var P_1 = 1/3 for uniform ranks) so a
             # constant reference feature is sensitive to change but not infinitely so.
@@ -91,38 +96,48 @@ class FeatureDrift(DriftDetector):
         self._norm = np.ones(d)
 
     def _basis(self, x: np.ndarray) -> np.ndarray:
-        """Legendre components of each value's reference mid-rank, shape ``(n, d, order)``."""
-        xt = np.ascontiguousarray(x.T)
-        u = np.empty(xt.shape, dtype=np.float32)
-        scale = 1.0 / (2.0 * self._knots.shape[1])
-        for j, knots in enumerate(self._knots):
-            lo = np.searchsorted(knots, xt[j], side="left")
-            hi = np.searchsorted(knots, xt[j], side="right")
-            u[j] = (lo + hi) * scale
+        """Legendre components of each value's reference mid-rank, shape ``(n, order, d)``.
+
+        Component-major, so each component of all features is one contiguous slice of the
+        feature map (``_per_feature`` then sums a few contiguous blocks).
+        """
+        lo, hi = self._grid.insertion_points(x)
+        u = ((lo + hi) * (1.0 / (2.0 * self._knots.shape[1]))).astype(np.float32)
         t = 2.0 * u - 1.0
         t2 = t * t
         polys = [t, 1.5 * t2 - 0.5, (2.5 * t2 - 1.5) * t, (35.0 * t2 * t2 - 30.0 * t2 + 3.0) / 8.0]
-        return np.stack(polys[: int(self.order)], axis=-1).transpose(1, 0, 2)
+        return np.stack(polys[: int(self.order)], axis=1)
 
     def _raw_features(self, x: np.ndarray) -> np.ndarray:
         centered = self._basis(x) - self._basis_mean.astype(np.float32)
-        # Batched (d, n, k) @ (d, k, k): each feature whitened by its own small matrix.
-        white = np.matmul(centered.transpose(1, 0, 2), self._white)
+        # Each feature whitened by its own k x k matrix, as k^2 vector products over all
+        # features at once: a batched matmul of tiny matrices is many times slower.
+        k = centered.shape[1]
+        white = np.empty_like(centered)
+        for a in range(k):
+            col = white[:, a, :]
+            np.multiply(centered[:, 0, :], self._white[:, 0, a], out=col)
+            for b in range(1, k):
+                col += centered[:, b, :] * self._white[:, b, a]
         # One rare value (e.g. a pixel almost never lit in the reference) must not decide
         # alone: clipping bounds a single event's push, persistent shifts still add up.
         np.clip(white, -_CLIP, _CLIP, out=white)
-        return np.ascontiguousarray(white.transpose(1, 0, 2)).reshape(len(x), -1)
+        return white.reshape(len(x), -1)
+
+    def _after_restore(self) -> None:
+        if self._fitted:
+            self._grid = RankGrid(self._knots)
 
     def _map_dim(self) -> int:
         return int(self._white.shape[0] * self._white.shape[1])
 
     def _per_feature(self, m: np.ndarray) -> np.ndarray:
-        k = self._white.shape[1]
-        parts = m.reshape(*m.shape[:-1], -1, k)
-        # Explicit sum over the few components: a reduction over a length-3 axis is slow.
-        total = parts[..., 0] * parts[..., 0]
+        k, d = self._white.shape[1], self._white.shape[0]
+        # Component-major layout: a sum of k contiguous blocks of d columns.
+        sq = m * m
+        total = sq[..., :d].copy()
         for c in range(1, k):
-            total = total + parts[..., c] * parts[..., c]
+            total += sq[..., c * d : (c + 1) * d]
         return np.asarray(total * ((2.0 - self.lam) / self.lam))
 
     def _prepare_statistic(self, z_hold: np.ndarray, rng: np.random.Generator) -> None:

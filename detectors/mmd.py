@@ -54,7 +54,12 @@ class OnlineMMD(DriftDetector):
         "_white",
         "_marg_center",
         "_marg_var",
+        "_pair_center",
+        "_pair_var",
     )
+    # mean + second-moment shift of one column: about chi-square with 2 dof
+    _score_quantile: ClassVar[float] = 9.210
+    _PAIR_QUANTILE: ClassVar[float] = 6.635
 
     def __init__(
         self,
@@ -64,8 +69,11 @@ class OnlineMMD(DriftDetector):
         bandwidth: float | None = None,
         seed: int = 0,
         n_simulated: int = 1_000_000,
+        short_window: int | None = None,
     ) -> None:
-        super().__init__(ert=ert, window=window, seed=seed, n_simulated=n_simulated)
+        super().__init__(
+            ert=ert, window=window, seed=seed, n_simulated=n_simulated, short_window=short_window
+        )
         self.n_components = n_components
         self.bandwidth = bandwidth
         self._marg = np.zeros(0)
@@ -92,6 +100,9 @@ class OnlineMMD(DriftDetector):
         self._marg_center = np.concatenate([np.zeros(d), sq.mean(axis=0)])
         var = np.concatenate([xs.var(axis=0), sq.var(axis=0)])
         self._marg_var = np.where(var > 0, var, 1.0)
+        self._pair_center = xs.T @ xs / len(xs)
+        pvar = (xs**2).T @ (xs**2) / len(xs) - self._pair_center**2
+        self._pair_var = np.where(pvar > 1e-12, pvar, 1.0)
 
     def _fourier(self, x: np.ndarray) -> np.ndarray:
         xs = ((x - self._mean) / self._scale).astype(np.float32)
@@ -126,11 +137,41 @@ class OnlineMMD(DriftDetector):
         d = self._n_features
         return np.asarray(z2[:d] + z2[d:])
 
+    def _pair_after(self, x: np.ndarray, n: int) -> np.ndarray:
+        w = ewma_weights(n, self.lam)
+        xs = (x[:n] - self._mean) / self._scale
+        fresh = (xs * w[:, None]).T @ xs - self._pair_center * w.sum()
+        return np.asarray((1.0 - self.lam) ** n * self._pair + fresh)
+
+    def _changes(self, x: np.ndarray, row: int) -> tuple[tuple[str, str, float], ...]:
+        """Mean, variance and pairwise-dependence shifts at ``row``, strongest first (top 10).
+
+        The dependence of a pair is the EWMA of its standardized cross product against the
+        reference's, so a change of correlation with unchanged marginals names the pair.
+        """
+        k = (2.0 - self.lam) / self.lam
+        d, names = self._n_features, self._feature_names
+        marg = self._marg_after(x, row + 1)
+        z2 = marg**2 / self._marg_var * k / self._PAIR_QUANTILE
+        pair = self._pair_after(x, row + 1)
+        p2 = pair**2 / self._pair_var * k / self._PAIR_QUANTILE
+        iu, ju = np.triu_indices(d, k=1)
+        found = [(names[i], "mean", float(z2[i])) for i in range(d)]
+        found += [(names[i], "variance", float(z2[d + i])) for i in range(d)]
+        found += [
+            (f"{names[i]}*{names[j]}", "dependence", float(p2[i, j]))
+            for i, j in zip(iu.tolist(), ju.tolist(), strict=True)
+        ]
+        found.sort(key=lambda c: -c[2])
+        return tuple((w, kind, s / (s + 1.0)) for w, kind, s in found[:10])
+
     def _advance_extra(self, x: np.ndarray) -> None:
         self._marg = self._marg_after(x, len(x))
+        self._pair = self._pair_after(x, len(x))
 
     def _reset_extra(self) -> None:
         self._marg = np.zeros(2 * self._n_features)
+        self._pair = np.zeros((self._n_features, self._n_features))
 
     def _extra_state(self) -> dict[str, np.ndarray]:
-        return {"_marg": self._marg}
+        return {"_marg": self._marg, "_pair": self._pair}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
+from scipy.optimize import isotonic_regression
 
 from driftline.detectors._ewma import ewma_weights
 from driftline.detectors._validation import as_matrix, check_positive_int
@@ -30,7 +32,13 @@ class OutputDrift(DriftDetector):
 
     ``estimated_accuracy`` is the EWMA mean confidence of recent events: the expected
     accuracy if the model's probabilities are calibrated (confidence-based performance
-    estimation), or None when fitted on class predictions or before any update.
+    estimation), or None when fitted on class predictions or before any update. Pass the
+    reference's true ``labels`` to ``fit`` and the confidence is first calibrated on them
+    (CBPE-style): an isotonic (monotone) regression of "prediction was right" on
+    ``max_c p_c`` over the labelled reference, so an under- or over-confident model is
+    corrected. ``reference_accuracy`` is then the reference's measured accuracy and
+    ``estimated_drop`` the estimated fall from it (what a performance trigger compares with
+    its tolerance).
 
     Example:
         >>> import numpy as np
@@ -42,9 +50,21 @@ class OutputDrift(DriftDetector):
         >>> res = det.update(rng.dirichlet([1.0, 1.0, 1.0], size=300))
         >>> res.drift, det.estimated_accuracy < 0.7
         (True, True)
+
+        Calibrated on reference labels (this model is under-confident: right 95% of the time
+        at a mean confidence of about 0.8):
+
+        >>> probs = rng.dirichlet([8.0, 1.0, 1.0], size=2000)
+        >>> labels = np.where(rng.random(2000) < 0.95, probs.argmax(1), (probs.argmax(1) + 1) % 3)
+        >>> cal = OutputDrift(ert=1000, window=100).fit(probs, labels=labels)
+        >>> _ = cal.update(rng.dirichlet([8.0, 1.0, 1.0], size=300))
+        >>> abs(cal.reference_accuracy - 0.95) < 0.02, abs(cal.estimated_accuracy - 0.95) < 0.03
+        (True, True)
     """
 
     _fitted_arrays: ClassVar[tuple[str, ...]] = ("_white", "_mean_raw", "_var_raw")
+    # a squared standardized shift of one output is about chi-square with 1 dof
+    _score_quantile: ClassVar[float] = 6.635
 
     def __init__(
         self,
@@ -53,20 +73,90 @@ class OutputDrift(DriftDetector):
         n_classes: int | None = None,
         seed: int = 0,
         n_simulated: int = 1_000_000,
+        short_window: int | None = None,
     ) -> None:
-        super().__init__(ert=ert, window=window, seed=seed, n_simulated=n_simulated)
+        super().__init__(
+            ert=ert, window=window, seed=seed, n_simulated=n_simulated, short_window=short_window
+        )
         self.n_classes = n_classes
         self._labels = False
         self._n_out = 0
         self._conf = np.zeros(2)
         self._marg = np.zeros(0)
+        self._calib_x = np.zeros(0)
+        self._calib_y = np.zeros(0)
+        self._ref_accuracy = np.array(np.nan)
+
+    def fit(
+        self,
+        reference: np.ndarray,
+        feature_names: Sequence[str] | None = None,
+        labels: np.ndarray | None = None,
+    ) -> Any:
+        """Fit on reference outputs; with true ``labels``, also calibrate the accuracy estimate."""
+        self._calib_x, self._calib_y = np.zeros(0), np.zeros(0)
+        self._ref_accuracy = np.array(np.nan)
+        super().fit(reference, feature_names)
+        if labels is not None:
+            self._calibrate(np.asarray(reference), np.asarray(labels))
+        return self
+
+    def _calibrate(self, reference: np.ndarray, labels: np.ndarray) -> None:
+        if self._labels:
+            raise InvalidInputError(
+                "labels calibrate probabilities; this detector was fitted on predicted classes"
+            )
+        if labels.shape != (len(reference),) or not np.issubdtype(labels.dtype, np.integer):
+            raise InvalidInputError(
+                f"labels must be one integer class per reference row ({len(reference)}), "
+                f"got shape {labels.shape} and dtype {labels.dtype}"
+            )
+        conf = reference.max(axis=1)
+        correct = (reference.argmax(axis=1) == labels).astype(np.float64)
+        order = np.argsort(conf, kind="stable")
+        fitted = isotonic_regression(correct[order], increasing=True).x
+        # Keep one point per distinct confidence (the fitted step function's value there).
+        xs, last = np.unique(conf[order][::-1], return_index=True)
+        self._calib_x = xs
+        self._calib_y = fitted[::-1][last]
+        self._ref_accuracy = np.array(correct.mean())
+
+    def _expected_correct(self, x: np.ndarray) -> np.ndarray:
+        conf = x.max(axis=1)
+        if self._calib_x.size == 0:
+            return conf
+        return np.interp(conf, self._calib_x, self._calib_y)
 
     @property
     def estimated_accuracy(self) -> float | None:
-        """Mean confidence of recent events (expected accuracy under calibration)."""
+        """Expected accuracy of recent events (calibrated confidence when labels were given)."""
         if self._labels or not self._fitted or self._conf[1] <= 0:
             return None
         return float(self._conf[0] / self._conf[1])
+
+    def estimate_accuracy(self, probabilities: np.ndarray) -> float:
+        """Expected accuracy of a chunk of outputs (calibrated when fitted with labels).
+
+        Pure: the chart's state is not touched, so a chunked report can call it freely.
+        """
+        self._require_fitted()
+        if self._labels:
+            raise InvalidInputError(
+                "an accuracy estimate needs probabilities; this detector was fitted on classes"
+            )
+        return float(self._expected_correct(self._batch_matrix(probabilities)).mean())
+
+    @property
+    def reference_accuracy(self) -> float | None:
+        """Accuracy measured on the labelled reference (None without labels)."""
+        value = float(self._ref_accuracy)
+        return None if np.isnan(value) else value
+
+    @property
+    def estimated_drop(self) -> float | None:
+        """``reference_accuracy - estimated_accuracy`` (None without labels or updates)."""
+        est, ref = self.estimated_accuracy, self.reference_accuracy
+        return None if est is None or ref is None else ref - est
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -176,7 +266,7 @@ class OutputDrift(DriftDetector):
         if not self._labels:
             w = ewma_weights(len(x), self.lam)
             decay = (1.0 - self.lam) ** len(x)
-            self._conf = decay * self._conf + np.array([w @ x.max(axis=1), w.sum()])
+            self._conf = decay * self._conf + np.array([w @ self._expected_correct(x), w.sum()])
 
     def _reset_extra(self) -> None:
         self._marg = np.zeros(len(self._mean_raw))
@@ -192,4 +282,7 @@ class OutputDrift(DriftDetector):
             "_conf": self._conf,
             "_labels": np.array(self._labels),
             "_n_out": np.array(self._n_out),
+            "_calib_x": self._calib_x,
+            "_calib_y": self._calib_y,
+            "_ref_accuracy": self._ref_accuracy,
         }

@@ -11,6 +11,7 @@ from driftline.detectors import (
     DriftResult,
     InvalidInputError,
     NotFittedError,
+    PartialState,
     make_detector,
 )
 
@@ -191,3 +192,25 @@ def test_output_drift_labels_reject_probability_shaped_batches() -> None:
         det.update(np.array([0, 5]))
     with pytest.raises(InvalidInputError, match="integers"):
         det.update(np.array([0.5, 1.0]))
+
+
+def test_partial_state_then_merge_equals_update(case: Case, fitted: DriftDetector) -> None:
+    rng = np.random.default_rng(9)
+    twin = DriftDetector.from_bytes(fitted.to_bytes())
+    for batch in (case.same(rng, 200), case.shifted(rng, 150)):
+        part = PartialState.from_bytes(twin.partial_state(batch).to_bytes())
+        assert twin.merge(part) == fitted.update(batch)
+    assert twin.n_seen == fitted.n_seen
+    wrong = PartialState(features=np.zeros((3, 1)), rows=np.zeros((3, case.n_features)))
+    with pytest.raises(InvalidInputError, match="identically fitted"):
+        fitted.merge(wrong)
+    with pytest.raises(InvalidInputError, match="PartialState"):
+        PartialState.from_bytes(fitted.to_bytes())
+
+
+def test_two_scales_are_described_and_can_be_turned_off(case: Case) -> None:
+    assert case.make().windows == (100, 12)
+    assert case.make(short_window=0).windows == (100,)
+    assert case.make(short_window=30).windows == (100, 30)
+    with pytest.raises(InvalidInputError, match="short_window must be"):
+        case.make(short_window=-1).fit(case.reference)
