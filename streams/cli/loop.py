@@ -178,7 +178,13 @@ def subscribe(
         e = new.event
         typer.echo(f"{e.deployed_at:%Y-%m-%d %H:%M:%S} {e.alias}: {e.model_version_id} {e.reason}")
 
-    sub = ModelSubscriber(settings.kafka_bootstrap_servers, settings.pipeline, alias, show)
+    sub = ModelSubscriber(
+        settings.kafka_bootstrap_servers,
+        settings.pipeline,
+        alias,
+        show,
+        consumer_config=settings.kafka_security.librdkafka_config(),
+    )
     try:
         with sub:
             done.wait()
