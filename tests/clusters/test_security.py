@@ -115,3 +115,48 @@ def test_environment_and_errors_never_show_the_password(monkeypatch: pytest.Monk
     with pytest.raises(ConfigError) as info:
         Settings.load(None, pipeline="p")
     assert "sasl_username" in str(info.value) and "hunter2" not in str(info.value)
+
+
+def test_faust_worker_credentials_reach_the_secured_broker(secure_broker: dict[str, str]) -> None:
+    """The Faust worker talks through aiokafka with `faust_credentials`; prove those connect."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    from driftline.streams.kafka.clients import faust_credentials
+
+    settings = _settings(
+        secure_broker["KAFKA_SASL_SSL"],
+        protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username=secure_broker["KAFKA_USER"],
+        sasl_password=secure_broker["KAFKA_PASSWORD"],
+        ssl_ca_location=secure_broker["KAFKA_CA"],
+    )
+    ensure_topics(settings, timeout=20)
+    auth = credentials_to_aiokafka_auth(faust_credentials(settings))
+    assert auth["security_protocol"] == "SASL_SSL"
+
+    async def roundtrip() -> bytes | None:
+        servers = settings.kafka_bootstrap_servers
+        producer = AIOKafkaProducer(bootstrap_servers=servers, **auth)
+        await producer.start()
+        try:
+            await producer.send_and_wait(settings.topics.inputs, b"faust")
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(
+            settings.topics.inputs,
+            bootstrap_servers=servers,
+            auto_offset_reset="earliest",
+            **auth,
+        )
+        await consumer.start()
+        try:
+            record = await asyncio.wait_for(consumer.getone(), timeout=30)
+            return record.value
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(roundtrip()) == b"faust"
