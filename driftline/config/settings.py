@@ -25,6 +25,12 @@ Values come from, highest priority first:
 5. the defaults, which run everything locally (SQLite, ``artifacts/``, a broker on
    127.0.0.1:9092).
 
+How to reach a secured cluster is the ``kafka_security`` block (:class:`KafkaSecurity`): the
+``[kafka_security]`` table of the file, or ``DRIFTLINE_KAFKA_SECURITY__<FIELD>`` variables
+(``DRIFTLINE_KAFKA_SECURITY__SASL_PASSWORD``, ...). Every Kafka client driftline builds — the
+Faust worker, producers, consumers, the retrainer, replay, admin commands and the subscriber
+of ``driftline subscribe`` — reads it.
+
 The pipeline name is ``pipeline`` when given (environment or override), else the
 ``[pipeline]`` table's ``name``; the two are kept equal. ``store_url`` is a ``SecretStr``:
 it may hold a password and is never printed or logged.
@@ -33,12 +39,15 @@ it may hold a password and is never printed or logged.
 from __future__ import annotations
 
 import os
+import ssl
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
+    BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -57,7 +66,7 @@ from driftline.config.pipeline import PipelineConfig
 from driftline.errors import ConfigError
 from driftline.schemas import Topics
 
-__all__ = ["CONFIG_ENV", "DEFAULT_CONFIG_FILE", "Settings"]
+__all__ = ["CONFIG_ENV", "DEFAULT_CONFIG_FILE", "KafkaSecurity", "Settings"]
 
 CONFIG_ENV = "DRIFTLINE_CONFIG"
 DEFAULT_CONFIG_FILE = "driftline.toml"
@@ -65,6 +74,109 @@ _PLAIN_KAFKA_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 
 # Set only while `Settings.load` builds an instance, so the TOML source knows which file.
 _config_path: ContextVar[Path | None] = ContextVar("driftline_config_path", default=None)
+
+
+class KafkaSecurity(BaseModel):
+    """How clients authenticate to the brokers and encrypt the connection.
+
+    ``protocol`` is Kafka's ``security.protocol``. The SASL fields apply to ``SASL_PLAINTEXT``
+    and ``SASL_SSL``; the TLS fields to ``SSL`` and ``SASL_SSL`` (``ssl_ca_location`` unset
+    means the system's trusted CAs, right for managed clusters with public certificates;
+    a client certificate and key are for clusters that require mutual TLS). Passwords are
+    `SecretStr`: never printed, logged or echoed in an error.
+
+    >>> s = KafkaSecurity(protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
+    ...                   sasl_username="svc", sasl_password="hunter2")
+    >>> s.librdkafka_config()["sasl.mechanism"], "hunter2" in repr(s)
+    ('SCRAM-SHA-512', False)
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: Path | None = Field(default=None, description="PEM file of trusted CAs")
+    ssl_certificate_location: Path | None = Field(default=None, description="client cert PEM")
+    ssl_key_location: Path | None = Field(default=None, description="client key PEM")
+    ssl_key_password: SecretStr | None = None
+    ssl_check_hostname: bool = Field(
+        default=True, description="verify the broker's certificate names the host dialled"
+    )
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaSecurity:
+        sasl = [self.sasl_mechanism, self.sasl_username, self.sasl_password]
+        if self.uses_sasl and None in sasl:
+            raise ValueError(
+                f"protocol {self.protocol} needs sasl_mechanism, sasl_username and sasl_password"
+            )
+        if not self.uses_sasl and any(v is not None for v in sasl):
+            raise ValueError(
+                f"SASL settings given but protocol is {self.protocol}: set protocol to "
+                "SASL_SSL or SASL_PLAINTEXT, or remove them"
+            )
+        files = [self.ssl_ca_location, self.ssl_certificate_location, self.ssl_key_location]
+        if not self.uses_tls and (any(files) or self.ssl_key_password is not None):
+            raise ValueError(
+                f"TLS settings given but protocol is {self.protocol}: set protocol to SSL or "
+                "SASL_SSL, or remove them"
+            )
+        if (self.ssl_certificate_location is None) != (self.ssl_key_location is None):
+            raise ValueError("ssl_certificate_location and ssl_key_location go together")
+        for file in files:
+            if file is not None and not file.is_file():
+                raise ValueError(f"{file} is not a file")
+        return self
+
+    def librdkafka_config(self) -> dict[str, str]:
+        """The librdkafka (confluent-kafka) properties for this block; empty for PLAINTEXT."""
+        out: dict[str, str] = {}
+        if self.protocol == "PLAINTEXT":
+            return out
+        out["security.protocol"] = self.protocol
+        if self.uses_sasl:
+            assert self.sasl_mechanism and self.sasl_username and self.sasl_password
+            out["sasl.mechanism"] = self.sasl_mechanism
+            out["sasl.username"] = self.sasl_username
+            out["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.uses_tls:
+            if self.ssl_ca_location is not None:
+                out["ssl.ca.location"] = str(self.ssl_ca_location)
+            if self.ssl_certificate_location and self.ssl_key_location:
+                out["ssl.certificate.location"] = str(self.ssl_certificate_location)
+                out["ssl.key.location"] = str(self.ssl_key_location)
+            if self.ssl_key_password is not None:
+                out["ssl.key.password"] = self.ssl_key_password.get_secret_value()
+            out["ssl.endpoint.identification.algorithm"] = (
+                "https" if self.ssl_check_hostname else "none"
+            )
+        return out
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A client TLS context for Python clients (Faust/aiokafka); None without TLS."""
+        if not self.uses_tls:
+            return None
+        context = ssl.create_default_context(
+            cafile=str(self.ssl_ca_location) if self.ssl_ca_location else None
+        )
+        if self.ssl_certificate_location and self.ssl_key_location:
+            context.load_cert_chain(
+                str(self.ssl_certificate_location),
+                str(self.ssl_key_location),
+                self.ssl_key_password.get_secret_value() if self.ssl_key_password else None,
+            )
+        context.check_hostname = self.ssl_check_hostname
+        return context
 
 
 class Settings(BaseSettings):
@@ -78,12 +190,19 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_prefix="DRIFTLINE_", frozen=True, extra="forbid", populate_by_name=True
+        env_prefix="DRIFTLINE_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
     )
 
     pipeline: str = Field(default="", description="pipeline name {p}; topics derive from it")
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092", description="comma-separated host:port of Kafka brokers"
+    )
+    kafka_security: KafkaSecurity = Field(
+        default_factory=KafkaSecurity, description="TLS and SASL of the Kafka connection"
     )
     partitions: int = Field(default=1, ge=1, description="partitions of every pipeline topic")
     store_url: SecretStr = SecretStr("sqlite:///driftline.db")
@@ -147,7 +266,7 @@ class Settings(BaseSettings):
                 f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
                 + (
                     ""
-                    if "secret" in str(err["loc"]) or "store_url" in str(err["loc"])
+                    if any(w in str(err["loc"]) for w in ("secret", "store_url", "security"))
                     else f" (got {err.get('input')!r})"
                 )
                 for err in exc.errors()

@@ -110,6 +110,12 @@ def status(
 
     settings = _settings(config, pipeline)
     with _store(settings) as store:
+        if settings.pipeline not in {p.name for p in store.pipelines()}:
+            typer.echo(
+                f"pipeline {settings.pipeline!r} has no data yet: start `driftline worker` and "
+                "send events to its inputs topic (e.g. `driftline replay FILE`)"
+            )
+            return
         report = pipeline_status(store, settings.pipeline, alias=alias, limit=limit)
     if as_json:
         typer.echo(json.dumps(_status_dict(report), indent=2, default=str))
@@ -178,7 +184,13 @@ def subscribe(
         e = new.event
         typer.echo(f"{e.deployed_at:%Y-%m-%d %H:%M:%S} {e.alias}: {e.model_version_id} {e.reason}")
 
-    sub = ModelSubscriber(settings.kafka_bootstrap_servers, settings.pipeline, alias, show)
+    sub = ModelSubscriber(
+        settings.kafka_bootstrap_servers,
+        settings.pipeline,
+        alias,
+        show,
+        consumer_config=settings.kafka_security.librdkafka_config(),
+    )
     try:
         with sub:
             done.wait()
@@ -242,14 +254,14 @@ def _print_status(report: PipelineStatus, alias: str) -> None:
         table.add_column(col)
     for d in report.history:
         table.add_row(str(d.seq), _when(d.deployed_at), d.kind, d.model_version_id, d.reason)
-    console.print(table)
+    _print_whole(console, table)
     table = Table(title="recent drift events")
     for col in ("detected", "drift id", "statistic", "training"):
         table.add_column(col)
     for e in report.drift_events:
         stat = "" if e.statistic is None else f"{e.statistic:.4g}"
         table.add_row(_when(e.detected_at), e.drift_id, stat, e.training_id or "")
-    console.print(table)
+    _print_whole(console, table)
     table = Table(title="recent trainings")
     for col in ("created", "training", "status", "model version", "seconds", "reason"):
         table.add_column(col)
@@ -263,7 +275,7 @@ def _print_status(report: PipelineStatus, alias: str) -> None:
             seconds,
             (t.reason or "")[:80],
         )
-    console.print(table)
+    _print_whole(console, table)
 
 
 def _print_lineage(result: ModelLineage) -> None:
@@ -291,3 +303,10 @@ def _print_lineage(result: ModelLineage) -> None:
         for n in nodes:
             branch.add(f"{n.distance} hop(s): {n.kind} {n.id} ({n.relation} via {n.via})")
     Console().print(tree)
+
+
+def _print_whole(console: Any, table: Any) -> None:
+    """Print ``table`` without cutting cells: ids are copied from it into other commands."""
+    wanted = console.measure(table, options=console.options.update_width(10_000)).maximum
+    console.width = max(console.width, wanted)
+    console.print(table)

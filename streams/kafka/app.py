@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from driftline.config.settings import Settings
 from driftline.schemas import ModelVersionEvent, SchemaError
-from driftline.streams.kafka.clients import DLQ_MAX_MESSAGE_BYTES
+from driftline.streams.kafka.clients import DLQ_MAX_MESSAGE_BYTES, faust_credentials
 from driftline.streams.kafka.faust_batches import BatchApp, deliver_batches
 from driftline.streams.loops.monitor import CHECKPOINT_INTERVAL_S, MonitorLoop
 from driftline.streams.metrics import MonitorMetrics
@@ -127,6 +127,7 @@ def create_app(
     app = BatchApp(
         app_id(settings.pipeline),
         broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(",")],
+        broker_credentials=faust_credentials(settings),
         value_serializer="raw",
         key_serializer="raw",
         datadir=str(settings.state_dir / settings.pipeline),

@@ -1,4 +1,8 @@
-"""confluent-kafka helpers: clients configured from `Settings`, topic creation, conversion.
+"""Kafka clients configured from `Settings`: confluent-kafka producers, consumers and admin
+clients, the Faust worker's credentials, topic creation, conversion.
+
+Every client driftline builds starts from `client_config` — the brokers plus the
+``kafka_security`` block (TLS, SASL) — so a secured cluster needs its settings written once.
 
 Config keys of ``overrides`` are librdkafka keys; underscores may stand for dots so they can
 be passed as keyword arguments (``linger_ms=50`` is ``linger.ms=50``).
@@ -18,7 +22,9 @@ from driftline.streams.monitor.messages import RawMessage
 __all__ = [
     "DLQ_MAX_MESSAGE_BYTES",
     "admin_client",
+    "client_config",
     "ensure_topics",
+    "faust_credentials",
     "make_consumer",
     "make_producer",
     "to_raw_message",
@@ -29,8 +35,43 @@ __all__ = [
 DLQ_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
-def _config(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
+def client_config(settings: Settings) -> dict[str, Any]:
+    """The brokers and the security properties every librdkafka client of ``settings`` needs.
+
+    >>> from driftline.config.settings import KafkaSecurity
+    >>> s = Settings(pipeline="p", kafka_security=KafkaSecurity(protocol="SASL_PLAINTEXT",
+    ...     sasl_mechanism="PLAIN", sasl_username="u", sasl_password="pw"))
+    >>> sorted(client_config(s))
+    ['bootstrap.servers', 'sasl.mechanism', 'sasl.password', 'sasl.username', 'security.protocol']
+    """
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        **settings.kafka_security.librdkafka_config(),
+    }
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """The ``broker_credentials`` of the Faust app (aiokafka underneath); None for PLAINTEXT."""
+    import faust
+
+    security = settings.kafka_security
+    context = security.ssl_context()
+    if security.uses_sasl:
+        assert security.sasl_username is not None and security.sasl_password is not None
+        return faust.SASLCredentials(
+            username=security.sasl_username,
+            password=security.sasl_password.get_secret_value(),
+            ssl_context=context,
+            mechanism=security.sasl_mechanism,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+def _config(settings: Settings, base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    out = client_config(settings)
+    out.update(base)
     out.update({key.replace("_", "."): value for key, value in overrides.items()})
     return out
 
@@ -39,8 +80,8 @@ def make_producer(settings: Settings, **overrides: Any) -> Producer:
     """A durable producer: acks from all replicas, idempotent (no duplicates on retry)."""
     return Producer(
         _config(
+            settings,
             {
-                "bootstrap.servers": settings.kafka_bootstrap_servers,
                 "acks": "all",
                 "enable.idempotence": True,
                 "linger.ms": 5,
@@ -55,8 +96,8 @@ def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consum
     """A consumer in ``group_id`` that starts from the earliest offset and commits manually."""
     return Consumer(
         _config(
+            settings,
             {
-                "bootstrap.servers": settings.kafka_bootstrap_servers,
                 "group.id": group_id,
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
@@ -70,7 +111,7 @@ def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consum
 
 def admin_client(settings: Settings, **overrides: Any) -> AdminClient:
     """An admin client for the pipeline's cluster."""
-    return AdminClient(_config({"bootstrap.servers": settings.kafka_bootstrap_servers}, overrides))
+    return AdminClient(_config(settings, {}, overrides))
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:

@@ -9,9 +9,11 @@ is stopped (SIGTERM/SIGINT stop it cleanly; SIGKILL loses nothing, see
 
 from __future__ import annotations
 
+import errno
 import logging
 
 from driftline.config.settings import Settings
+from driftline.errors import ConfigError
 
 __all__ = ["run_worker"]
 
@@ -26,11 +28,20 @@ def run_worker(settings: Settings, *, loglevel: str = "warning") -> None:
     from driftline.streams.kafka.clients import ensure_topics
     from driftline.streams.metrics import MonitorMetrics
 
+    metrics = MonitorMetrics(settings.pipeline)
+    if settings.metrics_port:
+        try:
+            metrics.serve(settings.metrics_port)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise ConfigError(
+                f"metrics port {settings.metrics_port} is already in use (another worker on "
+                "this host?): set DRIFTLINE_METRICS_PORT (metrics_port) to a free port, or 0 "
+                "to turn metrics off"
+            ) from None
     created = ensure_topics(settings)
     if created:
         log.info("created topics %s", created)
-    metrics = MonitorMetrics(settings.pipeline)
-    if settings.metrics_port:
-        metrics.serve(settings.metrics_port)
     app = create_app(settings, metrics=metrics)
     Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()
