@@ -7,6 +7,7 @@ COPY detectors ./detectors
 COPY lifecycle_store ./lifecycle_store
 COPY retrainer ./retrainer
 COPY streams ./streams
-RUN pip install --no-cache-dir ".[postgres]"
+COPY driftline ./driftline
+RUN pip install --no-cache-dir ".[all]"
 ENTRYPOINT []
 CMD ["driftline", "--help"]

@@ -19,6 +19,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from driftline.lifecycle_store.exceptions import NotFoundError, StoreError
+from driftline.redact import redact
 
 __all__ = ["ArtifactStore", "content_key", "sha256_hex"]
 
@@ -68,7 +69,7 @@ class ArtifactStore:
             path = str(Path(root_str).expanduser().resolve())
             self._fs, self._local = pafs.LocalFileSystem(), True
         self._root = path.rstrip("/") or "/"
-        self._display_root = root_str
+        self._display_root = redact(root_str)  # never show credentials of the URI
         if self._local:
             Path(self._root).mkdir(parents=True, exist_ok=True)
 
@@ -113,15 +114,80 @@ class ArtifactStore:
             self._write_atomic(key, lambda sink: pq.write_table(table, sink, **parquet_options))
         return self.uri(key)
 
-    def get(self, key: str) -> bytes:
-        """The bytes under ``key``; :class:`NotFoundError` if there are none."""
+    def key_of(self, uri: str) -> str:
+        """The key of ``uri`` inside this store; :class:`StoreError` for anything else.
+
+        This is how a URI that arrived from outside (a model-version event) is confined: no
+        other scheme, host, bucket or directory, no query parameters (which could redirect
+        an object-store client), no ``..`` and, on a local disk, no symlink out of the root.
+
+        >>> import tempfile
+        >>> store = ArtifactStore(tempfile.mkdtemp())
+        >>> store.key_of(store.uri("models/ab/ab.bin"))
+        'models/ab/ab.bin'
+        >>> store.key_of("file:///etc/passwd")
+        Traceback (most recent call last):
+        ...
+        driftline.lifecycle_store.exceptions.StoreError: artifact 'file:///etc/passwd' lies ...
+        """
+        outside = StoreError(
+            f"artifact {uri[:200]!r} lies outside the artifact store {self._display_root!r}; "
+            "only artifacts of the configured store are read"
+        )
+        if "?" in uri or "#" in uri or "\\" in uri or "\x00" in uri:
+            raise outside
+        if self._local:
+            if uri.startswith("file://"):
+                uri = uri.removeprefix("file://")
+            elif "://" in uri:
+                raise outside
+            path = Path(uri)
+            if not path.is_absolute() or ".." in path.parts:
+                raise outside
+            resolved = path.resolve()
+            root = Path(self._root).resolve()
+            if resolved == root or not resolved.is_relative_to(root):
+                raise outside
+            key = resolved.relative_to(root).as_posix()
+        else:
+            prefix = f"{self._fs.type_name}://{self._root}/"
+            if not uri.startswith(prefix):
+                raise outside
+            key = uri.removeprefix(prefix)
         try:
-            with self._fs.open_input_stream(self._path(key)) as src:
-                return bytes(src.read())
+            self._path(key)
+        except StoreError:
+            raise outside from None
+        return key
+
+    def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        """The bytes under ``key``; :class:`NotFoundError` if there are none.
+
+        With ``max_bytes``, a file that is larger (or is no regular file, like a device) is
+        refused before it is read, and the read itself stops one byte past the limit.
+        """
+        path = self._path(key)
+        if max_bytes is not None:
+            info = self._fs.get_file_info(path)
+            if info.type == pafs.FileType.NotFound:
+                raise NotFoundError(f"artifact {self.uri(key)!r} does not exist")
+            if info.type != pafs.FileType.File or (info.size or 0) > max_bytes:
+                raise StoreError(
+                    f"artifact {self.uri(key)!r} is not a regular file of at most {max_bytes} "
+                    f"bytes (size {info.size}); refusing to read it"
+                )
+            if self._local and not Path(path).is_file():
+                raise StoreError(f"artifact {self.uri(key)!r} is not a regular file")
+        try:
+            with self._fs.open_input_stream(path) as src:
+                data = bytes(src.read() if max_bytes is None else src.read(max_bytes + 1))
         except FileNotFoundError as exc:
             raise NotFoundError(
                 f"artifact {self.uri(key)!r} does not exist; was the artifact store moved?"
             ) from exc
+        if max_bytes is not None and len(data) > max_bytes:
+            raise StoreError(f"artifact {self.uri(key)!r} is larger than {max_bytes} bytes")
+        return data
 
     def get_table(self, key: str) -> pa.Table:
         """The Parquet table under ``key``; :class:`NotFoundError` if there is none."""

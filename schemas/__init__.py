@@ -35,6 +35,7 @@ from driftline.schemas.events import (
 )
 from driftline.schemas.exceptions import MalformedError, SchemaError, SchemaVersionError
 from driftline.schemas.files import load_json_schema
+from driftline.schemas.signing import ModelVersionSigner, ModelVersionVerifier, SignatureError
 from driftline.schemas.topics import Topics
 
 __all__ = [
@@ -57,9 +58,12 @@ __all__ = [
     "LabelRequest",
     "MalformedError",
     "ModelVersionEvent",
+    "ModelVersionSigner",
+    "ModelVersionVerifier",
     "OODFlag",
     "SchemaError",
     "SchemaVersionError",
+    "SignatureError",
     "SourceRange",
     "Topics",
     "load_json_schema",

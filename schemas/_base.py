@@ -17,7 +17,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def _check_pipeline(name: str) -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):  # `$` alone would let a trailing newline through
         raise ValueError(
             f"pipeline name {name!r} is not valid: use 1-128 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit (it becomes part of Kafka topic names)"

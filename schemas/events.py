@@ -213,8 +213,9 @@ class DriftEvent(Event):
 class ModelVersionEvent(Event):
     """A deployed model version, published to the compacted ``{p}.model-versions`` topic.
 
-    A pointer, never the weights: consumers load ``artifact_uri`` and check ``content_hash``
-    (sha256 hex of the artifact bytes) before swapping.
+    A pointer, never the weights: consumers verify the publisher's signature, resolve
+    ``artifact_uri`` inside their own artifact store, and check ``content_hash`` (sha256 hex of
+    the artifact bytes) before swapping.
     """
 
     schema_name: ClassVar[str] = "model_version_event"
@@ -232,6 +233,10 @@ class ModelVersionEvent(Event):
     parent_model_version_id: str | None = None
     reason: str = ""
     deployed_at: UtcDatetime = Field(default_factory=utcnow)
+    signature: str | None = Field(default=None, max_length=128)
+    """Base64 Ed25519 signature of the other fields (see `driftline.schemas.signing`)."""
+    key_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
+    """Id of the publisher key that signed the event."""
 
     @property
     def key(self) -> bytes:

@@ -140,11 +140,14 @@ def rollback(
     outbox in one transaction; the outbox is then flushed, so consumers switch back even if
     this process dies right after the commit (the next retrainer start-up publishes it).
     Raises :class:`driftline.lifecycle_store.exceptions.StoreError` when there is nothing to roll
-    back.
+    back, or when the target's artifact fails its hash (then nothing changes).
     """
     events: list[ModelVersionEvent] = []
 
     def outbox(deployment: Deployment, model: ModelVersion) -> OutboxMessage:
+        # Inside the rollback's transaction: a target whose bytes fail their sha256 raises
+        # ArtifactCorruptedError here, and nothing is deployed.
+        store.load_model_artifact(model.id)
         event = deployment_event(store, deployment, model)
         events.append(event)
         return OutboxMessage(Topics(pipeline).model_versions, event.key, event.to_json())

@@ -9,6 +9,9 @@
     driftline_alarms_suppressed_total{pipeline}      alarms held back within an episode
     driftline_ood_flags_total{pipeline}              OODFlags published
     driftline_labels_total{pipeline}                 labels archived
+    driftline_model_versions_refused_total{pipeline,reason}
+                                                     model-version events not trusted
+                                                     (unsigned, unknown_key, bad_signature, ...)
     driftline_detector_statistic{pipeline}           latest drift statistic
     driftline_detector_threshold{pipeline}           its alarm threshold
     driftline_consumer_lag{pipeline,partition}       messages behind the end of {p}.inputs
@@ -62,6 +65,12 @@ class MonitorMetrics:
         )
         self.ood_flags = Counter("driftline_ood_flags", "OODFlags published", p, registry=r)
         self.labels = Counter("driftline_labels", "Labels archived", p, registry=r)
+        self.refused_versions = Counter(
+            "driftline_model_versions_refused",
+            "Model-version events refused",
+            [*p, "reason"],
+            registry=r,
+        )
         self.statistic = Gauge("driftline_detector_statistic", "Drift statistic", p, registry=r)
         self.threshold = Gauge("driftline_detector_threshold", "Alarm threshold", p, registry=r)
         self.lag = Gauge(
@@ -95,6 +104,10 @@ class MonitorMetrics:
         if out.threshold is not None:
             self.threshold.labels(pipeline=p).set(out.threshold)
         self.batch_seconds.observe(seconds)
+
+    def observe_refused_model_version(self, reason: str) -> None:
+        """Count a model-version event that was not trusted, by reason code."""
+        self.refused_versions.labels(pipeline=self.pipeline, reason=reason).inc()
 
     def observe_labels(self, out: LabelOutput) -> None:
         """Count archived and rejected labels."""

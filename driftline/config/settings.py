@@ -64,7 +64,12 @@ from pydantic_settings import (
 
 from driftline.config.pipeline import PipelineConfig
 from driftline.errors import ConfigError
-from driftline.schemas import Topics
+from driftline.schemas import (
+    ModelVersionSigner,
+    ModelVersionVerifier,
+    SchemaError,
+    Topics,
+)
 
 __all__ = ["CONFIG_ENV", "DEFAULT_CONFIG_FILE", "KafkaSecurity", "Settings"]
 
@@ -207,6 +212,12 @@ class Settings(BaseSettings):
     partitions: int = Field(default=1, ge=1, description="partitions of every pipeline topic")
     store_url: SecretStr = SecretStr("sqlite:///driftline.db")
     artifacts: str = Field(default="artifacts", description="directory or pyarrow FS URI")
+    signing_key: SecretStr | None = Field(
+        default=None, description="base64 Ed25519 private key that signs model versions"
+    )
+    verify_keys: str = Field(
+        default="", description="comma-separated base64 Ed25519 public keys trusted for models"
+    )
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 turns metrics off")
     batch_size: int = Field(
         default=1000, ge=1, description="most messages per micro-batch (one fetch)"
@@ -250,6 +261,27 @@ class Settings(BaseSettings):
     def topics(self) -> Topics:
         """Topic names of this pipeline."""
         return Topics(self.pipeline)
+
+    def model_version_signer(self) -> ModelVersionSigner | None:
+        """The signer of the publisher (retrainer, rollback), or None without `signing_key`."""
+        if self.signing_key is None:
+            return None
+        try:
+            return ModelVersionSigner(self.signing_key.get_secret_value())
+        except SchemaError as exc:
+            raise ConfigError(f"DRIFTLINE_SIGNING_KEY: {exc}") from None
+
+    def model_version_verifier(self) -> ModelVersionVerifier:
+        """What the monitor and subscribers verify model versions with: `verify_keys`, plus
+        the public half of `signing_key` when this process also holds it."""
+        keys = [k for k in self.verify_keys.split(",") if k.strip()]
+        signer = self.model_version_signer()
+        if signer is not None:
+            keys.append(signer.public_key)
+        try:
+            return ModelVersionVerifier(keys)
+        except SchemaError as exc:
+            raise ConfigError(f"DRIFTLINE_VERIFY_KEYS: {exc}") from None
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:

@@ -37,6 +37,24 @@ def register(app: typer.Typer) -> None:
     app.command("lineage")(lineage)
     app.command("rollback")(rollback)
     app.command("subscribe")(subscribe)
+    keys = typer.Typer(help="Keys that sign and verify model versions.", no_args_is_help=True)
+    keys.command("generate")(generate_keys)
+    app.add_typer(keys, name="keys")
+
+
+def generate_keys() -> None:
+    """Print a new Ed25519 key pair for signing model versions.
+
+    The private key goes only to the retrainer (and `driftline rollback`); every consumer
+    service and worker gets the public key.
+    """
+    from driftline.schemas import ModelVersionSigner
+
+    signer = ModelVersionSigner.generate()
+    typer.echo(f"# retrainer only; keep secret (key id {signer.key_id})")
+    typer.echo(f"DRIFTLINE_SIGNING_KEY={signer.private_key_text()}")
+    typer.echo("# workers and consumer services")
+    typer.echo(f"DRIFTLINE_VERIFY_KEYS={signer.public_key}")
 
 
 def _settings(config: Path | None, pipeline: str | None, **overrides: Any) -> Settings:
@@ -184,13 +202,7 @@ def subscribe(
         e = new.event
         typer.echo(f"{e.deployed_at:%Y-%m-%d %H:%M:%S} {e.alias}: {e.model_version_id} {e.reason}")
 
-    sub = ModelSubscriber(
-        settings.kafka_bootstrap_servers,
-        settings.pipeline,
-        alias,
-        show,
-        consumer_config=settings.kafka_security.librdkafka_config(),
-    )
+    sub = ModelSubscriber.from_settings(settings, alias, on_swap=show)
     try:
         with sub:
             done.wait()

@@ -63,6 +63,8 @@ from driftline.schemas import (
     LabelEvent,
     LabelRequest,
     ModelVersionEvent,
+    ModelVersionSigner,
+    ModelVersionVerifier,
     Topics,
 )
 from driftline.streams.embedded.bus import InMemoryBus
@@ -239,13 +241,20 @@ class BusPublisher:
     [1]
     """
 
-    def __init__(self, bus: InMemoryBus, topics: Topics) -> None:
+    def __init__(
+        self, bus: InMemoryBus, topics: Topics, signer: ModelVersionSigner | None = None
+    ) -> None:
         self.bus = bus
         self.topics = topics
+        # In one process a fresh key per run is enough: only this runner's monitor verifies.
+        self.signer = signer or ModelVersionSigner.generate()
         bus.create_topic(topics.model_versions, compact=True)
 
     def publish_model_version(self, event: ModelVersionEvent) -> None:
-        self.bus.produce(self.topics.model_versions, event.to_json(), key=event.key, headers=_JSON)
+        signed = self.signer.sign(event)
+        self.bus.produce(
+            self.topics.model_versions, signed.to_json(), key=signed.key, headers=_JSON
+        )
 
     def publish_label_request(self, request: LabelRequest) -> None:
         key = request.pipeline.encode()
@@ -310,6 +319,7 @@ class EmbeddedRunner:
         self.policy = policy
         self.monitor = MonitorStep(config, store, pipeline=self.pipeline, emit_ood=emit_ood)
         self.publisher = BusPublisher(self.bus, self.topics)
+        self._verifier = ModelVersionVerifier([self.publisher.signer.public_key])
         self.retrainer = Retrainer(store, config, self.publisher)
         transport = BusTransport(self.bus)
         self.monitor_loop = MonitorLoop(self.monitor, transport)
@@ -381,6 +391,7 @@ class EmbeddedRunner:
         self.retrainer_loop.tick(stream.time(max(row - 1, 0)))
         for message in self._versions.poll():
             version = ModelVersionEvent.from_json(message.value)
+            self._verifier.verify(version)  # only this runner publishes here
             self.monitor.on_model_version(version)
             self._alarms = []  # alarms against the old reference are answered
             log.deployments.append(_deployment(version, row))

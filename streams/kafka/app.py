@@ -177,13 +177,26 @@ def create_app(
             if not batch.stale(app):
                 await loop.labels(batch.messages)
 
+    verifier = settings.model_version_verifier()
+
     @app.agent(versions, name="model_versions")
     async def version_agent(stream: Any) -> None:
         async for value in stream:
+            # Verified before anything it names is touched; even then the step installs the
+            # champion the store records, not what the event says.
             try:
                 event = ModelVersionEvent.from_json(value)
+                verifier.verify(event)
             except SchemaError as exc:
-                log.error("ignoring a bad ModelVersionEvent on %s: %s", topics.model_versions, exc)
+                reason = getattr(exc, "reason", "schema_violation")
+                if metrics is not None:
+                    metrics.observe_refused_model_version(reason)
+                log.error(
+                    "refusing a ModelVersionEvent on %s (%s): %s",
+                    topics.model_versions,
+                    reason,
+                    exc,
+                )
                 continue
             step.on_model_version(event)
 

@@ -36,7 +36,7 @@ from driftline.schemas import (
     ModelVersionEvent,
     Topics,
 )
-from driftline.streams.exceptions import StreamsError
+from driftline.streams.exceptions import ConfigError, StreamsError
 
 if TYPE_CHECKING:
     from driftline.config.settings import Settings
@@ -68,6 +68,7 @@ class KafkaPublisher:
 
         self.settings = settings
         self.topics = settings.topics
+        self._signer = settings.model_version_signer()
         self.delivery_timeout_s = delivery_timeout_s
         # make_producer is acks=all and idempotent: confirmed means on every in-sync replica.
         self._producer = make_producer(settings, delivery_timeout_ms=int(delivery_timeout_s * 1000))
@@ -77,12 +78,20 @@ class KafkaPublisher:
         self.published = 0
 
     def publish_model_version(self, event: ModelVersionEvent) -> None:
-        """Send a deployment to the compacted ``{p}.model-versions``, keyed ``{p}/{alias}``.
+        """Sign a deployment and send it to the compacted ``{p}.model-versions``, keyed
+        ``{p}/{alias}``.
 
         The topic follows the event's pipeline: one store may hold several pipelines, and
         the outbox is flushed for all of them.
         """
-        self.publish(Topics(event.pipeline).model_versions, event.key, event.to_json())
+        if self._signer is None:
+            raise ConfigError(
+                "model versions must be signed: set DRIFTLINE_SIGNING_KEY (or signing_key in "
+                "the config file) to the key `driftline keys generate` prints; the outbox item "
+                "stays pending until then"
+            )
+        signed = self._signer.sign(event)
+        self.publish(Topics(event.pipeline).model_versions, signed.key, signed.to_json())
 
     def publish_label_request(self, request: LabelRequest) -> None:
         """Send a request for labels to ``{p}.label-requests``, keyed by pipeline."""

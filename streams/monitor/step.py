@@ -471,10 +471,15 @@ class MonitorStep:
             self._early_labels = []
 
     def on_model_version(self, event: ModelVersionEvent) -> None:
-        """A new champion: its training data becomes the reference; a new episode begins."""
+        """A new champion: its training data becomes the reference; a new episode begins.
+
+        The event is only a wake-up call: what is installed is the champion the lifecycle
+        store records, so an event naming a deployment or data version the store does not
+        hold changes nothing (transports verify the signature before this too).
+        """
         if event.alias != "champion" or event.pipeline != self.pipeline:
             return
-        self._install_reference(event.deployment_id, event.data_version_id)
+        self.sync_reference()
 
     def sync_reference(self) -> None:
         """Refit on the champion's data version if the store has a new champion (a worker

@@ -17,31 +17,41 @@ every partition from the beginning (no consumer group offsets: each subscriber r
 topic, so a new one finds the current champion at once), reads up to the end, loads only the
 newest version of its alias, and then follows new records as they come.
 
-Each new version is loaded from its ``artifact_uri`` (any pyarrow filesystem URI; no
-database needed), its sha256 is checked against ``content_hash``, the bytes go through the
-``loader`` (by default the retrainer's model adapter named by ``framework``) and the result
-replaces the served model in one reference assignment: a ``predict`` already running keeps
-the model it started with. When anything fails the old model keeps serving and the reason is
-logged and kept in :attr:`ModelSubscriber.last_error`.
+Anyone who can write to the topic is treated as hostile, so before touching anything an event
+names, the subscriber verifies the publisher's Ed25519 signature against its own trusted keys
+(``verify_keys``, default ``$DRIFTLINE_VERIFY_KEYS``; see `driftline.schemas.signing`). Then
+``artifact_uri`` is resolved only inside its own artifact store (``artifacts``, default
+``$DRIFTLINE_ARTIFACTS``, else ``artifacts``: no other path, scheme, host or query), the file's
+size is checked against ``max_artifact_bytes`` before it is read, its sha256 is checked against
+``content_hash``, and the bytes go through the ``loader`` (by default the operator-registered
+model adapter named by ``framework``; an event never names a module). The result replaces the
+served model in one reference assignment: a ``predict`` already running keeps the model it
+started with. When anything fails the old model keeps serving, the reason is logged, counted in
+:attr:`ModelSubscriber.failures` and kept in :attr:`ModelSubscriber.last_error`, and
+:attr:`ModelSubscriber.healthy` turns False until a newer deployment is served.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from driftline.lifecycle_store.artifacts import sha256_hex
+from driftline.lifecycle_store.artifacts import ArtifactStore, sha256_hex
 from driftline.lifecycle_store.exceptions import ArtifactCorruptedError
-from driftline.schemas import ModelVersionEvent, SchemaError, Topics
+from driftline.schemas import ModelVersionEvent, ModelVersionVerifier, SchemaError, Topics
+
+if TYPE_CHECKING:
+    from driftline.config.settings import Settings
 
 __all__ = [
     "Loader",
@@ -49,12 +59,13 @@ __all__ = [
     "ServedModel",
     "SwapCallback",
     "SwapFailure",
-    "read_artifact",
 ]
 
 log = logging.getLogger(__name__)
 
 _FALLBACK_DEPTH = 5
+MAX_ARTIFACT_BYTES = 1 << 30
+"""Default size limit of one artifact (1 GiB): checked before a byte is read."""
 
 Loader = Callable[[ModelVersionEvent, bytes], Any]
 """Turns verified artifact bytes into a model object with ``predict``."""
@@ -104,8 +115,10 @@ class ModelSubscriber:
     """Follow the model deployed under ``alias`` of ``pipeline`` on ``{p}.model-versions``.
 
     ``on_swap(new, old)`` runs on the subscriber's thread after each swap; ``loader(event,
-    bytes)`` replaces the adapter-based loading (e.g. to wrap the model). ``consumer_config``
-    adds or overrides confluent-kafka settings (security, timeouts).
+    bytes)`` replaces the adapter-based loading (e.g. to wrap the model). ``verify_keys`` are
+    the publisher's public keys, ``artifacts`` the artifact store models are read from (see
+    the module docstring); `from_settings` takes both, and the Kafka security, from a
+    driftline config. ``consumer_config`` adds or overrides confluent-kafka settings.
 
     >>> sub = ModelSubscriber("127.0.0.1:9092", "fraud", loader=lambda event, data: data)
     >>> sub.topic, sub.key, sub.current_version is None
@@ -120,11 +133,23 @@ class ModelSubscriber:
         on_swap: SwapCallback | None = None,
         loader: Loader | None = None,
         *,
+        verify_keys: Sequence[str] | None = None,
+        artifacts: str | None = None,
+        max_artifact_bytes: int = MAX_ARTIFACT_BYTES,
         consumer_config: Mapping[str, Any] | None = None,
         poll_timeout_s: float = 0.2,
     ) -> None:
         if poll_timeout_s <= 0:
             raise ValueError(f"poll_timeout_s must be > 0, got {poll_timeout_s}")
+        if max_artifact_bytes < 1:
+            raise ValueError(f"max_artifact_bytes must be >= 1, got {max_artifact_bytes}")
+        if verify_keys is None:
+            verify_keys = os.environ.get("DRIFTLINE_VERIFY_KEYS", "").split(",")
+        self._verifier = ModelVersionVerifier(verify_keys)
+        self._artifacts = ArtifactStore(
+            artifacts or os.environ.get("DRIFTLINE_ARTIFACTS") or "artifacts"
+        )
+        self._max_artifact_bytes = max_artifact_bytes
         self.bootstrap_servers = bootstrap_servers
         self.pipeline = pipeline
         self.alias = alias
@@ -141,10 +166,28 @@ class ModelSubscriber:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: SwapFailure | None = None
+        self._newest_failed = False
         self.swaps = 0
         self.failures = 0
 
+    @classmethod
+    def from_settings(cls, settings: Settings, alias: str = "champion", **options: Any) -> Self:
+        """A subscriber configured like the rest of a deployment: brokers and their security,
+        the artifact store, and the keys that verify model versions."""
+        from driftline.streams.kafka.clients import client_config
+
+        options.setdefault("verify_keys", settings.model_version_verifier().public_keys)
+        options.setdefault("artifacts", settings.artifacts)
+        options.setdefault("consumer_config", client_config(settings))
+        return cls(settings.kafka_bootstrap_servers, settings.pipeline, alias, **options)
+
     # -- what a consumer service reads -------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        """False while the newest deployment seen could not be served (a forged or corrupt
+        event, an artifact that fails its hash): the model served, if any, is older."""
+        return self._newest_failed is False
 
     @property
     def served(self) -> ServedModel | None:
@@ -279,6 +322,11 @@ class ModelSubscriber:
         """
         if event.pipeline != self.pipeline or event.alias != self.alias:
             return False
+        try:
+            self._verifier.verify(event)
+        except SchemaError as exc:
+            self._fail(event, f"{getattr(exc, 'reason', 'unverified')}: {exc}")
+            return False
         if event.deployment_id in self._seen_deployments:
             return False
         self._seen_deployments.add(event.deployment_id)
@@ -288,6 +336,7 @@ class ModelSubscriber:
         except Exception as exc:
             self._fail(event, f"{type(exc).__name__}: {exc}")
             return False
+        self._newest_failed = False
         served = ServedModel(event=event, model=model)
         with self._changed:
             # One reference assignment: in-flight predict() calls hold the old object.
@@ -312,7 +361,8 @@ class ModelSubscriber:
         if previous is not None and previous.event.content_hash == event.content_hash:
             # A rollback or re-deployment of the bytes we already hold: no reload needed.
             return previous.model
-        data = read_artifact(event.artifact_uri)
+        key = self._artifacts.key_of(event.artifact_uri)
+        data = self._artifacts.get(key, max_bytes=self._max_artifact_bytes)
         digest = sha256_hex(data)
         if digest != event.content_hash:
             raise ArtifactCorruptedError(
@@ -323,6 +373,7 @@ class ModelSubscriber:
 
     def _fail(self, event: ModelVersionEvent | None, reason: str) -> None:
         self.failures += 1
+        self._newest_failed = True
         self.last_error = SwapFailure(event=event, reason=reason)
         served = self._served
         log.warning(
@@ -443,30 +494,6 @@ class ModelSubscriber:
         except SchemaError as exc:
             self._fail(None, f"undecodable record at offset {message.offset()}: {exc}")
             return None
-
-
-def read_artifact(uri: str) -> bytes:
-    """The bytes at ``uri``: a local path or any URI a pyarrow filesystem understands.
-
-    >>> import pathlib, tempfile
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "model.bin"
-    >>> _ = path.write_bytes(b"weights")
-    >>> read_artifact(path.as_uri()), read_artifact(str(path))
-    (b'weights', b'weights')
-    """
-    import pyarrow.fs as pafs
-
-    if "://" in uri:
-        fs, path = pafs.FileSystem.from_uri(uri)
-    else:
-        fs, path = pafs.LocalFileSystem(), uri
-    try:
-        with fs.open_input_stream(path) as source:
-            return bytes(source.read())
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(
-            f"artifact {uri!r} does not exist; is the artifact store reachable from here?"
-        ) from exc
 
 
 def _matches(

@@ -46,3 +46,17 @@ def test_missing_artifact_names_uri(tmp_path: Path) -> None:
         store.get("missing.bin")
     with pytest.raises(NotFoundError, match=r"missing\.parquet"):
         store.get_table("missing.parquet")
+
+
+def test_credentials_of_the_artifacts_uri_never_reach_the_repr_or_errors() -> None:
+    from driftline.lifecycle_store.artifacts import ArtifactStore
+    from driftline.lifecycle_store.exceptions import StoreError
+
+    store = ArtifactStore("s3://AKIAEXAMPLE:verysecret@bucket/prefix?region=us-east-1")
+    assert "verysecret" not in repr(store) and "AKIAEXAMPLE" not in repr(store)
+    try:
+        store.key_of("file:///etc/passwd")
+    except StoreError as exc:
+        assert "verysecret" not in str(exc)
+    else:
+        raise AssertionError("a path outside the store was accepted")

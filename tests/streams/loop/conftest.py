@@ -18,7 +18,13 @@ import pytest
 from driftline.config.settings import Settings
 from driftline.lifecycle_store.artifacts import sha256_hex
 from driftline.lifecycle_store.store import LifecycleStore
-from driftline.schemas import InferenceEvent, LabelEvent, ModelVersionEvent, Topics
+from driftline.schemas import (
+    InferenceEvent,
+    LabelEvent,
+    ModelVersionEvent,
+    ModelVersionSigner,
+    Topics,
+)
 
 
 @pytest.fixture
@@ -49,6 +55,22 @@ def pipeline_factory(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
         for future in admin.delete_topics(created).values():
             with contextlib.suppress(Exception):  # already gone is fine at teardown
                 future.result(timeout=30)
+
+
+SIGNER = ModelVersionSigner.generate()
+"""The publisher key of every loop test: the retrainer signs with it, subscribers trust it."""
+
+
+@pytest.fixture
+def signer() -> ModelVersionSigner:
+    """The tests' publisher key (what the retrainer signs with)."""
+    return SIGNER
+
+
+@pytest.fixture
+def trusted(tmp_path: Path) -> dict[str, Any]:
+    """Subscriber options trusting the tests' publisher key and the tests' artifact store."""
+    return {"verify_keys": [SIGNER.public_key], "artifacts": str(tmp_path)}
 
 
 @pytest.fixture
@@ -91,13 +113,15 @@ def event_factory(
 
 
 @pytest.fixture
-def produce(kafka_bootstrap: str) -> Callable[[ModelVersionEvent], None]:
+def produce(kafka_bootstrap: str) -> Callable[..., None]:
     """Send a deployment event to its pipeline's model-versions topic and wait for delivery."""
     from confluent_kafka import Producer
 
     producer = Producer({"bootstrap.servers": kafka_bootstrap, "acks": "all"})
 
-    def send(event: ModelVersionEvent) -> None:
+    def send(event: ModelVersionEvent, *, sign: bool = True) -> None:
+        if sign:
+            event = SIGNER.sign(event)
         producer.produce(
             Topics(event.pipeline).model_versions, key=event.key, value=event.to_json()
         )
@@ -219,6 +243,7 @@ def loop_pipeline_factory(
             "artifacts": str(root / "artifacts"),
             "state_dir": str(root / "state"),
             "metrics_port": 0,
+            "signing_key": SIGNER.private_key_text(),
         }
         table = {"name": name, **PIPELINE_TABLE, **pipeline_overrides}
         config_file = write_config(root / "driftline.toml", values, table)

@@ -63,7 +63,7 @@ def test_rollback_republishes_the_previous_champion_and_history_keeps_both(
     lp = loop_pipeline_factory()
     store, (first, second) = deploy_two(lp)
     runner = CliRunner()
-    with ModelSubscriber(kafka_bootstrap, lp.name, loader=lambda event, data: data) as sub:
+    with ModelSubscriber.from_settings(lp.settings, loader=lambda event, data: data) as sub:
         assert sub.wait(second, timeout=20).model_version_id == second
         result = runner.invoke(app, ["rollback", "--config", str(lp.config_file)])
         assert result.exit_code == 0, result.output

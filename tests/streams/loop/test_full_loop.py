@@ -101,7 +101,7 @@ def test_replay_worker_retrainer_subscriber(
     with (
         process([*CLI, "worker", *config, "--loglevel", "info"], logs[0]),
         process([*CLI, "retrainer", *config, "--tick-interval", "1"], logs[1]),
-        ModelSubscriber(kafka_bootstrap, lp.name) as sub,
+        ModelSubscriber.from_settings(lp.settings) as sub,
     ):
         # The old concept; its labels trail by 100 rows. The retrainer trains the first model.
         replay(before, "--labels-delay", "100")

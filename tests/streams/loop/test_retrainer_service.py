@@ -90,7 +90,7 @@ def test_drift_to_a_better_served_model_with_delayed_labels(
     step = MonitorStep(lp.settings.config, store, pipeline=lp.name)
     service = RetrainerService(lp.settings, tick_interval_s=0.5)
     running(service)
-    with ModelSubscriber(kafka_bootstrap, lp.name) as sub:
+    with ModelSubscriber.from_settings(lp.settings) as sub:
         # Before the drift: labelled rows; the service's tick trains the first champion.
         inputs, labels, _, _ = lp.stream.events(1500, drifted=False)
         assert feed(step, inputs, labels) == []

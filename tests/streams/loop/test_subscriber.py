@@ -45,14 +45,18 @@ class CountingLoader:
 
 
 def test_new_subscriber_serves_the_current_champion_at_once(
-    kafka_bootstrap: str, pipeline_factory: Callable[..., str], event_factory: Any, produce: Any
+    trusted: dict[str, Any],
+    kafka_bootstrap: str,
+    pipeline_factory: Callable[..., str],
+    event_factory: Any,
+    produce: Any,
 ) -> None:
     pipeline = pipeline_factory()
     for value in (1.0, 2.0, 3.0):
         produce(event_factory(pipeline, value))
     produce(event_factory(pipeline, 9.0, alias="challenger"))
     loader = CountingLoader()
-    with ModelSubscriber(kafka_bootstrap, pipeline, loader=loader) as sub:
+    with ModelSubscriber(kafka_bootstrap, pipeline, **trusted, loader=loader) as sub:
         assert sub.ready
         assert sub.current_version is not None
         assert sub.current_version.model_version_id == "mv-3"
@@ -62,7 +66,11 @@ def test_new_subscriber_serves_the_current_champion_at_once(
 
 
 def test_swaps_on_new_deployment_and_calls_back(
-    kafka_bootstrap: str, pipeline_factory: Callable[..., str], event_factory: Any, produce: Any
+    trusted: dict[str, Any],
+    kafka_bootstrap: str,
+    pipeline_factory: Callable[..., str],
+    event_factory: Any,
+    produce: Any,
 ) -> None:
     pipeline = pipeline_factory()
     produce(event_factory(pipeline, 1.0))
@@ -71,7 +79,9 @@ def test_swaps_on_new_deployment_and_calls_back(
     def on_swap(new: ServedModel, old: ServedModel | None) -> None:
         swaps.append((new.model_version_id, None if old is None else old.model_version_id))
 
-    with ModelSubscriber(kafka_bootstrap, pipeline, on_swap=on_swap, loader=constant_loader) as sub:
+    with ModelSubscriber(
+        kafka_bootstrap, pipeline, **trusted, on_swap=on_swap, loader=constant_loader
+    ) as sub:
         sub.wait("mv-1", timeout=10)
         second = event_factory(pipeline, 2.0)
         produce(second)
@@ -82,6 +92,7 @@ def test_swaps_on_new_deployment_and_calls_back(
 
 @pytest.mark.parametrize("failure", ["hash", "missing", "loader"])
 def test_keeps_serving_the_old_model_when_a_new_one_fails(
+    trusted: dict[str, Any],
     kafka_bootstrap: str,
     pipeline_factory: Callable[..., str],
     event_factory: Any,
@@ -97,7 +108,7 @@ def test_keeps_serving_the_old_model_when_a_new_one_fails(
             raise ValueError("unsupported weights layout")
         return constant_loader(event, data)
 
-    with ModelSubscriber(kafka_bootstrap, pipeline, loader=loader) as sub:
+    with ModelSubscriber(kafka_bootstrap, pipeline, **trusted, loader=loader) as sub:
         sub.wait("mv-1", timeout=10)
         bad = event_factory(pipeline, 2.0)
         if failure == "hash":
@@ -118,19 +129,27 @@ def test_keeps_serving_the_old_model_when_a_new_one_fails(
 
 
 def test_start_up_falls_back_to_the_newest_loadable_deployment(
-    kafka_bootstrap: str, pipeline_factory: Callable[..., str], event_factory: Any, produce: Any
+    trusted: dict[str, Any],
+    kafka_bootstrap: str,
+    pipeline_factory: Callable[..., str],
+    event_factory: Any,
+    produce: Any,
 ) -> None:
     pipeline = pipeline_factory()
     produce(event_factory(pipeline, 1.0))
     produce(event_factory(pipeline, 2.0).model_copy(update={"content_hash": "0" * 64}))
-    with ModelSubscriber(kafka_bootstrap, pipeline, loader=constant_loader) as sub:
+    with ModelSubscriber(kafka_bootstrap, pipeline, **trusted, loader=constant_loader) as sub:
         assert sub.current_version is not None
         assert sub.current_version.model_version_id == "mv-1"
         assert sub.failures == 1
 
 
 def test_in_flight_prediction_finishes_on_the_old_model(
-    kafka_bootstrap: str, pipeline_factory: Callable[..., str], event_factory: Any, produce: Any
+    trusted: dict[str, Any],
+    kafka_bootstrap: str,
+    pipeline_factory: Callable[..., str],
+    event_factory: Any,
+    produce: Any,
 ) -> None:
     pipeline = pipeline_factory()
     entered, release = threading.Event(), threading.Event()
@@ -146,7 +165,7 @@ def test_in_flight_prediction_finishes_on_the_old_model(
         return SlowModel(model.value) if model.value == 1.0 else model
 
     produce(event_factory(pipeline, 1.0))
-    with ModelSubscriber(kafka_bootstrap, pipeline, loader=loader) as sub:
+    with ModelSubscriber(kafka_bootstrap, pipeline, **trusted, loader=loader) as sub:
         sub.wait("mv-1", timeout=10)
         result: list[np.ndarray] = []
         worker = threading.Thread(target=lambda: result.append(sub.predict(X)))
@@ -161,13 +180,17 @@ def test_in_flight_prediction_finishes_on_the_old_model(
 
 
 def test_rollback_to_known_bytes_swaps_without_reloading(
-    kafka_bootstrap: str, pipeline_factory: Callable[..., str], event_factory: Any, produce: Any
+    trusted: dict[str, Any],
+    kafka_bootstrap: str,
+    pipeline_factory: Callable[..., str],
+    event_factory: Any,
+    produce: Any,
 ) -> None:
     pipeline = pipeline_factory()
     first = event_factory(pipeline, 1.0)
     produce(first)
     loader = CountingLoader()
-    with ModelSubscriber(kafka_bootstrap, pipeline, loader=loader) as sub:
+    with ModelSubscriber(kafka_bootstrap, pipeline, **trusted, loader=loader) as sub:
         sub.wait("mv-1", timeout=10)
         redeploy = first.model_copy(update={"deployment_id": "again", "reason": "rollback"})
         produce(redeploy)
@@ -177,12 +200,18 @@ def test_rollback_to_known_bytes_swaps_without_reloading(
 
 
 def test_asyncio_helpers(
-    kafka_bootstrap: str, pipeline_factory: Callable[..., str], event_factory: Any, produce: Any
+    trusted: dict[str, Any],
+    kafka_bootstrap: str,
+    pipeline_factory: Callable[..., str],
+    event_factory: Any,
+    produce: Any,
 ) -> None:
     pipeline = pipeline_factory()
 
     async def main() -> tuple[str, str]:
-        async with ModelSubscriber(kafka_bootstrap, pipeline, loader=constant_loader) as sub:
+        async with ModelSubscriber(
+            kafka_bootstrap, pipeline, **trusted, loader=constant_loader
+        ) as sub:
             with pytest.raises(TimeoutError, match="serving nothing"):
                 await sub.wait_for_version(timeout=0.3)
             await asyncio.to_thread(produce, event_factory(pipeline, 4.0))
@@ -195,10 +224,10 @@ def test_asyncio_helpers(
 
 
 def test_a_subscriber_started_before_the_topic_exists_waits_for_it(
-    kafka_bootstrap: str, event_factory: Any
+    trusted: dict[str, Any], kafka_bootstrap: str, event_factory: Any
 ) -> None:
     sub = ModelSubscriber(
-        kafka_bootstrap, f"loop-absent-{uuid.uuid4().hex[:8]}", loader=constant_loader
+        kafka_bootstrap, f"loop-absent-{uuid.uuid4().hex[:8]}", loader=constant_loader, **trusted
     )
     sub.start()
     try:
