@@ -1,4 +1,4 @@
-"""Model adapters: one protocol, a registry by name, and dotted-path plugins.
+"""Model adapters: one protocol, a registry by name, and dotted-path plugins (config only).
 
     torch-mlp   TorchMLP        the default: MLP classifier/regressor (safetensors)
     sklearn     SklearnAdapter  any scikit-learn estimator (skops)
@@ -52,10 +52,27 @@ def register_adapter(name: str, cls: type[Any]) -> None:
 
 
 def adapter_class(name: str) -> type[Any]:
-    """The adapter class registered as ``name``, or imported from ``pkg.mod:Class``."""
+    """The adapter registered as ``name``: a built-in or one passed to `register_adapter`.
+
+    Never imports a module named by ``name``: a model version's ``framework`` comes off the
+    wire, and importing what it names would let its writer pick code.
+
+    >>> adapter_class("os:system")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    driftline.retrainer.exceptions.UnknownAdapterError: unknown model adapter 'os:system'; ...
+    """
     if name in _REGISTRY:
         return _REGISTRY[name]
-    path = _BUILTIN.get(name, name)
+    if name not in _BUILTIN:
+        raise UnknownAdapterError(
+            f"unknown model adapter {name!r}; registered: {sorted({*_BUILTIN, *_REGISTRY})}; "
+            "register others with register_adapter(name, cls)"
+        )
+    return _import_and_register(name, _BUILTIN[name])
+
+
+def _import_and_register(name: str, path: str) -> type[Any]:
     module_name, sep, attr = path.partition(":")
     if not sep or not attr:
         raise UnknownAdapterError(
@@ -71,10 +88,15 @@ def adapter_class(name: str) -> type[Any]:
 
 
 def make_adapter(name: str) -> Any:
-    """An empty adapter of ``name`` (call ``build`` next)."""
-    return adapter_class(name)()
+    """An empty adapter of ``name`` (call ``build`` next). ``name`` comes from the operator's
+    config, so besides a registered name it may be a dotted path ``pkg.mod:Class``, which is
+    imported and registered under that name."""
+    if name in _REGISTRY or name in _BUILTIN:
+        return adapter_class(name)()
+    return _import_and_register(name, name)()
 
 
 def load_adapter(framework: str, data: bytes) -> Any:
-    """A trained adapter from a model version's ``framework`` and artifact bytes."""
+    """A trained adapter from a model version's ``framework`` and artifact bytes; only
+    registered adapters (see `adapter_class`) are used."""
     return adapter_class(framework).load(data)

@@ -1,9 +1,12 @@
 """Safe persistence for the adapters that store Python objects (scikit-learn, river): skops,
-never pickle. An artifact is refused unless every type in it is one the adapter trusts."""
+never pickle. An artifact is refused unless every type skops does not trust by default is in
+the adapter's exact allow-list: a type is trusted by its full name, never by its package, because
+every package holds functions that run code (``numpy.testing._private.utils.runstring`` is
+``exec``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Set
 from typing import Any
 
 import skops.io as sio
@@ -16,11 +19,10 @@ def dump_artifact(framework: str, description: dict[str, Any], **objects: Any) -
     return bytes(sio.dumps({"meta": {"adapter": framework, **description}, **objects}))
 
 
-def load_artifact(
-    data: bytes, framework: str, trusted: Callable[[str], bool], what: str
-) -> dict[str, Any]:
-    """Read skops bytes written by `dump_artifact` for ``framework``; ``trusted(type_name)``
-    says which types may be loaded (``what`` names them in the error)."""
+def load_artifact(data: bytes, framework: str, trusted: Set[str], what: str) -> dict[str, Any]:
+    """Read skops bytes written by `dump_artifact` for ``framework``; ``trusted`` holds the
+    exact type names that may be loaded beyond skops' defaults (``what`` names them in the
+    error)."""
     try:
         untrusted = sio.get_untrusted_types(data=bytes(data))
     except Exception as exc:
@@ -28,7 +30,7 @@ def load_artifact(
             f"these {len(data)} bytes are not a skops artifact ({exc}); load them with the "
             "adapter named in the model version's framework"
         ) from None
-    unsafe = [t for t in untrusted if not trusted(t)]
+    unsafe = [t for t in untrusted if t not in trusted]
     if unsafe:
         raise ArtifactFormatError(f"artifact holds types outside {what} {unsafe}; refusing it")
     doc = sio.loads(bytes(data), trusted=untrusted)

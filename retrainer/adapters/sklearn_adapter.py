@@ -8,6 +8,7 @@ else it trains from scratch and says so in the fit report.
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 import math
 from collections.abc import Sequence
@@ -36,8 +37,29 @@ _DEFAULT_ESTIMATOR = {
     True: ("sklearn.linear_model.SGDClassifier", {"loss": "log_loss"}),
     False: ("sklearn.linear_model.SGDRegressor", {}),
 }
-# Types a skops artifact may contain beyond scikit-learn's own; anything else is refused.
-_SAFE_PREFIXES = ("sklearn.", "numpy.", "scipy.")
+# Types inside fitted estimators that skops does not trust by default, found by saving linear
+# models, trees, forests, (hist) gradient boosting, SVMs, kNN, naive Bayes, MLPs and scaler
+# pipelines and asking `skops.io.get_untrusted_types`; anything else is refused.
+_INTERNAL_TYPES = frozenset(
+    {
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.metrics._dist_metrics.EuclideanDistance64",
+        "sklearn.neighbors._kd_tree.KDTree",
+        "sklearn.neighbors._ball_tree.BallTree",
+        "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+        "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+        "sklearn.tree._tree.Tree",
+    }
+)
+
+
+@functools.cache
+def _trusted_types() -> frozenset[str]:
+    """Every scikit-learn estimator class by full name, plus `_INTERNAL_TYPES`."""
+    from sklearn.utils import all_estimators
+
+    estimators = {f"{c.__module__}.{c.__qualname__}" for _, c in all_estimators()}
+    return frozenset(estimators) | _INTERNAL_TYPES
 
 
 class SklearnAdapter(AdapterBase):
@@ -209,9 +231,7 @@ class SklearnAdapter(AdapterBase):
 
     @classmethod
     def load(cls, data: bytes) -> Self:
-        doc = load_artifact(
-            data, cls.framework, lambda t: t.startswith(_SAFE_PREFIXES), "scikit-learn/numpy"
-        )
+        doc = load_artifact(data, cls.framework, _trusted_types(), "scikit-learn estimators")
         meta = doc["meta"]
         out = cls()
         out._params, out._classes = meta["params"], meta["classes"]

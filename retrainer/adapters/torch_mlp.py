@@ -6,6 +6,7 @@ JSON in the safetensors metadata, so loading never unpickles anything.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Sequence
@@ -34,6 +35,11 @@ from driftline.retrainer.exceptions import (
 )
 
 __all__ = ["TorchMLP"]
+
+# Largest architecture `TorchMLP.load` accepts from an artifact.
+MAX_LAYERS = 64
+MAX_WIDTH = 65_536
+MAX_PARAMETERS = 50_000_000
 
 _DEFAULTS: dict[str, Any] = {
     "hidden": [64, 64],
@@ -344,6 +350,7 @@ class TorchMLP(AdapterBase):
     @classmethod
     def load(cls, data: bytes) -> Self:
         meta = _read_metadata(data)
+        _check_architecture(meta)
         out = cls()
         out.build(meta["params"], meta["n_features"], meta["classes"])
         tensors = st_load(bytes(data))
@@ -377,6 +384,30 @@ def _read_metadata(data: bytes) -> dict[str, Any]:
             "load it with that adapter"
         )
     return dict(meta)
+
+
+def _check_architecture(meta: dict[str, Any]) -> None:
+    """Refuse an architecture beyond the limits before `build` allocates it: the artifact's
+    writer must not choose how much memory loading takes."""
+    try:
+        hidden = [int(h) for h in meta["params"]["hidden"]]
+        widths = [int(meta["n_features"]), *hidden]
+        classes = meta["classes"]
+        widths.append(1 if classes is None else len(classes))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactFormatError(f"torch-mlp artifact has no valid architecture ({exc})") from None
+    n_params = sum((a + 1) * b for a, b in itertools.pairwise(widths))
+    if (
+        len(widths) - 1 > MAX_LAYERS
+        or max(widths) > MAX_WIDTH
+        or min(widths) < 1
+        or n_params > MAX_PARAMETERS
+    ):
+        raise ArtifactFormatError(
+            f"torch-mlp artifact declares {len(widths) - 1} layers of widths {widths[:8]}"
+            f"{'...' if len(widths) > 8 else ''} ({n_params} parameters); limits are "
+            f"{MAX_LAYERS} layers, {MAX_WIDTH} units per layer, {MAX_PARAMETERS} parameters"
+        )
 
 
 def _batch_size(configured: int | None, n: int) -> int:

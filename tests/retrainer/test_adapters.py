@@ -229,3 +229,45 @@ def test_registry_names_dotted_paths_and_errors() -> None:
         make_adapter("no.such.module:Thing")
     with pytest.raises(UnknownAdapterError, match="does not implement"):
         register_adapter("bad", int)
+
+
+SKLEARN_KINDS = [
+    ("linear_model.SGDClassifier", True),
+    ("linear_model.LogisticRegression", True),
+    ("linear_model.Ridge", False),
+    ("tree.DecisionTreeClassifier", True),
+    ("ensemble.RandomForestClassifier", True),
+    ("ensemble.RandomForestRegressor", False),
+    ("ensemble.GradientBoostingClassifier", True),
+    ("ensemble.HistGradientBoostingClassifier", True),
+    ("ensemble.HistGradientBoostingRegressor", False),
+    ("svm.SVC", True),
+    ("neighbors.KNeighborsClassifier", True),
+    ("neighbors.KNeighborsRegressor", False),
+    ("naive_bayes.GaussianNB", True),
+    ("neural_network.MLPClassifier", True),
+    ("neural_network.MLPRegressor", False),
+]
+RIVER_KINDS = [
+    ("tree.HoeffdingTreeClassifier", True),
+    ("tree.ExtremelyFastDecisionTreeClassifier", True),
+    ("linear_model.LinearRegression", False),
+]
+
+
+@pytest.mark.parametrize(
+    "framework,path,classify",
+    [("sklearn", f"sklearn.{p}", c) for p, c in SKLEARN_KINDS]
+    + [("river", f"river.{p}", c) for p, c in RIVER_KINDS],
+)
+def test_every_supported_kind_round_trips_through_the_exact_allow_list(
+    framework: str, path: str, classify: bool
+) -> None:
+    # the allow-lists name types exactly, so each kind must still load after a save
+    x, y = blobs(600, 0, classes=3) if classify else linear(600, 0)
+    key = "estimator" if framework == "sklearn" else "model"
+    m = make_adapter(framework)
+    m.build({key: path}, n_features=4, classes=[0, 1, 2] if classify else None)
+    m.fit(x, y, budget=Budget(max_epochs=EPOCHS[framework], patience=None))
+    back = load_adapter(framework, m.save())
+    np.testing.assert_allclose(back.predict(x[:20]), m.predict(x[:20]))
