@@ -86,11 +86,6 @@ class Coreset:
         return float(self._radii.max()) if self._radii.size else 0.0
 
     @property
-    def point_radii(self) -> np.ndarray:
-        """Per-core-point covering radius (rows it stands for lie within it)."""
-        return self._radii.copy()
-
-    @property
     def n_seen(self) -> int:
         """Rows summarized so far."""
         return self._n_seen

@@ -4,7 +4,7 @@ A library with no Kafka import, so the same code runs in the embedded runner and
 Kafka::
 
     PipelineConfig          the [pipeline] table users write (triggers, selection, model, ...)
-    Retrainer               handle_drift / tick / train (+ submit_* on a worker thread)
+    Retrainer               handle_drift / tick / train
     TrainingOutcome         what one call did: status, reason, model, parent, timings
     Publisher               where model versions and label requests go (InMemoryPublisher)
     flush_outbox            publish what the store recorded but a crash left unpublished

@@ -8,11 +8,11 @@ One call runs one lifecycle step, every decision recorded in the store::
       ─► choose parent (similar lifecycle / champion / scratch) ─► fit (budget, timeout)
       ─► gate vs champion on the holdout ─► register model ─► deploy + outbox ─► publish
 
-**Executor: a thread pool, one worker.** ``submit_*`` run a call off the caller's loop so
-monitoring never stalls. Threads, not processes: torch and numpy release the GIL in their
-kernels (the training's heavy part), the store's engine and open artifacts are shared
-instead of re-opened per process, nothing needs pickling (the config, the store, loaded
-models), and there is no process start-up (importing torch costs seconds). One worker
+**Training off the event loop.** The transports' retrainer loop calls this library from a
+worker thread, so monitoring never stalls. Threads, not processes: torch and numpy release
+the GIL in their kernels (the training's heavy part), the store's engine and open artifacts
+are shared instead of re-opened per process, nothing needs pickling (the config, the store,
+loaded models), and there is no process start-up (importing torch costs seconds). One worker
 serializes trainings of a pipeline, and ``model.threads`` caps torch's threads, so the
 monitor keeps a core. For isolation across machines, run retrainers as separate processes
 (a consumer group); the store's episode claim keeps them from training the same episode.
@@ -24,7 +24,6 @@ import logging
 import threading
 import time
 import uuid
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -79,7 +78,6 @@ class Retrainer:
 
     ``store`` is a ``LifecycleStore``; ``publisher`` any
     :class:`~driftline.retrainer.publisher.Publisher`;
-    ``executor`` runs ``submit_*`` calls (default: a one-thread pool owned by the retrainer).
 
     Example:
         >>> import tempfile
@@ -99,7 +97,6 @@ class Retrainer:
         store: Any,
         config: PipelineConfig,
         publisher: Publisher,
-        executor: Executor | None = None,
         *,
         alias: str = "champion",
     ) -> None:
@@ -111,8 +108,6 @@ class Retrainer:
         self.topics = Topics(config.name)
         self._triggers = [(cfg, make_trigger(cfg)) for cfg in config.triggers]
         self._guard = WastedComputationGuard(config.guard)
-        self._executor = executor
-        self._owns_executor = executor is None
         self._lock = threading.Lock()
         self._champion_cache: tuple[str, Any] | None = None
         self._config_json = config.model_dump(mode="json")
@@ -185,23 +180,8 @@ class Retrainer:
         assert outcome is not None  # a fresh key cannot be held already
         return outcome
 
-    def submit_drift(self, event: DriftEvent) -> Future[TrainingOutcome]:
-        """:meth:`handle_drift` on the executor; returns at once."""
-        return self._pool().submit(self.handle_drift, event)
-
-    def submit_tick(self, now: datetime | None = None) -> Future[list[TrainingOutcome]]:
-        """:meth:`tick` on the executor; returns at once."""
-        return self._pool().submit(self.tick, now)
-
-    def submit_train(self, reason: str = "manual") -> Future[TrainingOutcome]:
-        """:meth:`train` on the executor; returns at once."""
-        return self._pool().submit(self.train, reason)
-
     def close(self) -> None:
-        """Wait for submitted work and stop the executor the retrainer created."""
-        if self._owns_executor and self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        """Nothing to release today; kept so a `Retrainer` works as a context manager."""
 
     def __enter__(self) -> Retrainer:
         return self
@@ -210,14 +190,6 @@ class Retrainer:
         self.close()
 
     # ------------------------------------------------------------------ triggers
-    def _pool(self) -> Executor:
-        with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(
-                    max_workers=1, thread_name_prefix=f"retrainer-{self.pipeline}"
-                )
-            return self._executor
-
     def _context(
         self, now: datetime, drift: DriftEvent | None = None, champion: Any = None
     ) -> TriggerContext:

@@ -25,6 +25,7 @@ def run_worker(settings: Settings, *, loglevel: str = "warning") -> None:
     from faust.worker import Worker
 
     from driftline.streams.kafka.app import create_app
+    from driftline.streams.monitor.tuning import tune_process
     from driftline.streams.kafka.clients import ensure_topics
     from driftline.streams.metrics import MonitorMetrics
 
@@ -44,4 +45,8 @@ def run_worker(settings: Settings, *, loglevel: str = "warning") -> None:
     if created:
         log.info("created topics %s", created)
     app = create_app(settings, metrics=metrics)
+    # On small machines a second BLAS thread competes with the Kafka client's thread, and
+    # the heap built by start-up (Faust, numpy, the store) never needs scanning again; see
+    # BENCHMARKS.md "Ingest (monitor step)" for what each is worth.
+    tune_process()
     Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -261,27 +260,6 @@ def test_tick_triggers_and_deferred_publishing(
     [amount] = r2.tick(feed.clock)
     assert amount.trigger["kind"] == "data_amount" and amount.status == "COMPLETE"
     assert r2.tick(feed.clock) == []
-
-
-def test_submit_runs_off_the_callers_thread(
-    store: LifecycleStore, feed_factory: Callable[[str], Feed]
-) -> None:
-    feed = feed_factory("async")
-    x, y = concept("A", 1500, 0)
-    feed.rows(x, y)
-    threads: list[str] = []
-
-    class Recording(InMemoryPublisher):
-        def publish_model_version(self, event: ModelVersionEvent) -> None:
-            threads.append(threading.current_thread().name)
-            super().publish_model_version(event)
-
-    with make(store, "async", Recording()) as r:
-        future = r.submit_tick(feed.clock)
-        assert not future.done()  # the caller got control back before training finished
-        [outcome] = future.result(timeout=120)
-    assert outcome.deployed and threads and threads[0] != threading.current_thread().name
-    assert np.isfinite(outcome.timings["total_s"])
 
 
 @pytest.mark.parametrize("adapter", ["sklearn", "river"])
