@@ -25,9 +25,9 @@ def run_worker(settings: Settings, *, loglevel: str = "warning") -> None:
     from faust.worker import Worker
 
     from driftline.streams.kafka.app import create_app
-    from driftline.streams.monitor.tuning import tune_process
     from driftline.streams.kafka.clients import ensure_topics
     from driftline.streams.metrics import MonitorMetrics
+    from driftline.streams.monitor.tuning import tune_process
 
     metrics = MonitorMetrics(settings.pipeline)
     if settings.metrics_port:
