@@ -659,7 +659,7 @@ class MonitorStep:
         return True
 
     def _fit_reference_from_store(self, data_version_id: str) -> None:
-        table = self.store.read_data_version(data_version_id)
+        table = self.store.read_data_version(data_version_id, verify=True)
         names = self.feature_names or tuple(n for n in table.column_names if n not in _NON_FEATURES)
         x = np.column_stack([table.column(n).to_numpy() for n in names]).astype(np.float64)
         self.feature_names = tuple(names)

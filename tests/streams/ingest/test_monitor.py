@@ -144,26 +144,66 @@ def test_partition_monitors_keep_the_pipeline_false_alarm_rate(tmp_path: Path) -
     assert counts[4] > counts[1] / 2.5, counts
 
 
+def _champion_event(store: object, version_id: str, deployment_id: str) -> ModelVersionEvent:
+    return ModelVersionEvent(
+        pipeline=P,
+        deployment_id=deployment_id,
+        model_version_id="m1",
+        artifact_uri="file:///m",
+        content_hash="0" * 64,
+        framework="torch-mlp",
+        feature_names=["f0", "f1", "f2"],
+        data_version_id=version_id,
+    )
+
+
 def test_new_champion_becomes_the_reference(tmp_path: Path) -> None:
     store = open_store(tmp_path)
     step = MonitorStep(config(P), store, pipeline=P)
     run(step, messages(P, gaussian(1000)))
     rows = store.archive(P).read_rows()
     version = store.snapshot(P, rows.slice(500, 500), parents=[], combine="root")
-    event = ModelVersionEvent(
-        pipeline=P,
-        deployment_id="d1",
-        model_version_id="m1",
-        artifact_uri="file:///m",
-        content_hash="0" * 64,
-        framework="torch",
-        feature_names=["f0", "f1", "f2"],
-        data_version_id=version.id,
+    model = store.register_model(
+        P, b"w", framework="torch-mlp", params={}, metrics={}, data_version_id=version.id
     )
-    step.on_model_version(event)
+    deployment = store.deploy(P, "champion", model.id, reason="trained")
+    step.on_model_version(_champion_event(store, version.id, deployment.id))
     assert step.reference_data_version == version.id
     detector = step.detector(0)
     assert detector is not None and detector.n_seen == 0
+
+
+def test_a_forged_model_version_changes_nothing_the_store_does_not_hold(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    step = MonitorStep(config(P), store, pipeline=P)
+    run(step, messages(P, gaussian(1000)))
+    before = (step.reference_data_version, step.reference_deployment_id)
+    for data_version in (None, "dv-unknown"):
+        step.on_model_version(_champion_event(store, data_version, "forged"))  # type: ignore[arg-type]
+        assert (step.reference_data_version, step.reference_deployment_id) == before
+
+
+def test_a_reference_whose_rows_were_replaced_is_refused(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from driftline.lifecycle_store.exceptions import ArtifactCorruptedError
+
+    store = open_store(tmp_path)
+    run(MonitorStep(config(P), store, pipeline=P), messages(P, gaussian(1000)))
+    version = store.snapshot(
+        P, store.archive(P).read_rows().slice(0, 500), parents=[], combine="root"
+    )
+    model = store.register_model(
+        P, b"w", framework="torch-mlp", params={}, metrics={}, data_version_id=version.id
+    )
+    store.deploy(P, "champion", model.id, reason="trained")
+    path = Path(version.artifact_uri.removeprefix("file://"))
+    table = pq.read_table(path)
+    i = table.schema.get_field_index("f0")
+    pq.write_table(table.set_column(i, "f0", pa.array(np.zeros(table.num_rows))), path)
+    with pytest.raises(ArtifactCorruptedError, match="no longer hashes"):
+        MonitorStep(config(P), store, pipeline=P).sync_reference()
 
 
 def test_labels_are_archived_and_bad_ones_dead_lettered(tmp_path: Path) -> None:
