@@ -208,7 +208,10 @@ class Archive:
     def _read(self, segments: list[orm.ArchiveSegmentRow]) -> pa.Table | None:
         if not segments:
             return None
-        tables = [self._store.artifacts.get_table(s.artifact_key) for s in segments]
+        # In arrival order (segment ids grow with each write), so that of an event archived
+        # twice the first copy written wins, whatever event time a later copy claims.
+        by_arrival = sorted(segments, key=lambda s: s.id)
+        tables = [self._store.artifacts.get_table(s.artifact_key) for s in by_arrival]
         return pa.concat_tables(tables, promote_options="permissive")
 
     def _segment_record(self, row: orm.ArchiveSegmentRow) -> ArchiveSegment:

@@ -56,6 +56,26 @@ def test_last_n_reaches_past_duplicates(store: LifecycleStore, pipeline: str, ro
     assert got.column("event_id").to_pylist() == [f"e{i}" for i in range(20, 40)]
 
 
+def test_a_later_copy_claiming_an_earlier_time_does_not_replace_the_first(
+    store: LifecycleStore, pipeline: str, rows: Rows
+) -> None:
+    """Dedup keeps the first archived copy by arrival, not the one with the oldest time."""
+    archive = store.archive(pipeline)
+    first = rows(10, start=100)
+    archive.append_rows(_with_source(first))
+    # A replayed or forged copy of the same ids, different values, an hour *earlier*.
+    forged = rows(10, seed=7, start=100)
+    earlier = pa.array(
+        [t - timedelta(hours=1) for t in forged.column("timestamp").to_pylist()],
+        pa.timestamp("us", tz="UTC"),
+    )
+    forged = forged.set_column(forged.schema.get_field_index("timestamp"), "timestamp", earlier)
+    archive.append_rows(_with_source(forged, partition=1))
+    got = archive.read_rows()
+    assert got.column("event_id").to_pylist() == first.column("event_id").to_pylist()
+    assert got.column("f0").to_pylist() == first.column("f0").to_pylist()
+
+
 def test_rows_without_source_use_content_key(
     store: LifecycleStore, pipeline: str, rows: Rows
 ) -> None:
