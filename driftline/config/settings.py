@@ -64,6 +64,7 @@ from pydantic_settings import (
 
 from driftline.config.pipeline import PipelineConfig
 from driftline.errors import ConfigError
+from driftline.redact import redact
 from driftline.schemas import (
     ModelVersionSigner,
     ModelVersionVerifier,
@@ -192,6 +193,8 @@ class Settings(BaseSettings):
     ('fraud.inputs', 'fraud', 1)
     >>> "secret" in repr(s)
     False
+    >>> "KEY" in repr(Settings(pipeline="fraud", artifacts="s3://KEY:SECRET@bucket/a"))
+    False
     """
 
     model_config = SettingsConfigDict(
@@ -257,6 +260,11 @@ class Settings(BaseSettings):
         Topics(value)  # raises naming the rule when the name cannot become a topic name
         return value
 
+    def __repr_args__(self) -> Any:
+        # Credentials can hide in URIs (s3://KEY:SECRET@bucket); SecretStr fields mask themselves.
+        for name, value in super().__repr_args__():
+            yield name, redact(value) if name == "artifacts" and isinstance(value, str) else value
+
     @property
     def topics(self) -> Topics:
         """Topic names of this pipeline."""
@@ -298,8 +306,11 @@ class Settings(BaseSettings):
                 f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
                 + (
                     ""
-                    if any(w in str(err["loc"]) for w in ("secret", "store_url", "security"))
-                    else f" (got {err.get('input')!r})"
+                    if any(
+                        w in str(err["loc"])
+                        for w in ("secret", "store_url", "security", "signing_key")
+                    )
+                    else f" (got {redact(str(err.get('input')))!r})"
                 )
                 for err in exc.errors()
             )
