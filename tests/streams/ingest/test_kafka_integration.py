@@ -12,6 +12,7 @@ import urllib.request
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -112,11 +113,20 @@ def produce_mixed(run: PipelineRun, good: int, bad: int, seed: int = 1) -> Count
     ]
     bad_at = set(np.linspace(0, good - 1, bad).astype(int).tolist())
     producer = make_producer(run.settings, linger_ms=20)
+
+    def produce(*args: Any, **kwargs: Any) -> None:
+        # A loaded machine sends slower than this loop queues: wait for room, never drop.
+        while True:
+            try:
+                return producer.produce(*args, **kwargs)
+            except BufferError:
+                producer.poll(0.05)
+
     sent: Counter[str] = Counter()
     k = 0
     for i in range(good):
         value = event_bytes(p, i, x[i], names)
-        producer.produce(
+        produce(
             run.settings.topics.inputs, value, key=f"row-{i}".encode(), headers=list(JSON_HEADERS)
         )
         if i in bad_at:
@@ -139,9 +149,7 @@ def produce_mixed(run: PipelineRun, good: int, bad: int, seed: int = 1) -> Count
                 raw = orjson.dumps({**doc, "pipeline": "someone-else"})
             else:
                 raw = orjson.dumps({**doc, "timestamp": "yesterday"})
-            producer.produce(
-                run.settings.topics.inputs, raw, key=f"bad-{k}".encode(), headers=headers
-            )
+            produce(run.settings.topics.inputs, raw, key=f"bad-{k}".encode(), headers=headers)
             sent[kind] += 1
         if i % 5000 == 0:
             producer.poll(0)

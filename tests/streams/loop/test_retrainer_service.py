@@ -179,7 +179,14 @@ def test_pending_outbox_is_published_on_start_up(
         service.close()
     assert service.stats.republished == 1
     records = read_topic(lp.settings.topics.model_versions, expect=1)
-    assert [ModelVersionEvent.from_json(r.value()) for r in records] == made
+    unsigned = [
+        ModelVersionEvent.from_json(r.value()).model_copy(
+            update={"signature": None, "key_id": None}
+        )
+        for r in records
+    ]
+    assert unsigned == made
+    assert all(ModelVersionEvent.from_json(r.value()).signature for r in records)
     assert records[0].key() == f"{lp.name}/champion".encode()
     assert store.pending_outbox() == []
     store.close()
