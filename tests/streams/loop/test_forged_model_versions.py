@@ -22,22 +22,11 @@ import pytest
 from driftline.lifecycle_store.artifacts import sha256_hex
 from driftline.schemas import ModelVersionEvent, ModelVersionSigner
 from driftline.streams.sdk.subscriber import ModelSubscriber
+from tests.streams.loop.test_subscriber import constant_loader
 
 pytestmark = pytest.mark.kafka
 
 X = np.zeros((2, 1))
-
-
-class Constant:
-    def __init__(self, value: float) -> None:
-        self.value = value
-
-    def predict(self, x: Any) -> np.ndarray:
-        return np.full(len(x), self.value)
-
-
-def constant_loader(event: ModelVersionEvent, data: bytes) -> Constant:
-    return Constant(json.loads(data)["value"])
 
 
 def _wait(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
