@@ -34,8 +34,11 @@ __all__ = ["DriftDetector"]
 _MIN_REFERENCE = 40
 # Below this many reference rows per event of the longest window, the reference's own
 # sampling error is a large part of what the chart sees, and a bootstrap of so few rows
-# understates how far live data can sit from it: `fit` warns.
+# understates how far live data can sit from it: the threshold is then calibrated for a
+# longer run length ((4 * window / rows) ** 2 times ert, at most _MAX_INFLATION times),
+# erring towards fewer false alarms and a longer delay.
 _ROWS_PER_WINDOW = 4
+_MAX_INFLATION = 10.0
 
 
 class DriftDetector:
@@ -218,25 +221,21 @@ class DriftDetector:
         return self
 
     def _target_ert(self, n_rows: int) -> int:
-        """``ert`` to calibrate for, with a warning when the reference is small.
-
-        Calibrating for a longer run length on a small reference (fewer false alarms) was
-        tried and backed out: the retrainer installs post-change references of a few hundred
-        rows, and the inflated threshold then missed the next change. The warning stays so
-        an operator can give the detector a larger reference.
-        """
+        """``ert`` to calibrate for: inflated, with a warning, when the reference is small."""
         needed = _ROWS_PER_WINDOW * int(self.window)
-        if n_rows < needed:
-            warnings.warn(
-                SmallReferenceWarning(
-                    f"reference has {n_rows} rows, fewer than {needed} ({_ROWS_PER_WINDOW} per "
-                    f"event of window={self.window}): too few to calibrate ert={self.ert} "
-                    "reliably, false alarms may come more often than requested; pass a larger "
-                    "reference or a smaller window"
-                ),
-                stacklevel=4,
-            )
-        return int(self.ert)
+        if n_rows >= needed:
+            return int(self.ert)
+        factor = min((needed / n_rows) ** 2, _MAX_INFLATION)
+        warnings.warn(
+            SmallReferenceWarning(
+                f"reference has {n_rows} rows, fewer than {needed} ({_ROWS_PER_WINDOW} per "
+                f"event of window={self.window}): too few to calibrate ert={self.ert}; the "
+                f"threshold is calibrated for ert={int(self.ert * factor)} instead (fewer "
+                "false alarms, later detection); pass a larger reference or a smaller window"
+            ),
+            stacklevel=4,
+        )
+        return int(self.ert * factor)
 
     def _scale_stats(self, m: np.ndarray) -> list[np.ndarray]:
         """Each scale's statistic from stacked states ``(..., scales * map_dim)``."""

@@ -43,8 +43,9 @@ class NotFittedError(DetectorError):
 class SmallReferenceWarning(UserWarning):
     """The reference has fewer than 4 rows per event of ``window``.
 
-    Its own sampling error then dominates what the chart sees, and false alarms may come more
-    often than ``ert`` asks; give the detector a larger reference or a smaller window.
+    Its own sampling error then dominates what the chart sees, so the threshold is calibrated
+    for ``ert * min((4 * window / rows) ** 2, 10)`` instead of ``ert``: fewer false alarms than
+    requested and a longer delay, never more false alarms.
 
     Example:
         >>> import warnings

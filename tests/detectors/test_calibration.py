@@ -151,11 +151,13 @@ def test_output_drift_calibrates_the_estimate_on_reference_labels() -> None:
         OutputDrift(n_simulated=100_000).fit(ref, labels=ref_labels[:10])
 
 
-def test_small_reference_warns() -> None:
+def test_small_reference_warns_and_errs_towards_fewer_false_alarms() -> None:
     gen = STREAMS["digits"]
     ref = gen(300, np.random.default_rng(0))  # 300 rows for a 200-event window
-    with pytest.warns(SmallReferenceWarning, match=r"too few to calibrate ert=\d+ reliably"):
-        OnlineMMD(ert=ERT, window=200, n_simulated=20_000).fit(ref)
+    with pytest.warns(SmallReferenceWarning, match=r"calibrated for ert=\d+ instead"):
+        small = OnlineMMD(ert=ERT, window=200, n_simulated=200_000).fit(ref)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        OnlineMMD(ert=ERT, window=50, n_simulated=20_000).fit(ref)  # 6 rows per event: fine
+        OnlineMMD(ert=ERT, window=50, n_simulated=100_000).fit(ref)  # 6 rows per event: fine
+    ratio = observed_ert(small, gen(60_000, np.random.default_rng(1))) / ERT
+    assert ratio >= 0.8, f"observed/requested ert = {ratio:.2f}"
