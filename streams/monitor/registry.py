@@ -136,8 +136,10 @@ class RegistryDecoder:
                 ) from None
             client = self._client_override or SchemaRegistryClient(self.settings.client_config())
             self._client = client
-            self._avro = AvroDeserializer(client)
-            self._json = JSONDeserializer(None, schema_registry_client=client)
+            # No subject: no reader-schema lookups or data-contract rules (see module).
+            conf = {"subject.name.strategy": _no_subject}
+            self._avro = AvroDeserializer(client, conf=conf)
+            self._json = JSONDeserializer(None, schema_registry_client=client, conf=conf)
         return self._client
 
     # ------------------------------------------------------------------ resolving ids
@@ -237,6 +239,10 @@ class RegistryDecoder:
                     )
                 )
         return out
+
+
+def _no_subject(ctx: Any, record_name: Any) -> None:
+    return None
 
 
 def _unknown(schema_id: int) -> Rejected:
