@@ -139,7 +139,12 @@ class RegistryDecoder:
             # No subject: no reader-schema lookups or data-contract rules (see module).
             conf = {"subject.name.strategy": _no_subject}
             self._avro = AvroDeserializer(client, conf=conf)
-            self._json = JSONDeserializer(None, schema_registry_client=client, conf=conf)
+            # The producer's JSON Schema is not validated again here: every decoded event is
+            # held to driftline's input contract next (codec), which is what decides; the
+            # deserializer's per-message jsonschema pass cost 50x the JSON path (BENCHMARKS.md).
+            self._json = JSONDeserializer(
+                None, schema_registry_client=client, conf={**conf, "validate": False}
+            )
         return self._client
 
     # ------------------------------------------------------------------ resolving ids
