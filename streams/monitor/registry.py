@@ -149,7 +149,7 @@ class RegistryDecoder:
 
     # ------------------------------------------------------------------ resolving ids
     def _resolve_all(self, ids: set[int]) -> dict[int, _Resolved]:
-        if len(self._resolved) + len(ids) > self.cache_schemas:
+        if len(self._resolved) + len(ids - self._resolved.keys()) > self.cache_schemas:
             self._reset()  # bounded memory: start the caches over (a few refetches)
         now = time.monotonic()
         out: dict[int, _Resolved] = {}
