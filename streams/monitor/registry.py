@@ -286,7 +286,7 @@ def _unknown(schema_id: int, status: int | None = 404) -> Rejected:
     )
 
 
-def _registry_failure(schema_id: int, exc: Exception) -> str:
+def _registry_failure(schema_id: int, exc: BaseException) -> str:
     return (
         f"the schema registry did not return schema id {schema_id} "
         f"({type(exc).__name__}: {str(exc)[:300]}); the fetch is retried, nothing was "
