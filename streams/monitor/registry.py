@@ -43,6 +43,7 @@ metrics. A bounded outage delays rows; it never loses them.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -244,7 +245,7 @@ class RegistryDecoder:
                 if not _about_the_id(exc):
                     raise RegistryUnavailable(_registry_failure(schema_id, exc)) from None
                 out.append(_unknown(schema_id, exc.http_status_code))
-            except _TRANSPORT_ERRORS as exc:
+            except _transport_errors() as exc:
                 raise RegistryUnavailable(_registry_failure(schema_id, exc)) from None
             except Exception as exc:  # hostile bytes can make fastavro raise anything
                 out.append(
@@ -261,14 +262,12 @@ def _no_subject(ctx: Any, record_name: Any) -> None:
     return None
 
 
-# Failures of the connection, not of a message: the registry is unavailable.
-_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, ConnectionError)
-try:
-    from confluent_kafka.schema_registry.common._httpx_compat import httpx as _httpx
+@functools.cache
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Failures of the connection, not of a message: the registry is unavailable."""
+    from confluent_kafka.schema_registry.common._httpx_compat import httpx
 
-    _TRANSPORT_ERRORS = (*_TRANSPORT_ERRORS, _httpx.TransportError)
-except ImportError:  # no registry extra: nothing reaches a registry anyway
-    pass
+    return (OSError, httpx.TransportError)
 
 
 def _about_the_id(exc: Any) -> bool:
