@@ -424,8 +424,9 @@ class ModelSubscriber:
             self._metrics.refused(code)
         served = self._served
         log.warning(
-            "cannot serve %s: %s; keeping %s",
+            "cannot serve %s (refused: %s): %s; keeping %s",
             "a record" if event is None else f"model version {event.model_version_id}",
+            code,
             reason,
             "no model" if served is None else f"model version {served.model_version_id}",
         )
