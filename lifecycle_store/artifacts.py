@@ -20,7 +20,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from driftline.lifecycle_store.exceptions import NotFoundError, StoreError
-from driftline.redact import redact
+from driftline.redact import redact, redact_text
 
 __all__ = ["ArtifactStore", "content_key", "sha256_hex"]
 
@@ -89,7 +89,14 @@ class ArtifactStore:
     def __init__(self, root: str | os.PathLike[str] = "artifacts") -> None:
         root_str = os.fspath(root)
         if "://" in root_str:
-            self._fs, path = pafs.FileSystem.from_uri(_with_s3_endpoint(root_str))
+            try:
+                self._fs, path = pafs.FileSystem.from_uri(_with_s3_endpoint(root_str))
+            except (pa.ArrowException, OSError, ValueError) as exc:
+                # pyarrow's message repeats the URI, credentials and all.
+                raise StoreError(
+                    f"artifact store {redact(root_str)!r} cannot be opened: "
+                    f"{redact_text(str(exc))}; use a directory or a URI like s3://bucket/prefix"
+                ) from None
             self._local = isinstance(self._fs, pafs.LocalFileSystem)
         else:
             path = str(Path(root_str).expanduser().resolve())

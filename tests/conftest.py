@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -125,3 +126,27 @@ def s3_server() -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(10)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A real PostgreSQL server's URL (with its password): ``DRIFTLINE_TEST_POSTGRES_URL``, or
+    one ``scripts/postgres.sh start`` installs and starts."""
+    url = os.environ.get("DRIFTLINE_TEST_POSTGRES_URL")
+    if url:
+        return url
+    result = subprocess.run(
+        ["bash", str(REPO / "scripts" / "postgres.sh"), "start"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    match = re.search(r"DRIFTLINE_TEST_POSTGRES_URL='([^']+)'", result.stdout)
+    if result.returncode != 0 or match is None:
+        pytest.fail(
+            "could not start PostgreSQL with scripts/postgres.sh (set "
+            f"DRIFTLINE_TEST_POSTGRES_URL to use another server):\n{result.stderr[-2000:]}"
+        )
+    os.environ["DRIFTLINE_TEST_POSTGRES_URL"] = match.group(1)
+    return match.group(1)
