@@ -1,0 +1,115 @@
+"""Valid-looking but hostile input against a live worker on the real broker.
+
+* An Arrow batch whose IPC bodies are ZSTD-compressed: the sender writes the decompressed
+  size, so 8 kB asked the worker for 240 MB here (32,000 to 1), and a 1 MB Kafka message for
+  about 30 GB. Refused unread: a ``schema_violation`` dead letter.
+* One JSON event with a finite feature of 1e39: it made the default (MMD) detector's
+  statistic NaN for good, so a drift right after it raised no alarm.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from driftline.schemas import (
+    ARROW_CONTENT_TYPE,
+    CONTENT_TYPE_HEADER,
+    DeadLetter,
+    DriftEvent,
+    InferenceBatch,
+    SchemaError,
+)
+from driftline.streams.kafka.clients import make_producer
+from tests.streams.ingest.conftest import PipelineRun, wait_for
+from tests.streams.ingest.test_kafka_integration import committed_offset
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+ROWS = 60
+NAMES = ["f0", "f1", "f2"]
+ARROW = [(CONTENT_TYPE_HEADER, ARROW_CONTENT_TYPE.encode())]
+BOMB_ROWS = 30_000_000  # 240 MB of float64 zeros once decompressed
+
+
+def compression_bomb(pipeline: str, rows: int = BOMB_ROWS) -> bytes:
+    """A ZSTD-compressed IPC stream of ``rows`` zeros (one float64 column)."""
+    table = pa.table({"f0": pa.array(np.zeros(rows))}).replace_schema_metadata(
+        {b"driftline.schema_version": b"1", b"driftline.pipeline": pipeline.encode()}
+    )
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression="zstd")
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table, max_chunksize=rows)
+    return sink.getvalue().to_pybytes()
+
+
+def batch(pipeline: str, i: int, shift: float = 0.0) -> bytes:
+    x = np.random.default_rng(i).normal(size=(ROWS, 3)) + np.array([shift, 0.0, 0.0])
+    ids = [f"b{i}-{j}" for j in range(ROWS)]
+    return InferenceBatch.from_arrays(pipeline, ids, [T0] * ROWS, x, NAMES).to_ipc()
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
+def test_a_compressed_batch_is_refused_before_it_is_decompressed() -> None:
+    bomb = compression_bomb("p", 1_000_000)
+    assert len(bomb) < 50_000  # 8 MB of rows in a few kB
+    try:
+        InferenceBatch.from_ipc(bomb)
+    except SchemaError as exc:
+        assert "compression" in str(exc) and exc.reason == "schema_violation"
+    else:
+        raise AssertionError("a compressed batch was accepted")
+
+
+def test_hostile_values_cost_a_live_worker_neither_memory_nor_its_detector(pipeline_run) -> None:
+    run: PipelineRun = pipeline_run("hostile-values", detector={"reference_rows": 200})
+    topic = run.settings.topics.inputs
+    producer = make_producer(run.settings, linger_ms=20)
+    for i in range(5):  # 300 rows: the bootstrap reference is the first 200
+        producer.produce(topic, batch(run.name, i), headers=ARROW)
+    assert producer.flush(60) == 0
+    worker = run.start_worker()
+    wait_for(lambda: run.archived() >= 300, 120, "the reference rows archived\n" + run.logs())
+    before = _peak_rss_mb(worker.pid)
+
+    bomb = compression_bomb(run.name)
+    extreme = {
+        "event_id": "extreme",
+        "timestamp": "2026-01-01T00:00:00Z",
+        "pipeline": run.name,
+        "features": {"f0": 1e39, "f1": 0.0, "f2": 0.0},
+    }
+    values: list[tuple[bytes, list[tuple[str, bytes]] | None]] = [
+        (bomb, ARROW),
+        (json.dumps(extreme).encode(), None),
+    ]
+    values += [(batch(run.name, 100 + i, shift=3.0), ARROW) for i in range(40)]
+    for value, headers in values:
+        producer.produce(topic, value, headers=headers)
+    assert producer.flush(60) == 0
+    end = 5 + len(values)
+    wait_for(lambda: committed_offset(run, topic) == end, 180, f"offsets at {end}\n" + run.logs())
+    assert worker.poll() is None
+    grown = _peak_rss_mb(worker.pid) - before
+
+    drift = [DriftEvent.from_json(m.value()) for m in run.read(run.settings.topics.drift, want=1)]
+    dead = [DeadLetter.from_json(m.value()) for m in run.read(run.settings.topics.dlq, want=1)]
+    problems = [
+        f"the worker's peak memory grew {grown:.0f} MB (the bomb is 240 MB)" if grown > 120 else "",
+        "" if drift else "the +3 sd shift after the 1e39 row raised no alarm",
+    ]
+    assert not any(problems), problems
+    assert [(d.source_offset, d.reason.value) for d in dead] == [(5, "schema_violation")]
+    assert "compression" in dead[0].detail and dead[0].payload == bomb
+    assert all(np.isfinite(d.statistic) for d in drift)
+    assert run.archived() == 300 + 1 + 40 * ROWS
