@@ -113,3 +113,36 @@ def test_hostile_values_cost_a_live_worker_neither_memory_nor_its_detector(pipel
     assert "compression" in dead[0].detail and dead[0].payload == bomb
     assert all(np.isfinite(d.statistic) for d in drift)
     assert run.archived() == 300 + 1 + 40 * ROWS
+
+
+def test_a_label_too_large_for_int64_is_a_dead_letter_and_costs_no_other_label(
+    tmp_path: Path,
+) -> None:
+    """It is valid JSON and a valid LabelEvent, but the archive keeps class labels as int64:
+    on an earlier release ``process_labels`` raised for the whole fetch (OverflowError)."""
+    from driftline.config.pipeline import PipelineConfig
+    from driftline.lifecycle_store import LifecycleStore
+    from driftline.streams.monitor.messages import RawMessage
+    from driftline.streams.monitor.step import MonitorStep
+
+    store = LifecycleStore.open(f"sqlite:///{tmp_path}/s.db", artifacts=str(tmp_path / "a"))
+    config = PipelineConfig(name="labels", feature_names=["f0"])
+    step = MonitorStep(config, store, pipeline="labels")
+    stamp = "2026-01-01T00:00:00Z"
+    labels = ["1", str(2**63), "2", str(-(2**63) - 1), str(2**63 - 1)]
+    messages = [
+        RawMessage(
+            f'{{"event_id": "e{i}", "label": {label}, "timestamp": "{stamp}"}}'.encode(),
+            topic="labels.labels",
+            offset=i,
+        )
+        for i, label in enumerate(labels)
+    ]
+    out = step.process_labels(messages)
+    assert out.labels == 3
+    assert [(d.source_offset, d.reason.value) for d in out.dead_letters] == [
+        (1, "schema_violation"),
+        (3, "schema_violation"),
+    ]
+    assert "int64" in out.dead_letters[0].detail
+    store.close()
