@@ -146,3 +146,21 @@ def test_a_label_too_large_for_int64_is_a_dead_letter_and_costs_no_other_label(
     ]
     assert "int64" in out.dead_letters[0].detail
     store.close()
+
+
+def test_a_reference_too_small_to_calibrate_is_refused_when_the_config_loads() -> None:
+    """On an earlier release ``reference_rows = 20`` loaded, and the live worker's monitor
+    agent crashed and restarted on every batch (the detectors need 40 rows), archiving
+    nothing."""
+    import pydantic
+
+    from driftline.config.pipeline import DetectorConfig, PipelineConfig
+    from driftline.detectors.base import _MIN_REFERENCE
+
+    assert DetectorConfig(reference_rows=_MIN_REFERENCE).reference_rows == _MIN_REFERENCE
+    try:
+        PipelineConfig(name="small", detector={"reference_rows": _MIN_REFERENCE - 1})
+    except pydantic.ValidationError as exc:
+        assert "reference_rows" in str(exc)
+    else:
+        raise AssertionError("reference_rows below the detectors' minimum was accepted")
