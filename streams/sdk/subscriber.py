@@ -357,8 +357,11 @@ class ModelSubscriber:
             return False
         if event.deployment_id in self._seen_deployments:
             return False
-        self._seen_deployments.add(event.deployment_id)
         previous = self._served
+        if previous is not None and _order(event) <= _order(previous.event):
+            self._refuse_stale(event, previous)
+            return False
+        self._seen_deployments.add(event.deployment_id)
         try:
             model = self._load(event, previous)
         except _Refused as exc:
@@ -430,6 +433,18 @@ class ModelSubscriber:
             reason,
             "no model" if served is None else f"model version {served.model_version_id}",
         )
+
+    def _refuse_stale(self, event: ModelVersionEvent, served: ServedModel) -> None:
+        """A genuine but older deployment sent again (a replay): refused and counted; the
+        newest deployment is still the one served, so the subscriber stays healthy."""
+        self.failures += 1
+        reason = (
+            f"stale: deployment {event.deployment_id[:80]!r} (seq {event.deployment_seq}) is "
+            f"older than the served {served.event.deployment_id[:80]!r} (seq "
+            f"{served.event.deployment_seq}); a replayed event"
+        )
+        self.last_error = SwapFailure(event=event, reason=reason)
+        log.warning("refusing model version %.80r: %s", event.model_version_id, reason)
 
     def _timeout_message(self, model_version_id: str | None, deployment_id: str | None) -> str:
         wanted = model_version_id or deployment_id or "any model version"
@@ -504,20 +519,33 @@ class ModelSubscriber:
                 continue
             if message.error() is None:
                 event = self._decode(message)
-                if event is not None:
+                if event is not None and self._trusted(event):
                     recent.append(event)
             end = ends.get(message.partition())
             if end is not None and message.offset() is not None and message.offset() + 1 >= end:
                 del ends[message.partition()]
-        # Serve the newest deployment; if it cannot be loaded, the newest one that can. After a
-        # reconnect the newest is one already applied (or tried): keep what is served.
-        for event in reversed(recent):
+        # Serve the newest deployment (by its signed order, not by where it was read: a
+        # replayed old one may come last); if it cannot be loaded, the newest one that can.
+        # After a reconnect the newest is one already applied (or tried): keep what is served.
+        for event in sorted(recent, key=_order, reverse=True):
             if event.deployment_id in self._seen_deployments or self.apply(event):
                 break
         self._ready.set()
         with self._changed:
             self._changed.notify_all()
         return not self._stop.is_set()
+
+    def _trusted(self, event: ModelVersionEvent) -> bool:
+        """Whether ``event`` is one of ours and verifies (junk must not push the genuine
+        deployments out of the few kept at start-up); refusals are counted by `apply`."""
+        if event.pipeline != self.pipeline or event.alias != self.alias:
+            return False
+        try:
+            self._verifier.verify(event)
+        except SchemaError:
+            self.apply(event)  # counted and logged as a refusal
+            return False
+        return True
 
     def _follow(self, consumer: Any) -> None:
         while not self._stop.is_set():
@@ -544,6 +572,12 @@ class ModelSubscriber:
                 None, f"undecodable record at offset {message.offset()}: {exc}", "undecodable"
             )
             return None
+
+
+def _order(event: ModelVersionEvent) -> tuple[int, datetime]:
+    """Where ``event`` stands in its alias's history: the signed ``deployment_seq``, then
+    ``deployed_at`` (events of publishers older than the seq carry none: they come first)."""
+    return (event.deployment_seq or 0, event.deployed_at)
 
 
 def _matches(
