@@ -45,11 +45,13 @@ REASONS = (
     "too_large",
     "hash_mismatch",
     "load_failed",
+    "stale",
 )
 """Reason codes of refusals: the first four are the signature check's, ``undecodable`` a record
 that is no ModelVersionEvent, then the artifact's: outside the subscriber's own store, missing,
 not readable (the object store is unreachable or denies access), over ``max_artifact_bytes``,
-a sha256 other than the event's, or the loader raised."""
+a sha256 other than the event's, or the loader raised; ``stale`` a genuine deployment older than
+the one served (a replay), which leaves the subscriber healthy."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,9 @@ class SubscriberMetrics:
         }
         self._f.model_info.labels(**self._info).set(1)
 
-    def refused(self, reason: str) -> None:
-        """A deployment (or record) was not served; the subscriber is degraded."""
+    def refused(self, reason: str, *, degraded: bool = True) -> None:
+        """A deployment (or record) was not served; unless it was an older one sent again
+        (``degraded=False``), the subscriber is degraded."""
         self._f.refusals.labels(**self._labels, reason=reason).inc()
-        self._f.healthy.labels(**self._labels).set(0)
+        if degraded:
+            self._f.healthy.labels(**self._labels).set(0)

@@ -444,6 +444,8 @@ class ModelSubscriber:
             f"{served.event.deployment_seq}); a replayed event"
         )
         self.last_error = SwapFailure(event=event, reason=reason)
+        if self._metrics is not None:
+            self._metrics.refused("stale", degraded=False)
         log.warning("refusing model version %.80r: %s", event.model_version_id, reason)
 
     def _timeout_message(self, model_version_id: str | None, deployment_id: str | None) -> str:

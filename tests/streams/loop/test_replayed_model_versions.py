@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 
 from driftline.schemas import ModelVersionEvent, ModelVersionSigner, Topics
 from driftline.streams.sdk.subscriber import ModelSubscriber
@@ -173,10 +174,19 @@ def test_apply_refuses_an_older_deployment_and_counts_it(
     """Without the broker: what the subscriber does with each event it reads."""
     old, new = _history("replay-unit", event_factory, signer)
     rollback = signer.sign(event_factory("replay-unit", 1.0, deployment_seq=3))
-    sub = ModelSubscriber("127.0.0.1:1", "replay-unit", loader=constant_loader, **trusted)
+    registry = CollectorRegistry()
+    sub = ModelSubscriber(
+        "127.0.0.1:1", "replay-unit", loader=constant_loader, registry=registry, **trusted
+    )
     assert sub.apply(new)
     assert not sub.apply(old)
     assert sub.current_version == new and sub.failures == 1 and sub.healthy
+    labels = {"pipeline": "replay-unit", "alias": "champion"}
+    refused = registry.get_sample_value(
+        "driftline_subscriber_refusals_total", {**labels, "reason": "stale"}
+    )
+    assert refused == 1
+    assert registry.get_sample_value("driftline_subscriber_healthy", labels) == 1
     assert sub.last_error is not None and "stale" in sub.last_error.reason
     # A rollback is a new deployment (seq 3) of the old model: served.
     assert sub.apply(rollback)
