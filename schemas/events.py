@@ -263,6 +263,11 @@ class DeadLetterReason(StrEnum):
     OVERSIZED = "oversized"
     UNKNOWN_CONTENT_TYPE = "unknown_content_type"
     WRONG_PIPELINE = "wrong_pipeline"
+    UNKNOWN_SCHEMA = "unknown_schema"
+    """Confluent wire format with a schema id the configured registry does not know (or no
+    registry configured)."""
+    UNSUPPORTED_SCHEMA = "unsupported_schema"
+    """Confluent wire format with a registered schema of a type driftline does not read."""
     POISON = "poison"
     """Passed validation yet made the step fail (archive or decode) on every attempt."""
 

@@ -29,8 +29,9 @@ worker that owns the ``{p}/champion`` key's partition receives the ModelVersionE
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from driftline.config.settings import Settings
@@ -39,6 +40,8 @@ from driftline.streams.kafka.clients import DLQ_MAX_MESSAGE_BYTES, faust_credent
 from driftline.streams.kafka.faust_batches import BatchApp, deliver_batches
 from driftline.streams.loops.monitor import CHECKPOINT_INTERVAL_S, MonitorLoop
 from driftline.streams.metrics import MonitorMetrics
+from driftline.streams.monitor.messages import RawMessage
+from driftline.streams.monitor.registry import RegistryDecoder, RegistryUnavailable
 from driftline.streams.monitor.step import MonitorStep
 from driftline.streams.transport import Offsets, Record
 
@@ -52,6 +55,7 @@ log = logging.getLogger(__name__)
 SESSION_TIMEOUT_S = 10.0
 REFERENCE_POLL_S = 5.0
 STATE_TABLE = "monitor-state"
+REGISTRY_RETRY_MAX_S = 30.0
 
 
 def app_id(pipeline: str) -> str:
@@ -100,6 +104,25 @@ class FaustTransport:
         return data
 
 
+async def _while_registry_down(
+    app: Any, batch: Any, work: Callable[[Sequence[RawMessage]], Awaitable[Any]]
+) -> bool:
+    """Run ``work`` on ``batch``; while the Schema Registry is unavailable, log the error and
+    try the same batch again with backoff (the step changed nothing), never dead-lettering
+    good messages. False when the batch went stale (rebalance) before it could be done."""
+    delay = 1.0
+    while True:
+        try:
+            await work(batch.messages)
+            return True
+        except RegistryUnavailable as exc:
+            log.error("%s: trying the batch again in %.0f s", exc, delay)
+        await asyncio.sleep(delay)
+        delay = min(2 * delay, REGISTRY_RETRY_MAX_S)
+        if batch.stale(app):
+            return False
+
+
 def create_app(
     settings: Settings,
     store: LifecycleStore | None = None,
@@ -122,6 +145,7 @@ def create_app(
         max_message_bytes=settings.max_message_bytes,
         # Rows wait for the checkpoint, which archives them as one segment.
         archive_rows=max(50_000, settings.batch_size),
+        registry=RegistryDecoder.from_settings(settings.schema_registry),
     )
 
     app = BatchApp(
@@ -167,7 +191,8 @@ def create_app(
         async for batch in stream:
             if batch.stale(app):  # fetched before a rebalance: Faust seeks back to the commit
                 continue
-            await loop.inputs(batch.messages)
+            if not await _while_registry_down(app, batch, loop.inputs):
+                continue
             if metrics is not None:
                 metrics.observe_lag(app, batch.messages[-1:])  # one partition per batch
 
@@ -175,7 +200,7 @@ def create_app(
     async def label_agent(stream: Any) -> None:
         async for batch in stream:
             if not batch.stale(app):
-                await loop.labels(batch.messages)
+                await _while_registry_down(app, batch, loop.labels)
 
     verifier = settings.model_version_verifier()
 

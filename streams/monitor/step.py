@@ -99,6 +99,7 @@ from driftline.schemas import (
 )
 from driftline.streams.monitor.codec import dead_letter, decode_inputs, decode_labels
 from driftline.streams.monitor.messages import RawMessage
+from driftline.streams.monitor.registry import RegistryDecoder
 from driftline.streams.monitor.rows import Rows, strings
 
 __all__ = ["LabelOutput", "MonitorOutput", "MonitorStep"]
@@ -237,6 +238,10 @@ class MonitorStep:
     ``alarm_holdoff`` more rows of its partition (default ``ert``: the rate a false alarm
     comes at anyway). Alarms held back reset the detector all the same and are counted in
     ``MonitorOutput.suppressed_alarms``.
+
+    ``registry`` decodes inputs and labels in the Confluent wire format (see
+    `driftline.streams.monitor.registry`); when it raises `RegistryUnavailable`, `process`
+    and `process_labels` have changed nothing and may be called again with the same batch.
     """
 
     def __init__(
@@ -251,6 +256,7 @@ class MonitorStep:
         archive_rows: int = 0,
         alarm_holdoff: int | None = None,
         max_dead_letter_bytes: int = DEAD_LETTER_MAX_BYTES,
+        registry: RegistryDecoder | None = None,
     ) -> None:
         if partitions < 1:
             raise ValueError(f"partitions must be >= 1, got {partitions}")
@@ -266,6 +272,7 @@ class MonitorStep:
         self.emit_ood = emit_ood
         self.max_message_bytes = max_message_bytes
         self.max_dead_letter_bytes = max_dead_letter_bytes
+        self.registry = registry
         self.archive_rows = archive_rows
         self.alarm_holdoff = int(config.detector.ert) if alarm_holdoff is None else alarm_holdoff
         self._unarchived: list[Rows] = []
@@ -325,6 +332,7 @@ class MonitorStep:
             pipeline=self.pipeline,
             feature_names=self.feature_names,
             max_message_bytes=self.max_message_bytes,
+            registry=self.registry,
         )
         rows = decoded.rows
         out = MonitorOutput(
@@ -454,7 +462,7 @@ class MonitorStep:
         archived with the first input rows (a transport that must not lose them on a crash
         commits their offsets only once `holds_labels` is false).
         """
-        decoded = decode_labels(messages, pipeline=self.pipeline)
+        decoded = decode_labels(messages, pipeline=self.pipeline, registry=self.registry)
         count = 0
         if decoded.table is not None:
             count = decoded.table.num_rows
