@@ -443,7 +443,7 @@ class ModelSubscriber:
             f"older than the served {served.event.deployment_id[:80]!r} (seq "
             f"{served.event.deployment_seq}); a replayed event"
         )
-        self.last_error = SwapFailure(event=event, reason=reason)
+        self.last_error = SwapFailure(event=event, reason=reason, code="stale")
         if self._metrics is not None:
             self._metrics.refused("stale", degraded=False)
         log.warning("refusing model version %.80r: %s", event.model_version_id, reason)

@@ -188,6 +188,7 @@ def test_apply_refuses_an_older_deployment_and_counts_it(
     assert refused == 1
     assert registry.get_sample_value("driftline_subscriber_healthy", labels) == 1
     assert sub.last_error is not None and "stale" in sub.last_error.reason
+    assert sub.last_error.code == "stale"
     # A rollback is a new deployment (seq 3) of the old model: served.
     assert sub.apply(rollback)
     assert sub.predict(X).tolist() == [1.0, 1.0]
