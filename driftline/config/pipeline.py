@@ -110,7 +110,9 @@ class DetectorConfig(_Section):
 
     kind: Literal["mmd", "feature", "output"] = "mmd"
     ert: int = Field(default=10_000, ge=1)
-    reference_rows: int = Field(default=2_000, ge=10)
+    # The detectors resample at least 40 rows to calibrate (detectors.base._MIN_REFERENCE);
+    # fewer made the worker's monitor agent crash and restart on every batch.
+    reference_rows: int = Field(default=2_000, ge=40)
     params: dict[str, Any] = Field(default_factory=dict)
 
     def build(self) -> Any:

@@ -313,6 +313,12 @@ class Settings(BaseSettings):
         default="", description="comma-separated base64 Ed25519 public keys trusted for models"
     )
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 turns metrics off")
+    retrainer_metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="the retrainer's metrics port (default: metrics_port + 1; 0 turns them off)",
+    )
     batch_size: int = Field(
         default=1000, ge=1, description="most messages per micro-batch (one fetch)"
     )
@@ -360,6 +366,20 @@ class Settings(BaseSettings):
     def topics(self) -> Topics:
         """Topic names of this pipeline."""
         return Topics(self.pipeline)
+
+    @property
+    def retrainer_metrics_port_or_default(self) -> int:
+        """Where the retrainer serves its metrics: ``retrainer_metrics_port``, else the port
+        after ``metrics_port`` (so a worker and a retrainer share a host), 0 when off.
+
+        >>> Settings(pipeline="p").retrainer_metrics_port_or_default
+        9465
+        >>> Settings(pipeline="p", metrics_port=0).retrainer_metrics_port_or_default
+        0
+        """
+        if self.retrainer_metrics_port is not None:
+            return self.retrainer_metrics_port
+        return self.metrics_port + 1 if self.metrics_port else 0
 
     def model_version_signer(self) -> ModelVersionSigner | None:
         """The signer of the publisher (retrainer, rollback), or None without `signing_key`."""

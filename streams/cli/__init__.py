@@ -39,6 +39,8 @@ app = typer.Typer(
     help="Label-free drift detection on Kafka and automatic, warm-started retraining.",
     no_args_is_help=True,
     add_completion=False,
+    # A traceback (a bug) must not print local variables: they can hold passwords and keys.
+    pretty_exceptions_show_locals=False,
 )
 
 

@@ -113,6 +113,11 @@ class RetrainerLoop:
         self.stats = LoopStats() if stats is None else stats
         self._waiting: dict[str, _WaitingForLabels] = {}
 
+    @property
+    def waiting_for_labels(self) -> int:
+        """How many drift alarms wait for labels to come back."""
+        return len(self._waiting)
+
     def drift(self, message: RawMessage) -> TrainingOutcome | None:
         """One record of ``{p}.drift``; returns once its offset may be committed.
 

@@ -72,6 +72,7 @@ __all__ = [
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _MICROSECOND = timedelta(microseconds=1)
 # A JSON event waiting to become columns.
 _Pending = tuple[RawMessage, Any]
@@ -456,6 +457,15 @@ def decode_labels(
                     f"label of pipeline {event.pipeline!r} sent to pipeline {pipeline!r}",
                 )
             )
+            continue
+        if isinstance(event.label, int) and not _INT64_MIN <= event.label <= _INT64_MAX:
+            # Valid JSON, but the archive holds class labels as int64: one such label made
+            # the whole fetch raise (and the labels agent stop).
+            detail = (
+                f"integer label {str(event.label)[:40]} does not fit in int64; send large "
+                "class ids as strings"
+            )
+            dead.append(dead_letter(message, pipeline, DeadLetterReason.SCHEMA_VIOLATION, detail))
             continue
         good.append((message, event))
     if not good:
