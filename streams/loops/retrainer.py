@@ -15,8 +15,8 @@ records and clock ticks, and commit a record's offset when `RetrainerLoop.drift`
   ModelVersionEvent; the loop flushes pending events after every record and tick (and the
   shell at start-up) and the store marks them published once the broker confirmed.
 * **Labels that come back let the episode train.** An alarm SKIPPED for want of labels is
-  kept; on each tick, once ``selection.min_labelled_rows`` more labels have arrived (the
-  shell says how it counts them), it is handed to the retrainer again — until it trains or
+  kept; on each tick, once ``selection.min_labelled_rows`` more labels have been archived,
+  it is handed to the retrainer again — until it trains or
   a new champion ends its episode.
 
 ``run`` executes the retrainer's calls: inline for a replay, on a worker thread while the
@@ -83,8 +83,9 @@ class _WaitingForLabels:
 class RetrainerLoop:
     """Hand drift records and ticks of pipeline ``pipeline`` to ``retrainer``.
 
-    ``labels`` counts the labels available so far; ``send_dead_letter`` produces a dead
-    letter durably (raising if it cannot); ``on_outcome`` sees every outcome.
+    ``labels`` counts the labels available so far (default: the retrainer's count of archived
+    labels, `Retrainer.labels_total`); ``send_dead_letter`` produces a dead letter durably
+    (raising if it cannot); ``on_outcome`` sees every outcome.
     """
 
     def __init__(
@@ -95,7 +96,7 @@ class RetrainerLoop:
         pipeline: str,
         *,
         min_labelled_rows: int,
-        labels: Callable[[], int],
+        labels: Callable[[], int] | None = None,
         send_dead_letter: Callable[[DeadLetter], object],
         on_outcome: Callable[[TrainingOutcome], None] | None = None,
         run: Runner = _inline,
@@ -106,7 +107,7 @@ class RetrainerLoop:
         self.publisher = publisher
         self.pipeline = pipeline
         self.min_labelled_rows = min_labelled_rows
-        self.labels = labels
+        self.labels = retrainer.labels_total if labels is None else labels
         self.send_dead_letter = send_dead_letter
         self.on_outcome = on_outcome
         self.run = run
