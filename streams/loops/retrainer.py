@@ -58,7 +58,9 @@ def _inline(fn: Callable[..., T], *args: Any) -> T:
 class LoopStats:
     """What the loop did: drift events, invalid records, deployments, republished outbox rows.
 
-    ``outcomes`` counts trainings by status (and ``DUPLICATE``/``IGNORED``).
+    ``outcomes`` counts trainings by status (and ``DUPLICATE``/``IGNORED``/``REUSED``);
+    ``conflicting_duplicates`` is how many events the latest training selection left out
+    because they were archived in conflicting copies (one id, other features or time).
     """
 
     drift_events: int = 0
@@ -67,6 +69,7 @@ class LoopStats:
     deployed: int = 0
     republished: int = 0
     errors: int = 0
+    conflicting_duplicates: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
 
     def count(self, status: str) -> None:
@@ -192,6 +195,16 @@ class RetrainerLoop:
     def _record(self, outcome: TrainingOutcome) -> None:
         self.stats.count(outcome.status)
         self.stats.deployed += int(outcome.deployed)
+        selection = outcome.metrics.get("selection") if outcome.metrics else None
+        if isinstance(selection, dict) and "conflicting_duplicates" in selection:
+            self.stats.conflicting_duplicates = int(selection["conflicting_duplicates"])
+            if self.stats.conflicting_duplicates:
+                log.warning(
+                    "training %s left out %d events archived twice with different features "
+                    "or time under one id",
+                    outcome.training_id,
+                    self.stats.conflicting_duplicates,
+                )
         log.info("training %s: %s %s", outcome.training_id, outcome.status, outcome.reason)
         if self.on_outcome is not None:
             self.on_outcome(outcome)

@@ -10,6 +10,7 @@ from driftline.config.pipeline import PipelineConfig, SelectionConfig
 from driftline.retrainer.publisher import InMemoryPublisher
 from driftline.retrainer.selection import informative_event_ids, nearest_rows, select_training_data
 from driftline.retrainer.service import Retrainer
+from driftline.streams.loops.retrainer import RetrainerLoop
 from tests.retrainer.conftest import FEATURES, Feed, concept
 
 
@@ -97,7 +98,17 @@ def test_conflicting_duplicates_are_left_out_and_counted(
     assert sel.describe()["conflicting_duplicates"] == 100
     # The trainer leaves them out and says so in the training record.
     config = PipelineConfig(name="dup", feature_names=FEATURES, bootstrap_rows=300)
-    [outcome] = Retrainer(store, config, InMemoryPublisher()).tick(feed.clock)
+    publisher = InMemoryPublisher()
+    loop = RetrainerLoop(
+        Retrainer(store, config, publisher),
+        store,
+        publisher,
+        "dup",
+        min_labelled_rows=config.selection.min_labelled_rows,
+        send_dead_letter=lambda letter: None,
+    )
+    [outcome] = loop.tick(feed.clock)
+    assert loop.stats.conflicting_duplicates == 100  # the service's status field
     record = store.training(outcome.training_id)
     assert record.metrics["selection"]["conflicting_duplicates"] == 100
     assert "100 events left out" in record.reason
