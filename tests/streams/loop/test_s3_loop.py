@@ -143,15 +143,20 @@ def test_worker_retrainer_and_subscriber_on_s3(
             model_bytes = src.read()
         with s3.open_output_stream(f"{other}/driftline/{key}") as sink:
             sink.write(model_bytes)
-        for uri in (
-            f"s3://{other}/driftline/{key}",
-            f"{served.artifact_uri}?endpoint_override=attacker.invalid&scheme=http",
-            f"s3://{bucket}/elsewhere/{key}",
+        for later, uri in enumerate(
+            (
+                f"s3://{other}/driftline/{key}",
+                f"{served.artifact_uri}?endpoint_override=attacker.invalid&scheme=http",
+                f"s3://{bucket}/elsewhere/{key}",
+            ),
+            start=1,
         ):
+            # Newer than the served deployment, so not refused as a replay (`stale`).
             forged = SIGNER.sign(
                 served.model_copy(
                     update={
                         "deployment_id": f"forged-{len(uri)}",
+                        "deployment_seq": (served.deployment_seq or 0) + later,
                         "model_version_id": "mv-forged",
                         "artifact_uri": uri,
                     }
