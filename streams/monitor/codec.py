@@ -337,6 +337,12 @@ def _valid_time(stamp: str) -> bool:
     return True
 
 
+def _content_kind(message: RawMessage) -> str | None:
+    """The media type of ``message``'s content-type header (None without one)."""
+    content_type = message.header(CONTENT_TYPE_HEADER)
+    return content_type.split(b";")[0].strip().decode("latin-1") if content_type else None
+
+
 def decode_inputs(
     messages: Sequence[RawMessage],
     *,
@@ -350,6 +356,8 @@ def decode_inputs(
     features are adopted (``result.rows.feature_names``).
     """
     batch = _Batch(pipeline, tuple(feature_names) if feature_names is not None else None)
+    # The headers of a fetch are mostly the same few tuples: each one's kind is read once.
+    kinds: dict[tuple[tuple[str, bytes], ...], str | None] = {}
     for message in messages:
         if len(message.value) > max_message_bytes:
             batch.reject(
@@ -359,8 +367,11 @@ def decode_inputs(
                 f"{max_message_bytes}; split it into smaller batches or raise the setting",
             )
             continue
-        content_type = message.header(CONTENT_TYPE_HEADER)
-        kind = content_type.split(b";")[0].strip().decode("latin-1") if content_type else None
+        headers = message.headers
+        if headers in kinds:
+            kind = kinds[headers]
+        else:
+            kind = kinds[headers] = _content_kind(message)
         if kind is None or kind == JSON_CONTENT_TYPE:
             try:  # add_json changes nothing until its last step: no rollback needed
                 batch.add_json(message)

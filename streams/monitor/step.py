@@ -461,10 +461,11 @@ class MonitorStep:
     def _hold_sources(self, messages: Sequence[RawMessage], rows: Rows) -> None:
         """Remember the messages whose rows wait for the archive (their offsets wait too)."""
         with_rows = set(zip(rows.partitions.tolist(), rows.offsets.tolist(), strict=True))
-        for m in messages:
-            if (m.partition, m.offset) in with_rows:
-                key = (m.topic, m.partition, m.offset)
-                self._sources[key] = self._pending_sources[key] = m
+        held = {(m.topic, m.partition, m.offset): m for m in messages}
+        if len(with_rows) != len(held):  # some messages were dead letters or empty
+            held = {k: m for k, m in held.items() if (k[1], k[2]) in with_rows}
+        self._sources.update(held)
+        self._pending_sources.update(held)
 
     def release_dead_letters(self) -> list[DeadLetter]:
         """The held ``poison`` dead letters of archive failures, handed out once (`process`
