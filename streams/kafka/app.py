@@ -143,9 +143,11 @@ def create_app(
         pipeline=settings.pipeline,
         emit_ood=settings.emit_ood,
         max_message_bytes=settings.max_message_bytes,
-        # Rows wait for the checkpoint, which archives them as one segment.
+        # Rows wait for the checkpoint (or 50k rows), which archives them as one segment on
+        # the writer thread while the next batches are processed.
         archive_rows=max(50_000, settings.batch_size),
         registry=RegistryDecoder.from_settings(settings.schema_registry),
+        background_archive=True,
     )
 
     app = BatchApp(

@@ -369,6 +369,12 @@ def _valid_time(stamp: str) -> bool:
     return True
 
 
+def _content_kind(message: RawMessage) -> str | None:
+    """The media type of ``message``'s content-type header (None without one)."""
+    content_type = message.header(CONTENT_TYPE_HEADER)
+    return content_type.split(b";")[0].strip().decode("latin-1") if content_type else None
+
+
 def decode_inputs(
     messages: Sequence[RawMessage],
     *,
@@ -388,6 +394,8 @@ def decode_inputs(
     """
     batch = _Batch(pipeline, tuple(feature_names) if feature_names is not None else None)
     wire = _decode_wire(messages, registry, max_message_bytes)
+    # The headers of a fetch are mostly the same few tuples: each one's kind is read once.
+    kinds: dict[tuple[tuple[str, bytes], ...], str | None] = {}
     for message in messages:
         if len(message.value) > max_message_bytes:
             batch.reject(
@@ -397,8 +405,11 @@ def decode_inputs(
                 f"{max_message_bytes}; split it into smaller batches or raise the setting",
             )
             continue
-        content_type = message.header(CONTENT_TYPE_HEADER)
-        kind = content_type.split(b";")[0].strip().decode("latin-1") if content_type else None
+        headers = message.headers
+        if headers in kinds:
+            kind = kinds[headers]
+        else:
+            kind = kinds[headers] = _content_kind(message)
         if id(message) in wire:
             try:
                 batch.add_decoded(message, wire[id(message)])
@@ -497,8 +508,8 @@ def _decode_wire(
     wire = [
         m
         for m in messages
-        if m.header(CONTENT_TYPE_HEADER) is None
-        and wire_schema_id(m.value) is not None
+        if wire_schema_id(m.value) is not None  # first: one byte, false for JSON and Arrow
+        and m.header(CONTENT_TYPE_HEADER) is None
         and (max_bytes is None or len(m.value) <= max_bytes)
     ]
     if not wire:
