@@ -406,6 +406,8 @@ def decode_inputs(
             )
             continue
         headers = message.headers
+        if type(headers) is not tuple:  # a caller's list: hashable as a tuple
+            headers = tuple(headers)
         if headers in kinds:
             kind = kinds[headers]
         else:
