@@ -14,7 +14,7 @@ record map from the client: batch topics are taken out there and the rest goes o
 Faust's per-message path unchanged. Offsets of batch topics are never acked by Faust (the
 topic must be declared with ``acks=False``); the agent commits them itself.
 
-Why this hook and not a public path (issue: Faust and aiokafka internals). Measured side by
+Why this hook and not a public path (it relies on Faust and aiokafka internals). Measured side by
 side on one run (``benchmarks/bench_streams_ingest.py``, JSON events, 2 cores): a bare agent
 on Faust's public per-message stream (``stream.noack().take``) reaches ~12k events/s, one on
 this hook ~168k/s, the raw librdkafka consume+decode floor ~174k/s. ``stream.take`` keeps

@@ -1,4 +1,4 @@
-"""Secrets never show (issue 13.7): a deployment configured with a store password (a real
+"""Secrets never show: a deployment configured with a store password (a real
 PostgreSQL), S3 keys in the artifacts URI (moto's S3 server) and a SASL password (a broker
 that accepts only SASL and TLS), and a signing key. Nothing driftline prints, logs, reports,
 raises or publishes carries any of them: ``driftline status`` and ``lineage`` (tables and

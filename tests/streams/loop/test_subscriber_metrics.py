@@ -1,4 +1,4 @@
-"""ModelSubscriber metrics (issue 13.1, 13.9): every refusal is a logged reason, a metric and
+"""ModelSubscriber metrics: every refusal is a logged reason, a metric and
 the old model kept; a subscriber that cannot serve the newest deployment is visibly degraded.
 
 The deployments go through `ModelSubscriber.apply`, what the subscriber's thread calls for
