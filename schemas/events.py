@@ -193,6 +193,11 @@ class DriftEvent(Event):
         default_factory=list, description="estimated start of the change, per partition"
     )
     detected_at: UtcDatetime = Field(default_factory=utcnow)
+    signature: str | None = Field(default=None, max_length=128)
+    """Base64 Ed25519 signature of the other fields, by the monitor (see
+    `driftline.schemas.signing`): the retrainer refuses unsigned and forged alarms."""
+    key_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
+    """Id of the monitor key that signed the event."""
 
     @property
     def change_start(self) -> datetime:

@@ -21,6 +21,7 @@ from driftline.schemas import DriftEvent, InferenceEvent, ModelVersionEvent
 from driftline.streams.kafka.retrainer_service import RetrainerService
 from driftline.streams.monitor.messages import RawMessage
 from driftline.streams.monitor.step import MonitorStep
+from tests.streams.loop.conftest import SIGNER
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -56,8 +57,10 @@ def drift_event(step: MonitorStep, inputs: list[InferenceEvent], drift_id: str) 
 
 
 def send(bootstrap: str, topic: str, event: DriftEvent, partition: int = 0) -> None:
+    """``event`` signed as the monitor signs it (the retrainer refuses unsigned alarms)."""
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
-    producer.produce(topic, key=event.pipeline.encode(), value=event.to_json(), partition=partition)
+    value = SIGNER.sign(event).to_json()
+    producer.produce(topic, key=event.pipeline.encode(), value=value, partition=partition)
     assert producer.flush(30) == 0
 
 
