@@ -273,6 +273,8 @@ class DeadLetterReason(StrEnum):
     registry configured)."""
     UNSUPPORTED_SCHEMA = "unsupported_schema"
     """Confluent wire format with a registered schema of a type driftline does not read."""
+    LABEL_TYPE_MISMATCH = "label_type_mismatch"
+    """A label of another kind (number or string) than the pipeline's labels."""
     POISON = "poison"
     """Passed validation yet made the step fail (archive or decode) on every attempt."""
 

@@ -40,6 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from driftline.lifecycle_store.label_types import LabelKind, value_kind
 from driftline.schemas import (
     ARROW_CONTENT_TYPE,
     CONTENT_TYPE_HEADER,
@@ -419,10 +420,17 @@ def decode_inputs(
 
 
 def decode_labels(
-    messages: Sequence[RawMessage], *, pipeline: str, registry: RegistryDecoder | None = None
+    messages: Sequence[RawMessage],
+    *,
+    pipeline: str,
+    registry: RegistryDecoder | None = None,
+    label_kind: LabelKind | None = None,
 ) -> DecodedLabels:
     """Validate `LabelEvent` messages of ``{pipeline}.labels`` into an archive table
-    (wire-format labels decoded with ``registry``, as in `decode_inputs`)."""
+    (wire-format labels decoded with ``registry``, as in `decode_inputs`).
+
+    Labels must be of the pipeline's ``label_kind`` (numbers or strings; with None, the first
+    valid label's kind): another kind is a ``label_type_mismatch`` dead letter."""
     dead: list[DeadLetter] = []
     good: list[tuple[RawMessage, LabelEvent]] = []
     wire = _decode_wire(messages, registry)
@@ -463,6 +471,17 @@ def decode_labels(
                 "class ids as strings"
             )
             dead.append(dead_letter(message, pipeline, DeadLetterReason.SCHEMA_VIOLATION, detail))
+            continue
+        kind = value_kind(event.label)
+        if label_kind is None:
+            label_kind = kind  # the pipeline's first label pins its kind
+        elif kind != label_kind:
+            detail = (
+                f"a {kind} label for a pipeline whose labels are {label_kind}s (pinned by the "
+                "config or the first label archived)"
+            )
+            reason = DeadLetterReason.LABEL_TYPE_MISMATCH
+            dead.append(dead_letter(message, pipeline, reason, detail))
             continue
         good.append((message, event))
     if not good:

@@ -98,6 +98,7 @@ from driftline.schemas import (
     Topics,
 )
 from driftline.streams.monitor.codec import dead_letter, decode_inputs, decode_labels
+from driftline.streams.monitor.label_pin import LabelKindPin
 from driftline.streams.monitor.messages import RawMessage
 from driftline.streams.monitor.registry import RegistryDecoder
 from driftline.streams.monitor.rows import Rows, strings
@@ -277,6 +278,9 @@ class MonitorStep:
         self.alarm_holdoff = int(config.detector.ert) if alarm_holdoff is None else alarm_holdoff
         self._unarchived: list[Rows] = []
         self._early_labels: list[pa.Table] = []
+        self._label_kind = LabelKindPin(
+            config, lambda: self._archive() if self._ensure_registered() else None
+        )
         self.feature_names: tuple[str, ...] | None = self._known_feature_names()
         self.reference_data_version: str | None = None
         # The deployment that installed the reference: it names the drift episode.
@@ -462,7 +466,13 @@ class MonitorStep:
         archived with the first input rows (a transport that must not lose them on a crash
         commits their offsets only once `holds_labels` is false).
         """
-        decoded = decode_labels(messages, pipeline=self.pipeline, registry=self.registry)
+        decoded = decode_labels(
+            messages,
+            pipeline=self.pipeline,
+            registry=self.registry,
+            label_kind=self._label_kind.kind(),
+        )
+        self._label_kind.observe(decoded.table)
         count = 0
         if decoded.table is not None:
             count = decoded.table.num_rows
