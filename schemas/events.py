@@ -273,6 +273,8 @@ class DeadLetterReason(StrEnum):
     registry configured)."""
     UNSUPPORTED_SCHEMA = "unsupported_schema"
     """Confluent wire format with a registered schema of a type driftline does not read."""
+    TOO_MANY_FEATURES = "too_many_features"
+    """More features than the pipeline's ``max_features`` (refused before any fit)."""
     LABEL_TYPE_MISMATCH = "label_type_mismatch"
     """A label of another kind (number or string) than the pipeline's labels."""
     POISON = "poison"

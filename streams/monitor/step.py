@@ -337,6 +337,7 @@ class MonitorStep:
             feature_names=self.feature_names,
             max_message_bytes=self.max_message_bytes,
             registry=self.registry,
+            max_features=self.config.max_features,
         )
         rows = decoded.rows
         out = MonitorOutput(
