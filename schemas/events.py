@@ -275,6 +275,8 @@ class DeadLetterReason(StrEnum):
     """Confluent wire format with a registered schema of a type driftline does not read."""
     TOO_MANY_FEATURES = "too_many_features"
     """More features than the pipeline's ``max_features`` (refused before any fit)."""
+    EARLY_LABEL_OVERFLOW = "early_label_overflow"
+    """One of the oldest labels held before any input, dropped past the limit."""
     LABEL_TYPE_MISMATCH = "label_type_mismatch"
     """A label of another kind (number or string) than the pipeline's labels."""
     POISON = "poison"

@@ -78,7 +78,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from driftline.config.pipeline import PipelineConfig
 from driftline.detectors import Coreset, DriftDetector, OODScorer, make_detector
@@ -98,6 +97,7 @@ from driftline.schemas import (
     Topics,
 )
 from driftline.streams.monitor.codec import dead_letter, decode_inputs, decode_labels
+from driftline.streams.monitor.early_labels import EarlyLabels
 from driftline.streams.monitor.label_pin import LabelKindPin
 from driftline.streams.monitor.messages import RawMessage
 from driftline.streams.monitor.registry import RegistryDecoder
@@ -277,7 +277,7 @@ class MonitorStep:
         self.archive_rows = archive_rows
         self.alarm_holdoff = int(config.detector.ert) if alarm_holdoff is None else alarm_holdoff
         self._unarchived: list[Rows] = []
-        self._early_labels: list[pa.Table] = []
+        self._early_labels = EarlyLabels(self.pipeline, self.topics.labels)
         self._label_kind = LabelKindPin(
             config, lambda: self._archive() if self._ensure_registered() else None
         )
@@ -477,17 +477,18 @@ class MonitorStep:
         count = 0
         if decoded.table is not None:
             count = decoded.table.num_rows
-            self._early_labels.append(decoded.table)
+            overflow = self._early_labels.add(decoded.table)
             self._archive_labels()
+            decoded.dead_letters.extend(overflow)
         dead = [self._fit_for_dlq(d) for d in decoded.dead_letters]
         return LabelOutput(labels=count, dead_letters=dead)
 
     def _archive_labels(self) -> None:
         if self._early_labels and self._ensure_registered():
             archive = self._archive()
-            for table in self._early_labels:
+            for table in self._early_labels.tables():
                 archive.append_labels(table)
-            self._early_labels = []
+            self._early_labels.clear()
 
     def on_model_version(self, event: ModelVersionEvent) -> None:
         """A new champion: its training data becomes the reference; a new episode begins.
