@@ -62,3 +62,18 @@ def test_forged_drift_events_open_no_episode_and_a_signed_one_trains(
     assert {t.episode_key.split("#")[0] for t in trainings} == {good.episode_key}
     assert stats.outcomes == {"COMPLETE": 1}
     store.close()
+
+
+def test_a_worker_without_a_signing_key_refuses_to_start(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It could only publish drift events the retrainer refuses."""
+    from driftline.config.settings import Settings
+    from driftline.streams.exceptions import ConfigError
+    from driftline.streams.kafka.app import create_app
+
+    monkeypatch.delenv("DRIFTLINE_SIGNING_KEY", raising=False)
+    settings = Settings(pipeline="unsigned", state_dir=str(tmp_path / "state"))
+    with pytest.raises(ConfigError, match="drift events must be signed"):
+        create_app(settings)
+    assert not (tmp_path / "state").exists()  # refused before anything was opened
