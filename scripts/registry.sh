@@ -12,8 +12,9 @@
 # stderr), so `eval "$(bash scripts/registry.sh start)"` points the shell at it. With
 # DRIFTLINE_TEST_SCHEMA_REGISTRY_URL already set, `start` starts nothing and checks it answers.
 # Maven Central has no runnable Apicurio distribution: the first start builds one from the
-# registry's jar with the Quarkus Maven plugin (scripts/registry/pom.xml says how, ~1-2 min);
-# later starts take ~15-20 s (JVM + Quarkus start-up).
+# registry's jar with the Quarkus Maven plugin (scripts/registry/pom.xml says how; 26 s with an
+# empty Maven repository, 60 s measured on a busy machine);
+# later starts take 6-20 s (JVM + Quarkus start-up; 6 s on an idle machine).
 # Settings (environment):
 #   REGISTRY_PORT       HTTP port (default: a free one)
 #   REGISTRY_STATE_DIR  pid, port and log of the registry (default: .registry in the repo)

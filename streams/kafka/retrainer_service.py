@@ -152,7 +152,6 @@ class RetrainerService:
                 self.publisher,
                 self.pipeline,
                 min_labelled_rows=self.settings.config.selection.min_labelled_rows,
-                labels=self._labels_total,
                 send_dead_letter=self._send_dead_letter,
                 verifier=self.settings.model_version_verifier(),
                 run=self._off_loop,
@@ -269,14 +268,6 @@ class RetrainerService:
         except Exception:
             self.stats.errors += 1
             log.exception("time/amount trigger check failed; trying again next tick")
-
-    def _labels_total(self) -> int:
-        from driftline.lifecycle_store.exceptions import NotFoundError
-
-        try:
-            return sum(s.row_count for s in self.store.archive(self.pipeline).segments("labels"))
-        except NotFoundError:
-            return 0
 
     def _send_dead_letter(self, letter: DeadLetter) -> None:
         publish = getattr(self.publisher, "publish", None)

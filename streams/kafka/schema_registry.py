@@ -21,7 +21,7 @@ from driftline.config.settings import SchemaRegistry
 from driftline.schemas import Topics, load_json_schema
 from driftline.streams.exceptions import StreamsError
 
-__all__ = ["Registered", "Subject", "register_schemas", "subjects"]
+__all__ = ["Registered", "Subject", "WireEncoder", "register_schemas", "subjects"]
 
 
 @dataclass(frozen=True)
@@ -81,3 +81,39 @@ def register_schemas(
             ) from None
         out.append(Registered(item.subject, item.schema_name, schema_id, version))
     return out
+
+
+class WireEncoder:
+    """Encodes driftline's own events in the Confluent wire format with their JSON Schema,
+    registered under ``{topic}-value`` on first use (what ``driftline replay --format
+    registry-json`` sends; `register_schemas` registers the same schemas).
+
+    The serializer does not validate each document against the schema: driftline builds
+    them from its own contract, and validation costs ~10x the encoding.
+    """
+
+    def __init__(self, settings: SchemaRegistry, *, client: Any = None) -> None:
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+
+        self.client = client or SchemaRegistryClient(settings.client_config())
+        self.url = settings.url
+        self._serializers: dict[str, Any] = {}
+
+    def encode(self, topic: str, schema_name: str, doc: dict[str, Any]) -> bytes:
+        """``doc`` (an event of ``schema_name``) as wire-format bytes for ``topic``."""
+        from confluent_kafka.schema_registry.json_schema import JSONSerializer
+        from confluent_kafka.serialization import MessageField, SerializationContext
+
+        serializer = self._serializers.get(topic)
+        if serializer is None:
+            text = json.dumps(load_json_schema(schema_name), sort_keys=True)
+            serializer = JSONSerializer(text, self.client, conf={"validate": False})
+            self._serializers[topic] = serializer
+        try:
+            value: bytes = serializer(doc, SerializationContext(topic, MessageField.VALUE))
+        except Exception as exc:
+            raise StreamsError(
+                f"encoding for {topic} with the schema registry at {self.url} failed: "
+                f"{type(exc).__name__}: {str(exc)[:300]}"
+            ) from None
+        return value

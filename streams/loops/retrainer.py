@@ -20,8 +20,8 @@ records and clock ticks, and commit a record's offset when `RetrainerLoop.drift`
   ModelVersionEvent; the loop flushes pending events after every record and tick (and the
   shell at start-up) and the store marks them published once the broker confirmed.
 * **Labels that come back let the episode train.** An alarm SKIPPED for want of labels is
-  kept; on each tick, once ``selection.min_labelled_rows`` more labels have arrived (the
-  shell says how it counts them), it is handed to the retrainer again — until it trains or
+  kept; on each tick, once ``selection.min_labelled_rows`` more labels have been archived,
+  it is handed to the retrainer again — until it trains or
   a new champion ends its episode.
 
 ``run`` executes the retrainer's calls: inline for a replay, on a worker thread while the
@@ -64,8 +64,11 @@ def _inline(fn: Callable[..., T], *args: Any) -> T:
 class LoopStats:
     """What the loop did: drift events, invalid records, deployments, republished outbox rows.
 
-    ``outcomes`` counts trainings by status (and ``DUPLICATE``/``IGNORED``); ``refused`` counts
-    drift events not acted on, by reason (``unsigned``, ``bad_signature``, ``stale``, ...).
+    ``outcomes`` counts trainings by status (and ``DUPLICATE``/``IGNORED``/``REUSED``);
+    ``refused`` counts drift events not acted on, by reason (``unsigned``, ``bad_signature``,
+    ``stale``, ...); ``conflicting_duplicates`` is how many events the latest training
+    selection left out because they were archived in conflicting copies (one id, other
+    features or time).
     """
 
     drift_events: int = 0
@@ -74,6 +77,7 @@ class LoopStats:
     deployed: int = 0
     republished: int = 0
     errors: int = 0
+    conflicting_duplicates: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     refused: dict[str, int] = field(default_factory=dict)
 
@@ -91,10 +95,11 @@ class _WaitingForLabels:
 class RetrainerLoop:
     """Hand drift records and ticks of pipeline ``pipeline`` to ``retrainer``.
 
-    ``labels`` counts the labels available so far; ``send_dead_letter`` produces a dead
-    letter durably (raising if it cannot); ``on_outcome`` sees every outcome; ``verifier``
-    holds the monitor keys drift events must be signed with; ``on_refused`` sees the reason
-    code of every drift event refused or ignored as stale.
+    ``labels`` counts the labels available so far (default: the retrainer's count of archived
+    labels, `Retrainer.labels_total`); ``send_dead_letter`` produces a dead letter durably
+    (raising if it cannot); ``on_outcome`` sees every outcome; ``verifier`` holds the monitor
+    keys drift events must be signed with; ``on_refused`` sees the reason code of every drift
+    event refused or ignored as stale.
     """
 
     def __init__(
@@ -105,7 +110,7 @@ class RetrainerLoop:
         pipeline: str,
         *,
         min_labelled_rows: int,
-        labels: Callable[[], int],
+        labels: Callable[[], int] | None = None,
         send_dead_letter: Callable[[DeadLetter], object],
         verifier: EventVerifier,
         on_outcome: Callable[[TrainingOutcome], None] | None = None,
@@ -118,7 +123,7 @@ class RetrainerLoop:
         self.publisher = publisher
         self.pipeline = pipeline
         self.min_labelled_rows = min_labelled_rows
-        self.labels = labels
+        self.labels = retrainer.labels_total if labels is None else labels
         self.send_dead_letter = send_dead_letter
         self.verifier = verifier
         self.on_outcome = on_outcome
@@ -223,6 +228,16 @@ class RetrainerLoop:
     def _record(self, outcome: TrainingOutcome) -> None:
         self.stats.count(outcome.status)
         self.stats.deployed += int(outcome.deployed)
+        selection = outcome.metrics.get("selection") if outcome.metrics else None
+        if isinstance(selection, dict) and "conflicting_duplicates" in selection:
+            self.stats.conflicting_duplicates = int(selection["conflicting_duplicates"])
+            if self.stats.conflicting_duplicates:
+                log.warning(
+                    "training %s left out %d events archived twice with different features "
+                    "or time under one id",
+                    outcome.training_id,
+                    self.stats.conflicting_duplicates,
+                )
         log.info("training %s: %s %s", outcome.training_id, outcome.status, outcome.reason)
         if self.on_outcome is not None:
             self.on_outcome(outcome)

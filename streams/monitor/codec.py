@@ -1,7 +1,10 @@
 """Decode and validate input messages in bulk: valid rows as columns, the rest as dead letters.
 
 Every message on ``{p}.inputs`` is either a JSON `InferenceEvent` or an Arrow IPC
-`InferenceBatch` (``content-type`` header; JSON when the header is missing). A message that
+`InferenceBatch` (``content-type`` header; JSON when the header is missing), or, with no
+header, an `InferenceEvent` in the Confluent wire format (Avro or JSON Schema with a schema id:
+`registry.RegistryDecoder` decodes a fetch's such messages in one pass, and the mappings go
+through the same typed decoder as JSON). A message that
 cannot be used becomes a `DeadLetter` carrying its original bytes, headers and source
 offsets, with a reason code; nothing is dropped silently and nothing raises.
 

@@ -17,8 +17,10 @@ What a hostile producer controls, and what it cannot:
 * **registry requests** are one per schema id new to this process (the client caches the
   schema; the deserializers cache the parsed form), never one per message. Ids the registry
   does not know are remembered for `UNKNOWN_TTL_S`, so a flood of made-up ids costs at most
-  one request per distinct id per minute, and at most `MAX_LOOKUPS_PER_FETCH` per fetch
-  (the rest of the fetch's unknown ids are dead-lettered without asking);
+  one request per distinct id per minute, and at most `MAX_MISSES_PER_FETCH` misses per
+  fetch (then the rest of the fetch's new ids are dead-lettered without asking, saying so:
+  only during such a flood can a good message be among them, and replaying its dead letter
+  recovers it);
 * **memory**: at most ``cache_schemas`` schemas are held; past that, the caches start over.
 
 Outcomes, per message: a mapping; or a `Rejected` with a reason code — ``unknown_schema``
@@ -41,6 +43,7 @@ metrics. A bounded outage delays rows; it never loses them.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,7 +57,7 @@ if TYPE_CHECKING:
     from driftline.config.settings import SchemaRegistry
 
 __all__ = [
-    "MAX_LOOKUPS_PER_FETCH",
+    "MAX_MISSES_PER_FETCH",
     "UNKNOWN_TTL_S",
     "RegistryDecoder",
     "RegistryUnavailable",
@@ -66,8 +69,9 @@ MAGIC = 0
 HEADER_BYTES = 5
 UNKNOWN_TTL_S = 60.0
 """How long an id the registry answered 404 for is dead-lettered without asking again."""
-MAX_LOOKUPS_PER_FETCH = 32
-"""Most registry requests one fetch may make for ids not cached yet."""
+MAX_MISSES_PER_FETCH = 32
+"""Ids of one fetch the registry may answer "not found" for before the rest of the fetch's
+new ids are dead-lettered without asking (ids it knows never count)."""
 
 
 def wire_schema_id(value: bytes) -> int | None:
@@ -149,11 +153,11 @@ class RegistryDecoder:
 
     # ------------------------------------------------------------------ resolving ids
     def _resolve_all(self, ids: set[int]) -> dict[int, _Resolved]:
-        if len(self._resolved) + len(ids) > self.cache_schemas:
+        if len(self._resolved) + len(ids - self._resolved.keys()) > self.cache_schemas:
             self._reset()  # bounded memory: start the caches over (a few refetches)
         now = time.monotonic()
         out: dict[int, _Resolved] = {}
-        lookups = 0
+        misses = 0
         for schema_id in sorted(ids):
             cached = self._resolved.get(schema_id)
             if cached is not None:
@@ -166,15 +170,16 @@ class RegistryDecoder:
                 )
             elif self._unknown.get(schema_id, 0.0) > now:
                 out[schema_id] = _unknown(schema_id)
-            elif lookups >= MAX_LOOKUPS_PER_FETCH:
+            elif misses >= MAX_MISSES_PER_FETCH:
                 out[schema_id] = Rejected(
                     DeadLetterReason.UNKNOWN_SCHEMA,
-                    f"schema id {schema_id} not looked up: this fetch already asked the registry "
-                    f"about {MAX_LOOKUPS_PER_FETCH} new ids",
+                    f"schema id {schema_id} not looked up: the registry already knew "
+                    f"{MAX_MISSES_PER_FETCH} ids of this fetch not (replay the dead letter "
+                    "to try it again)",
                 )
             else:
-                lookups += 1
-                out[schema_id] = self._resolve(schema_id, now)
+                out[schema_id] = resolved = self._resolve(schema_id, now)
+                misses += isinstance(resolved, Rejected)
         return out
 
     def _resolve(self, schema_id: int, now: float) -> _Resolved:
@@ -185,11 +190,11 @@ class RegistryDecoder:
         try:
             schema = client.get_schema(schema_id)
         except SchemaRegistryError as exc:
-            if exc.http_status_code == 404:
+            if _about_the_id(exc):
                 if len(self._unknown) >= self.cache_schemas:
                     self._unknown.clear()
                 self._unknown[schema_id] = now + UNKNOWN_TTL_S
-                return _unknown(schema_id)
+                return _unknown(schema_id, exc.http_status_code)
             raise RegistryUnavailable(_registry_failure(schema_id, exc)) from None
         except Exception as exc:  # connection refused, timeout, TLS, bad answer
             raise RegistryUnavailable(_registry_failure(schema_id, exc)) from None
@@ -214,6 +219,7 @@ class RegistryDecoder:
         Every message must be in the wire format (`wire_schema_id` not None). Raises
         `RegistryUnavailable` when the registry cannot be asked (see the module docstring).
         """
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
         from confluent_kafka.serialization import SerializationError
 
         ids = [wire_schema_id(m.value) for m in messages]
@@ -235,7 +241,13 @@ class RegistryDecoder:
                         f"does not decode with its registered schema (id {schema_id}): {exc}",
                     )
                 )
-            except (EOFError, ValueError, TypeError, IndexError) as exc:
+            except SchemaRegistryError as exc:  # e.g. a reference of a JSON Schema
+                if not _about_the_id(exc):
+                    raise RegistryUnavailable(_registry_failure(schema_id, exc)) from None
+                out.append(_unknown(schema_id, exc.http_status_code))
+            except _transport_errors() as exc:
+                raise RegistryUnavailable(_registry_failure(schema_id, exc)) from None
+            except Exception as exc:  # hostile bytes can make fastavro raise anything
                 out.append(
                     Rejected(
                         DeadLetterReason.MALFORMED,
@@ -250,14 +262,30 @@ def _no_subject(ctx: Any, record_name: Any) -> None:
     return None
 
 
-def _unknown(schema_id: int) -> Rejected:
+@functools.cache
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Failures of the connection, not of a message: the registry is unavailable."""
+    from confluent_kafka.schema_registry.common._httpx_compat import httpx
+
+    return (OSError, httpx.TransportError)
+
+
+def _about_the_id(exc: Any) -> bool:
+    """Whether the registry's error answer is about the id asked for (so a dead letter is
+    right) rather than about the registry (credentials, rate limits, its own failures)."""
+    status = exc.http_status_code
+    return isinstance(status, int) and 400 <= status < 500 and status not in (401, 403, 408, 429)
+
+
+def _unknown(schema_id: int, status: int | None = 404) -> Rejected:
+    answer = "" if status in (None, 404) else f" (the registry answered HTTP {status})"
     return Rejected(
         DeadLetterReason.UNKNOWN_SCHEMA,
-        f"schema id {schema_id} is not registered at the configured schema registry",
+        f"schema id {schema_id} is not registered at the configured schema registry{answer}",
     )
 
 
-def _registry_failure(schema_id: int, exc: Exception) -> str:
+def _registry_failure(schema_id: int, exc: BaseException) -> str:
     return (
         f"the schema registry did not return schema id {schema_id} "
         f"({type(exc).__name__}: {str(exc)[:300]}); the fetch is retried, nothing was "

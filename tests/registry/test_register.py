@@ -81,3 +81,49 @@ def test_the_command_prints_one_line_per_subject_and_fails_in_one_line(registry_
     assert missing.returncode == 2
     assert "DRIFTLINE_SCHEMA_REGISTRY__URL" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_replay_in_the_wire_format_round_trips_through_the_monitor_codec(
+    kafka_bootstrap, registry_url, registry_settings, tmp_path, unique_name
+) -> None:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from driftline.config.settings import Settings
+    from driftline.streams.kafka.clients import admin_client, ensure_topics, to_raw_message
+    from driftline.streams.kafka.replay import replay
+    from driftline.streams.monitor.codec import decode_labels
+    from tests.streams.ingest.test_replay_and_io import read_all
+
+    rng = np.random.default_rng(1)
+    n = 40
+    pq.write_table(
+        pa.table(
+            {"a": rng.normal(size=n), "b": rng.normal(size=n), "label": rng.integers(0, 2, n)}
+        ),
+        tmp_path / "rows.parquet",
+    )
+    s = Settings.load(
+        pipeline=unique_name("replay-wire"),
+        kafka_bootstrap_servers=kafka_bootstrap,
+        schema_registry={"url": registry_url},
+    )
+    ensure_topics(s)
+    try:
+        report = replay(
+            s, tmp_path / "rows.parquet", fmt="registry-json", labels_delay=0, progress=False
+        )
+        assert (report.messages, report.labels) == (n, n)
+        inputs = [to_raw_message(m) for m in read_all(s, s.topics.inputs, n)]
+        assert all(m.value[0] == 0 and not m.headers for m in inputs)
+        decoder = RegistryDecoder(registry_settings)
+        out = decode_inputs(inputs, pipeline=s.pipeline, registry=decoder)
+        assert out.dead_letters == [] and len(out.rows) == n
+        labels = [to_raw_message(m) for m in read_all(s, s.topics.labels, n)]
+        table = decode_labels(labels, pipeline=s.pipeline, registry=decoder).table
+        assert table is not None and table.num_rows == n
+    finally:
+        admin = admin_client(s)
+        for f in admin.delete_topics(s.topics.all()).values():
+            f.result(timeout=30)

@@ -19,7 +19,7 @@ from driftline.schemas import load_json_schema
 from driftline.streams.monitor.codec import decode_inputs, decode_labels
 from driftline.streams.monitor.messages import RawMessage
 from driftline.streams.monitor.registry import (
-    MAX_LOOKUPS_PER_FETCH,
+    MAX_MISSES_PER_FETCH,
     RegistryDecoder,
     RegistryUnavailable,
 )
@@ -222,9 +222,9 @@ def test_made_up_ids_cost_bounded_requests(registry_settings, counting_client) -
     decoder = RegistryDecoder(registry_settings, client=counting.client)
     out = decode_inputs(raw(values * 2, tp), pipeline=P, registry=decoder)
     assert [d.reason.value for d in out.dead_letters] == ["unknown_schema"] * 400
-    assert len(counting.calls) == MAX_LOOKUPS_PER_FETCH
-    decode_inputs(raw(values[:MAX_LOOKUPS_PER_FETCH], tp), pipeline=P, registry=decoder)
-    assert len(counting.calls) == MAX_LOOKUPS_PER_FETCH, "404s are remembered"
+    assert len(counting.calls) == MAX_MISSES_PER_FETCH
+    decode_inputs(raw(values[:MAX_MISSES_PER_FETCH], tp), pipeline=P, registry=decoder)
+    assert len(counting.calls) == MAX_MISSES_PER_FETCH, "404s are remembered"
 
 
 def test_the_registry_address_never_comes_from_a_message(
@@ -284,3 +284,13 @@ def test_avro_labels_are_archived_like_json_labels(client, registry_settings) ->
     assert out.table.column("event_id").to_pylist() == [f"e{i}" for i in range(10)]
     assert out.table.column("label").to_pylist() == [i % 2 for i in range(10)]
     assert [d.reason.value for d in out.dead_letters] == ["wrong_pipeline", "unknown_schema"]
+
+
+def test_many_known_schemas_in_one_fetch_all_decode(client, registry_settings) -> None:
+    tp = topic("inputs")
+    values = []
+    for k in range(MAX_MISSES_PER_FETCH + 8):  # more ids than the miss budget, all known
+        values += avro_bytes(client, {**EVENT_AVRO, "name": f"Version{k}"}, [event(k)], tp)
+    assert len({v[1:5] for v in values}) == MAX_MISSES_PER_FETCH + 8
+    out = decode_inputs(raw(values, tp), pipeline=P, registry=RegistryDecoder(registry_settings))
+    assert out.dead_letters == [] and len(out.rows) == MAX_MISSES_PER_FETCH + 8
