@@ -16,6 +16,11 @@ __all__ = ["Coreset"]
 # set stays a few k-sized blocks however large the incoming batch is.
 _CHUNK_FACTOR = 4
 
+_LIMIT = 1e100
+"""Coordinates are clipped to +-_LIMIT: squared distances of points within it stay finite in
+float64 (one hostile 1e300 overflowed ``|x|^2`` to inf, and the farthest-first traversal, the
+centroids and the similarity search on the sketch to NaN). No real feature comes near it."""
+
 
 class Coreset:
     """A weighted core set of a stream: at most ``k`` points whose weights sum to ``n_seen``.
@@ -98,7 +103,7 @@ class Coreset:
     # ------------------------------------------------------------------ updates
     def update(self, batch: np.ndarray) -> Coreset:
         """Add rows (``(b, d)`` or a single row ``(d,)``); returns ``self``."""
-        x = as_matrix(batch, "batch", self.dim)
+        x = np.clip(as_matrix(batch, "batch", self.dim), -_LIMIT, _LIMIT)
         chunk = _CHUNK_FACTOR * self.k
         for start in range(0, x.shape[0], chunk):
             part = x[start : start + chunk]
@@ -162,9 +167,10 @@ class Coreset:
         out._n_seen = int(header["n_seen"])
         out._n_reduces = int(header["n_reduces"])
         if not header["empty"]:
-            out._points = arrays["points"]
+            # A sketch an older release wrote may hold inf or NaN from an extreme row.
+            out._points = np.clip(np.nan_to_num(arrays["points"]), -_LIMIT, _LIMIT)
             out._weights = arrays["weights"]
-            out._radii = arrays["radii"]
+            out._radii = np.clip(np.nan_to_num(arrays["radii"]), 0.0, 4.0 * _LIMIT)
         return out
 
     def __repr__(self) -> str:

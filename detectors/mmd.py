@@ -125,12 +125,20 @@ class OnlineMMD(DriftDetector):
     def _statistic(self, m: np.ndarray) -> np.ndarray:
         return np.einsum("...i,...i->...", m, m) * ((2.0 - self.lam) / self.lam)
 
+    def _near(self, x: np.ndarray) -> np.ndarray:
+        """``x`` held within ``_FAR`` reference deviations, as `_fourier` holds it: one
+        hostile 1e300 made ``x**2`` overflow and the attribution state NaN for good (1e39
+        pinned it on one feature for tens of thousands of rows)."""
+        far = _FAR * self._scale
+        return np.clip(x, self._mean - far, self._mean + far)
+
     # Marginal mean/variance tracker, only for attribution.
     def _marg_after(self, x: np.ndarray, n: int) -> np.ndarray:
         # Weighted sums of x and x^2 give the weighted standardized moments without
         # materializing the standardized batch.
         w = ewma_weights(n, self.lam)
-        sw, s1, s2 = w.sum(), w @ x[:n], w @ (x[:n] ** 2)
+        x = self._near(x[:n])
+        sw, s1, s2 = w.sum(), w @ x, w @ (x**2)
         mu, sc = self._mean, self._scale
         first = (s1 - mu * sw) / sc
         second = (s2 - 2.0 * mu * s1 + mu**2 * sw) / sc**2
@@ -145,7 +153,7 @@ class OnlineMMD(DriftDetector):
 
     def _pair_after(self, x: np.ndarray, n: int) -> np.ndarray:
         w = ewma_weights(n, self.lam)
-        xs = (x[:n] - self._mean) / self._scale
+        xs = (self._near(x[:n]) - self._mean) / self._scale
         fresh = (xs * w[:, None]).T @ xs - self._pair_center * w.sum()
         return np.asarray((1.0 - self.lam) ** n * self._pair + fresh)
 
@@ -174,6 +182,8 @@ class OnlineMMD(DriftDetector):
     def _advance_extra(self, x: np.ndarray) -> None:
         self._marg = self._marg_after(x, len(x))
         self._pair = self._pair_after(x, len(x))
+        if not (np.isfinite(self._marg).all() and np.isfinite(self._pair).all()):
+            self._reset_extra()  # a state restored from an older release's checkpoint
 
     def _reset_extra(self) -> None:
         self._marg = np.zeros(2 * self._n_features)

@@ -31,6 +31,7 @@ from driftline.lifecycle_store import orm
 from driftline.lifecycle_store.artifacts import content_key
 from driftline.lifecycle_store.canonical import content_hash
 from driftline.lifecycle_store.exceptions import SchemaMismatchError, StoreError
+from driftline.lifecycle_store.label_types import concat_labels
 from driftline.lifecycle_store.records import ArchiveSegment
 
 if TYPE_CHECKING:
@@ -189,8 +190,11 @@ class Archive:
         return CheckedRows(table, conflicting)
 
     def read_labels(self, event_ids: Any = None) -> pa.Table:
-        """The latest label of each event (optionally only of ``event_ids``)."""
-        table = self._read(self._segments(_LABELS, None, None))
+        """The latest label of each event (optionally only of ``event_ids``).
+
+        Segments of another label kind than the first (written before kinds were pinned) are
+        converted where they can be, the rest skipped and counted (`concat_labels`)."""
+        table = self._read(self._segments(_LABELS, None, None), combine=_concat_labels)
         if table is None:
             return pa.table(
                 {"event_id": pa.array([], pa.string()), "label": pa.array([], pa.float64())}
@@ -279,14 +283,24 @@ class Archive:
         with self._store._read() as session:
             return list(session.scalars(query.order_by(seg.min_time, seg.id)).all())
 
-    def _read(self, segments: list[orm.ArchiveSegmentRow]) -> pa.Table | None:
+    def _read(self, segments: list[orm.ArchiveSegmentRow], combine: Any = None) -> pa.Table | None:
         if not segments:
             return None
         # In arrival order (segment ids grow with each write), so that of an event archived
         # twice the first copy written wins, whatever event time a later copy claims.
         by_arrival = sorted(segments, key=lambda s: s.id)
         tables = [self._store.artifacts.get_table(s.artifact_key) for s in by_arrival]
+        if combine is not None:
+            return combine(tables)
         return pa.concat_tables(tables, promote_options="permissive")
+
+    def first_label_segment(self) -> pa.Table | None:
+        """The first label segment archived (it pins the pipeline's label kind), or None."""
+        segments = self._segments(_LABELS, None, None)
+        if not segments:
+            return None
+        first = min(segments, key=lambda s: s.id)
+        return self._store.artifacts.get_table(first.artifact_key)
 
     def _segment_record(self, row: orm.ArchiveSegmentRow) -> ArchiveSegment:
         return ArchiveSegment(
@@ -372,6 +386,10 @@ def _between(table: pa.Table, since: datetime | None, until: datetime | None) ->
         upper = pc.less(ts, pa.scalar(orm.as_utc(until), ts.type))
         mask = upper if mask is None else pc.and_(mask, upper)
     return table if mask is None else table.filter(mask)
+
+
+def _concat_labels(tables: list[pa.Table]) -> pa.Table:
+    return concat_labels(tables)[0]
 
 
 def _first_per_event(table: pa.Table) -> pa.Table:

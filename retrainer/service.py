@@ -34,6 +34,7 @@ from driftline.detectors.similarity import similarity
 from driftline.lifecycle_store.exceptions import ConcurrentUpdateError, NotFoundError
 from driftline.lifecycle_store.records import OutboxMessage
 from driftline.retrainer.adapters import Budget, load_adapter, make_adapter
+from driftline.retrainer.clock import RetrainerClock
 from driftline.retrainer.exceptions import TrainingError, WarmStartError
 from driftline.retrainer.gate import compare, holdout_mask, per_row_loss
 from driftline.retrainer.guard import GuardFeatures, WastedComputationGuard, history_from_trainings
@@ -117,6 +118,7 @@ class Retrainer:
         self.topics = Topics(config.name)
         self._triggers = [(cfg, make_trigger(cfg)) for cfg in config.triggers]
         self._guard = WastedComputationGuard(config.guard)
+        self._clock = RetrainerClock()  # event times never count past it (see clock.py)
         self._lock = threading.Lock()
         self._champion_cache: tuple[str, Any] | None = None
         self._config_json = config.model_dump(mode="json")
@@ -140,7 +142,7 @@ class Retrainer:
         self._flush_quietly()
         if not self._drift_policies():
             return TrainingOutcome("IGNORED", "no trigger in the config reacts to drift alarms")
-        return self._advance(event.episode_key, event.window_end, latest=event)
+        return self._advance(event.episode_key, self._clock.clamp(event.window_end), latest=event)
 
     def tick(self, now: datetime | None = None) -> list[TrainingOutcome]:
         """Advance a pending drift episode, then the clock-driven triggers (time, data
@@ -155,6 +157,7 @@ class Retrainer:
         Also re-publishes outbox items a crash or an unreachable broker left pending.
         """
         now = now or utcnow()
+        self._clock.saw(now)
         self._flush_quietly()
         try:
             self.store.pipeline(self.pipeline)
@@ -207,11 +210,11 @@ class Retrainer:
         trainings = [t for t in self.store.trainings(self.pipeline, limit=_HISTORY)]
         active = [t for t in trainings if t.status in _ACTIVE]
         if active:
-            at = _trained_at(active[0])
+            at = self._clock.clamp(_trained_at(active[0]))
             rows_at = int(active[0].trigger.get("rows_total", 0))
         drift_runs = [t for t in active if t.trigger.get("kind") != "bootstrap"]
         if drift_runs:
-            retrained_at = _trained_at(drift_runs[0])
+            retrained_at = self._clock.clamp(_trained_at(drift_runs[0]))
         if champion is None:
             champion = self.store.current(self.pipeline, self.alias)
         return TriggerContext(

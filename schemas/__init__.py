@@ -35,7 +35,13 @@ from driftline.schemas.events import (
 )
 from driftline.schemas.exceptions import MalformedError, SchemaError, SchemaVersionError
 from driftline.schemas.files import load_json_schema
-from driftline.schemas.signing import ModelVersionSigner, ModelVersionVerifier, SignatureError
+from driftline.schemas.signing import (
+    EventSigner,
+    EventVerifier,
+    ModelVersionSigner,
+    ModelVersionVerifier,
+    SignatureError,
+)
 from driftline.schemas.topics import Topics
 
 __all__ = [
@@ -50,6 +56,8 @@ __all__ = [
     "DeadLetterReason",
     "DriftEvent",
     "Event",
+    "EventSigner",
+    "EventVerifier",
     "FeatureScore",
     "InferenceBatch",
     "InferenceEvent",

@@ -193,6 +193,11 @@ class DriftEvent(Event):
         default_factory=list, description="estimated start of the change, per partition"
     )
     detected_at: UtcDatetime = Field(default_factory=utcnow)
+    signature: str | None = Field(default=None, max_length=128)
+    """Base64 Ed25519 signature of the other fields, by the monitor (see
+    `driftline.schemas.signing`): the retrainer refuses unsigned and forged alarms."""
+    key_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
+    """Id of the monitor key that signed the event."""
 
     @property
     def change_start(self) -> datetime:
@@ -268,6 +273,12 @@ class DeadLetterReason(StrEnum):
     registry configured)."""
     UNSUPPORTED_SCHEMA = "unsupported_schema"
     """Confluent wire format with a registered schema of a type driftline does not read."""
+    TOO_MANY_FEATURES = "too_many_features"
+    """More features than the pipeline's ``max_features`` (refused before any fit)."""
+    EARLY_LABEL_OVERFLOW = "early_label_overflow"
+    """One of the oldest labels held before any input, dropped past the limit."""
+    LABEL_TYPE_MISMATCH = "label_type_mismatch"
+    """A label of another kind (number or string) than the pipeline's labels."""
     POISON = "poison"
     """Passed validation yet made the step fail (archive or decode) on every attempt."""
 

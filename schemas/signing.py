@@ -1,9 +1,13 @@
-"""Signed model versions: only the publisher can announce a model consumers will load.
+"""Signed events: only the publisher can announce a model, only the monitor can raise drift.
 
 Anyone who can write to ``{p}.model-versions`` could otherwise point every consumer service at
 bytes of their choosing; the content hash protects nothing, since it travels in the same
 event. So the publisher signs each `ModelVersionEvent` (deploy and rollback) and consumers and
-the monitor verify the signature before they touch anything the event names.
+the monitor verify the signature before they touch anything the event names. The same goes
+for ``{p}.drift``: a `DriftEvent` chooses the drift episode and the rows a training starts
+from, so the monitor signs each one and the retrainer verifies it before it records anything.
+One mechanism serves both (`EventSigner`, `EventVerifier`): any event with ``signature`` and
+``key_id`` fields.
 
 **Why Ed25519 and not HMAC-SHA256.** With a shared HMAC secret every consumer service holds the
 key that mints model versions, so one compromised consumer can forge deployments for all of
@@ -18,17 +22,31 @@ sorted, compact), so no field can change without breaking the signature. Keys co
 settings or the environment (``DRIFTLINE_SIGNING_KEY`` on the publisher,
 ``DRIFTLINE_VERIFY_KEYS`` on consumers), never from an event.
 
->>> signer = ModelVersionSigner.generate()
+>>> signer = EventSigner.generate()
 >>> event = ModelVersionEvent(pipeline="fraud", deployment_id="d1", model_version_id="mv1",
 ...     artifact_uri="file:///a/m.bin", content_hash="0" * 64, framework="torch-mlp",
 ...     feature_names=["x"])
 >>> signed = signer.sign(event)
->>> verifier = ModelVersionVerifier([signer.public_key])
+>>> verifier = EventVerifier([signer.public_key])
 >>> verifier.verify(signed) is None
 True
 >>> forged = signed.model_copy(update={"artifact_uri": "file:///etc/passwd"})
 >>> try:
 ...     verifier.verify(forged)
+... except SignatureError as exc:
+...     print(exc.reason)
+bad_signature
+
+A drift event is signed and verified the same way:
+
+>>> from datetime import datetime, timezone
+>>> t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+>>> drift = signer.sign(DriftEvent(drift_id="a1", pipeline="fraud", detector="mmd",
+...     statistic=2.0, threshold=1.0, window_start=t, window_end=t, rows_seen=100))
+>>> verifier.verify(drift) is None
+True
+>>> try:
+...     verifier.verify(drift.model_copy(update={"reference_data_version": "dv-forged"}))
 ... except SignatureError as exc:
 ...     print(exc.reason)
 bad_signature
@@ -40,22 +58,35 @@ import base64
 import binascii
 import hashlib
 from collections.abc import Iterable
+from typing import TypeVar
 
 import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from driftline.schemas.events import ModelVersionEvent
+from driftline.schemas.events import DriftEvent, ModelVersionEvent
 from driftline.schemas.exceptions import SchemaError
 
-__all__ = ["ModelVersionSigner", "ModelVersionVerifier", "SignatureError", "key_id"]
+__all__ = [
+    "EventSigner",
+    "EventVerifier",
+    "ModelVersionSigner",
+    "ModelVersionVerifier",
+    "SignatureError",
+    "SignedEvent",
+    "key_id",
+]
 
 _RAW = serialization.Encoding.Raw
 
+SignedEvent = ModelVersionEvent | DriftEvent
+"""The event types that carry a ``signature`` and a ``key_id``."""
+E = TypeVar("E", ModelVersionEvent, DriftEvent)
+
 
 class SignatureError(SchemaError):
-    """A model-version event that must not be trusted; ``reason`` says why:
+    """A signed event (model version, drift) that must not be trusted; ``reason`` says why:
     ``unsigned``, ``unknown_key``, ``bad_signature`` or ``no_keys`` (nothing to verify with)."""
 
     def __init__(self, reason: str, message: str) -> None:
@@ -84,16 +115,24 @@ def key_id(public_key: bytes) -> str:
     return hashlib.sha256(public_key).hexdigest()[:16]
 
 
-def _canonical(event: ModelVersionEvent) -> bytes:
+def _canonical(event: SignedEvent) -> bytes:
+    """The signed bytes: every field but the signature's own, keys sorted, compact JSON."""
     unsigned = {"signature", "key_id"}
-    if event.deployment_seq is None:  # events signed before the field existed stay valid
-        unsigned.add("deployment_seq")
+    if isinstance(event, ModelVersionEvent) and event.deployment_seq is None:
+        unsigned.add("deployment_seq")  # events signed before the field existed stay valid
     doc = event.model_dump(mode="json", exclude=unsigned)
     return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
 
 
-class ModelVersionSigner:
-    """Signs model-version events with one Ed25519 private key (base64 of the 32-byte seed)."""
+def _describe(event: SignedEvent) -> str:
+    if isinstance(event, ModelVersionEvent):
+        return f"deployment {event.deployment_id[:80]!r}"
+    return f"drift event {event.drift_id[:80]!r}"
+
+
+class EventSigner:
+    """Signs events (model versions, drift) with one Ed25519 private key (base64 of the
+    32-byte seed)."""
 
     def __init__(self, private_key: str) -> None:
         seed = _b64decode(private_key, "the signing key", 32)
@@ -103,10 +142,10 @@ class ModelVersionSigner:
         self.key_id = key_id(raw)
 
     def __repr__(self) -> str:
-        return f"ModelVersionSigner(key_id={self.key_id!r})"
+        return f"EventSigner(key_id={self.key_id!r})"
 
     @classmethod
-    def generate(cls) -> ModelVersionSigner:
+    def generate(cls) -> EventSigner:
         """A signer with a fresh random key (see `private_key_text` to keep it)."""
         seed = Ed25519PrivateKey.generate().private_bytes(
             _RAW, serialization.PrivateFormat.Raw, serialization.NoEncryption()
@@ -120,7 +159,7 @@ class ModelVersionSigner:
         )
         return base64.b64encode(seed).decode()
 
-    def sign(self, event: ModelVersionEvent) -> ModelVersionEvent:
+    def sign(self, event: E) -> E:
         """A copy of ``event`` carrying this key's id and signature."""
         unsigned = event.model_copy(update={"signature": None, "key_id": None})
         signature = self._key.sign(_canonical(unsigned))
@@ -129,7 +168,7 @@ class ModelVersionSigner:
         )
 
 
-class ModelVersionVerifier:
+class EventVerifier:
     """Accepts only events signed by one of ``public_keys`` (base64 raw Ed25519 keys).
 
     With no keys, every event is refused (``no_keys``): an unconfigured consumer serves
@@ -157,9 +196,9 @@ class ModelVersionVerifier:
         return tuple(self._texts.values())
 
     def __repr__(self) -> str:
-        return f"ModelVersionVerifier(key_ids={list(self._keys)!r})"
+        return f"EventVerifier(key_ids={list(self._keys)!r})"
 
-    def verify(self, event: ModelVersionEvent) -> None:
+    def verify(self, event: SignedEvent) -> None:
         """Return if ``event`` is signed by a trusted key; raise `SignatureError` otherwise."""
         if not self._keys:
             raise SignatureError(
@@ -168,7 +207,7 @@ class ModelVersionVerifier:
                 "key (`driftline keys generate` prints both)",
             )
         if not event.signature or not event.key_id:
-            raise SignatureError("unsigned", "the model-version event carries no signature")
+            raise SignatureError("unsigned", f"the {_describe(event)} carries no signature")
         key = self._keys.get(event.key_id)
         if key is None:
             raise SignatureError(
@@ -182,6 +221,12 @@ class ModelVersionVerifier:
         except (InvalidSignature, binascii.Error, ValueError):
             raise SignatureError(
                 "bad_signature",
-                f"the signature of deployment {event.deployment_id[:80]!r} does not match its "
+                f"the signature of {_describe(event)} does not match its "
                 "content: the event was altered or forged",
             ) from None
+
+
+ModelVersionSigner = EventSigner
+"""The name the signer had when it signed model versions only."""
+ModelVersionVerifier = EventVerifier
+"""The name the verifier had when it verified model versions only."""

@@ -36,6 +36,9 @@ The retrainer's:
     driftline_alarms_waiting_for_labels{pipeline}    drift alarms held until labels come back
     driftline_training_seconds{pipeline}             wall time of a training (COMPLETE/FAILED)
     driftline_retrainer_errors_total{pipeline}       store/broker failures (the record is retried)
+    driftline_drift_events_refused_total{pipeline,reason}  drift events not acted on: reason
+                                                     unsigned, unknown_key, bad_signature,
+                                                     no_keys (refused) or stale
 
 >>> m = MonitorMetrics("fraud")
 >>> m.dead_letters.labels(pipeline="fraud", reason="malformed").inc()
@@ -225,6 +228,12 @@ class RetrainerMetrics:
             buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
             registry=r,
         ).labels(pipeline=pipeline)
+        self.refused = Counter(
+            "driftline_drift_events_refused",
+            "Drift events not acted on, by reason (unsigned, unknown_key, bad_signature, stale)",
+            [*p, "reason"],
+            registry=r,
+        )
         self.errors = Counter(
             "driftline_retrainer_errors",
             "Store or broker failures of the retrainer (the record is handled again)",
@@ -254,6 +263,10 @@ class RetrainerMetrics:
         total = outcome.timings.get("total_s")
         if total is not None and outcome.status in ("COMPLETE", "FAILED"):
             self.training_seconds.observe(total)
+
+    def observe_refused(self, reason: str) -> None:
+        """One drift event refused (signature) or ignored as stale."""
+        self.refused.labels(pipeline=self.pipeline, reason=reason).inc()
 
     def observe_waiting(self, alarms: int) -> None:
         """How many drift alarms wait for labels now."""

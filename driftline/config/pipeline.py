@@ -363,6 +363,16 @@ def _default_triggers() -> list[TriggerConfig]:
     return [DriftTriggerConfig()]
 
 
+DEFAULT_MAX_FEATURES = 256
+"""Most features a row may carry unless ``max_features`` says otherwise.
+
+The detectors' reference fit (whitening, kernel maps) costs memory and time quadratic in the
+feature count: 4,000 features took 1.2 GB and 55 s, so a first message that wide (116 kB) was
+enough to exhaust a worker. 256 covers tabular models (rarely more than a few hundred inputs):
+an MMD fit of 2,000 x 256 took 3.6 s and the process peaked at 147 MB (1,024 features: 6 s,
+193 MB; two shared cores). Wider pipelines raise it knowingly."""
+
+
 class PipelineConfig(_Section):
     """Everything a pipeline declares; defaults make a working pipeline with just a name.
 
@@ -376,6 +386,13 @@ class PipelineConfig(_Section):
 
     name: str
     feature_names: list[str] | None = None
+    max_features: int = Field(
+        default=DEFAULT_MAX_FEATURES,
+        ge=1,
+        le=100_000,
+        description="most features a row may carry; wider rows are dead letters "
+        "(too_many_features) before anything is fitted",
+    )
     label: LabelConfig = Field(default_factory=LabelConfig)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     triggers: list[TriggerConfig] = Field(default_factory=_default_triggers)
@@ -403,6 +420,15 @@ class PipelineConfig(_Section):
             if dupes:
                 raise ValueError(f"feature_names repeats {dupes}; each feature once")
         return value
+
+    @model_validator(mode="after")
+    def _features_within_cap(self) -> PipelineConfig:
+        if self.feature_names is not None and len(self.feature_names) > self.max_features:
+            raise ValueError(
+                f"feature_names lists {len(self.feature_names)} features, more than "
+                f"max_features={self.max_features}; raise max_features"
+            )
+        return self
 
     @property
     def metric(self) -> str:

@@ -307,10 +307,14 @@ class Settings(BaseSettings):
     store_url: SecretStr = SecretStr("sqlite:///driftline.db")
     artifacts: str = Field(default="artifacts", description="directory or pyarrow FS URI")
     signing_key: SecretStr | None = Field(
-        default=None, description="base64 Ed25519 private key that signs model versions"
+        default=None,
+        description="base64 Ed25519 private key that signs model versions (retrainer) or "
+        "drift events (worker)",
     )
     verify_keys: str = Field(
-        default="", description="comma-separated base64 Ed25519 public keys trusted for models"
+        default="",
+        description="comma-separated base64 Ed25519 public keys trusted for model versions "
+        "(workers, consumers) and drift events (retrainer)",
     )
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 turns metrics off")
     retrainer_metrics_port: int | None = Field(
@@ -382,7 +386,8 @@ class Settings(BaseSettings):
         return self.metrics_port + 1 if self.metrics_port else 0
 
     def model_version_signer(self) -> ModelVersionSigner | None:
-        """The signer of the publisher (retrainer, rollback), or None without `signing_key`."""
+        """The signer of this process (the retrainer and rollback sign model versions, the
+        worker drift events), or None without `signing_key`."""
         if self.signing_key is None:
             return None
         try:
@@ -391,8 +396,9 @@ class Settings(BaseSettings):
             raise ConfigError(f"DRIFTLINE_SIGNING_KEY: {exc}") from None
 
     def model_version_verifier(self) -> ModelVersionVerifier:
-        """What the monitor and subscribers verify model versions with: `verify_keys`, plus
-        the public half of `signing_key` when this process also holds it."""
+        """What the monitor and subscribers verify model versions with, and the retrainer
+        drift events: `verify_keys`, plus the public half of `signing_key` when this process
+        also holds it."""
         keys = [k for k in self.verify_keys.split(",") if k.strip()]
         signer = self.model_version_signer()
         if signer is not None:

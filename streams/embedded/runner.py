@@ -246,7 +246,8 @@ class BusPublisher:
     ) -> None:
         self.bus = bus
         self.topics = topics
-        # In one process a fresh key per run is enough: only this runner's monitor verifies.
+        # In one process a fresh key per run is enough: only this runner verifies (model
+        # versions in its monitor, drift events before its retrainer).
         self.signer = signer or ModelVersionSigner.generate()
         bus.create_topic(topics.model_versions, compact=True)
 
@@ -322,7 +323,7 @@ class EmbeddedRunner:
         self._verifier = ModelVersionVerifier([self.publisher.signer.public_key])
         self.retrainer = Retrainer(store, config, self.publisher)
         transport = BusTransport(self.bus)
-        self.monitor_loop = MonitorLoop(self.monitor, transport)
+        self.monitor_loop = MonitorLoop(self.monitor, transport, signer=self.publisher.signer)
         self.retrainer_loop = RetrainerLoop(
             self.retrainer,
             store,
@@ -330,6 +331,7 @@ class EmbeddedRunner:
             self.pipeline,
             min_labelled_rows=config.selection.min_labelled_rows,
             send_dead_letter=lambda d: self.bus.produce(self.topics.dlq, d.to_json()),
+            verifier=self._verifier,
             on_outcome=lambda outcome: self._log.add(outcome, self._row),
         )
         group = transport.group_id  # inputs and labels: one group, as in the Faust worker
@@ -380,6 +382,7 @@ class EmbeddedRunner:
             )
         for message in self._drift.poll():
             event = DriftEvent.from_json(message.value)
+            self._verifier.verify(event)  # signed by this runner's monitor
             alarm_row = stream.row_at(event.window_end)
             log.alarms.append(_alarm(event, alarm_row))
             self._alarms.append((event, alarm_row))

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from driftline.config.settings import Settings
 from driftline.schemas import ModelVersionEvent, SchemaError
+from driftline.streams.exceptions import ConfigError
 from driftline.streams.kafka.clients import DLQ_MAX_MESSAGE_BYTES, faust_credentials
 from driftline.streams.kafka.faust_batches import BatchApp, deliver_batches
 from driftline.streams.loops.monitor import CHECKPOINT_INTERVAL_S, MonitorLoop
@@ -132,6 +133,13 @@ def create_app(
     from driftline.lifecycle_store import LifecycleStore
 
     topics = settings.topics
+    signer = settings.model_version_signer()
+    if signer is None:  # before anything is opened: an unsigned alarm would only be refused
+        raise ConfigError(
+            "drift events must be signed: set DRIFTLINE_SIGNING_KEY (or signing_key in the "
+            "config file) to a key `driftline keys generate` prints, and its public half in "
+            "the retrainer's DRIFTLINE_VERIFY_KEYS unless the retrainer holds the same key"
+        )
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     if store is None:
         store = LifecycleStore.open(
@@ -186,7 +194,7 @@ def create_app(
     labels = topic(topics.labels, settings.partitions, acks=False)
     versions = topic(topics.model_versions, settings.partitions)
     table = app.Table(STATE_TABLE, partitions=settings.partitions, key_type=bytes, value_type=bytes)
-    loop = MonitorLoop(step, FaustTransport(app, table), metrics=metrics)
+    loop = MonitorLoop(step, FaustTransport(app, table), metrics=metrics, signer=signer)
 
     @app.agent(deliver_batches(app, inputs), name="monitor")
     async def monitor(stream: Any) -> None:

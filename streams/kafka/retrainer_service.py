@@ -153,9 +153,11 @@ class RetrainerService:
                 self.pipeline,
                 min_labelled_rows=self.settings.config.selection.min_labelled_rows,
                 send_dead_letter=self._send_dead_letter,
+                verifier=self.settings.model_version_verifier(),
                 run=self._off_loop,
                 stats=self.stats,
                 on_outcome=None if self.metrics is None else self.metrics.observe_outcome,
+                on_refused=None if self.metrics is None else self.metrics.observe_refused,
             )
         return self._loop
 

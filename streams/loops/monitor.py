@@ -50,7 +50,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from driftline.schemas import DeadLetter
+from driftline.schemas import DeadLetter, EventSigner
 from driftline.streams.metrics import MonitorMetrics
 from driftline.streams.monitor.messages import RawMessage
 from driftline.streams.monitor.step import LabelOutput, MonitorOutput, MonitorStep
@@ -68,15 +68,19 @@ def dead_letter_records(topic: str, letters: Iterable[DeadLetter]) -> list[Recor
     return [Record(topic, letter.to_json()) for letter in letters]
 
 
-def output_records(step: MonitorStep, out: MonitorOutput) -> list[Record]:
+def output_records(
+    step: MonitorStep, out: MonitorOutput, signer: EventSigner | None = None
+) -> list[Record]:
     """Where each output of a `MonitorStep.process` call goes: the one routing table.
 
     Dead letters → ``{p}.dlq``; DriftEvents → ``{p}.drift`` keyed by the pipeline (one
-    partition keeps a pipeline's alarms in order); OODFlags → ``{p}.ood`` keyed by event.
+    partition keeps a pipeline's alarms in order), signed by ``signer`` (the retrainer refuses
+    unsigned alarms); OODFlags → ``{p}.ood`` keyed by event.
     """
     topics, key = step.topics, step.pipeline.encode()
     records = dead_letter_records(topics.dlq, out.dead_letters)
-    records += [Record(topics.drift, e.to_json(), key=key) for e in out.drift_events]
+    drift = out.drift_events if signer is None else [signer.sign(e) for e in out.drift_events]
+    records += [Record(topics.drift, e.to_json(), key=key) for e in drift]
     records += [Record(topics.ood, f.to_json(), key=f.event_id.encode()) for f in out.ood_flags]
     return records
 
@@ -102,8 +106,10 @@ class MonitorLoop:
         *,
         metrics: MonitorMetrics | None = None,
         interval_s: float = CHECKPOINT_INTERVAL_S,
+        signer: EventSigner | None = None,
     ) -> None:
         self.step = step
+        self.signer = signer
         self.transport = transport
         self.metrics = metrics
         self.interval_s = interval_s
@@ -125,7 +131,7 @@ class MonitorLoop:
         self._restore(last.partition)
         started = time.perf_counter()
         out = self.step.process(messages)
-        await self.transport.send(output_records(self.step, out))
+        await self.transport.send(output_records(self.step, out, self.signer))
         for event in out.drift_events:
             log.warning(
                 "drift %s: statistic %.4g > %.4g", event.drift_id, event.statistic, event.threshold

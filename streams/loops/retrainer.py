@@ -11,6 +11,11 @@ records and clock ticks, and commit a record's offset when `RetrainerLoop.drift`
   The store's ``begin_training`` is idempotent per drift episode, so a re-delivered event
   never starts a second training.
 * **A bad record is a dead letter**, produced before its offset is committed: nothing lost.
+* **Only signed, current alarms count** (`driftline.retrainer.admission`): an event whose
+  signature does not verify is *refused* before anything is recorded, one that names a
+  reference no longer in force is *ignored as stale*; either way its reason code is logged,
+  counted in ``LoopStats.refused`` and handed to ``on_refused`` (the service's
+  ``driftline_drift_events_refused_total{reason}``).
 * **Publishing through the outbox.** The store records each deployment together with its
   ModelVersionEvent; the loop flushes pending events after every record and tick (and the
   shell at start-up) and the store marks them published once the broker confirmed.
@@ -31,8 +36,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from driftline.retrainer.admission import admit
 from driftline.retrainer.publisher import Publisher, flush_outbox
-from driftline.schemas import DeadLetter, DeadLetterReason, DriftEvent, SchemaError
+from driftline.schemas import DeadLetter, DeadLetterReason, DriftEvent, EventVerifier, SchemaError
 from driftline.streams.monitor.codec import dead_letter
 from driftline.streams.monitor.messages import RawMessage
 
@@ -59,8 +65,10 @@ class LoopStats:
     """What the loop did: drift events, invalid records, deployments, republished outbox rows.
 
     ``outcomes`` counts trainings by status (and ``DUPLICATE``/``IGNORED``/``REUSED``);
-    ``conflicting_duplicates`` is how many events the latest training selection left out
-    because they were archived in conflicting copies (one id, other features or time).
+    ``refused`` counts drift events not acted on, by reason (``unsigned``, ``bad_signature``,
+    ``stale``, ...); ``conflicting_duplicates`` is how many events the latest training
+    selection left out because they were archived in conflicting copies (one id, other
+    features or time).
     """
 
     drift_events: int = 0
@@ -71,6 +79,7 @@ class LoopStats:
     errors: int = 0
     conflicting_duplicates: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)
 
     def count(self, status: str) -> None:
         self.outcomes[status] = self.outcomes.get(status, 0) + 1
@@ -88,7 +97,9 @@ class RetrainerLoop:
 
     ``labels`` counts the labels available so far (default: the retrainer's count of archived
     labels, `Retrainer.labels_total`); ``send_dead_letter`` produces a dead letter durably
-    (raising if it cannot); ``on_outcome`` sees every outcome.
+    (raising if it cannot); ``on_outcome`` sees every outcome; ``verifier`` holds the monitor
+    keys drift events must be signed with; ``on_refused`` sees the reason code of every drift
+    event refused or ignored as stale.
     """
 
     def __init__(
@@ -101,7 +112,9 @@ class RetrainerLoop:
         min_labelled_rows: int,
         labels: Callable[[], int] | None = None,
         send_dead_letter: Callable[[DeadLetter], object],
+        verifier: EventVerifier,
         on_outcome: Callable[[TrainingOutcome], None] | None = None,
+        on_refused: Callable[[str], None] | None = None,
         run: Runner = _inline,
         stats: LoopStats | None = None,
     ) -> None:
@@ -112,7 +125,9 @@ class RetrainerLoop:
         self.min_labelled_rows = min_labelled_rows
         self.labels = retrainer.labels_total if labels is None else labels
         self.send_dead_letter = send_dead_letter
+        self.verifier = verifier
         self.on_outcome = on_outcome
+        self.on_refused = on_refused
         self.run = run
         self.stats = LoopStats() if stats is None else stats
         self._waiting: dict[str, _WaitingForLabels] = {}
@@ -137,6 +152,10 @@ class RetrainerLoop:
             self._reject(message, DeadLetterReason.WRONG_PIPELINE, detail)
             return None
         self.stats.drift_events += 1
+        refusal = admit(event, self.verifier, self.store, self.pipeline)
+        if refusal is not None:
+            self._refuse(message, refusal.reason, refusal.detail)
+            return None
         outcome = self.event(event)
         self.flush()
         return outcome
@@ -196,6 +215,15 @@ class RetrainerLoop:
         log.warning("drift record at offset %s rejected: %s", message.offset, detail)
         self.send_dead_letter(dead_letter(message, self.pipeline, reason, detail))
         self.stats.invalid_events += 1
+
+    def _refuse(self, message: RawMessage, reason: str, detail: str) -> None:
+        # %r: the detail quotes ids the event chose, which may hold newlines.
+        log.warning(
+            "drift record at offset %s not acted on (%s): %r", message.offset, reason, detail
+        )
+        self.stats.refused[reason] = self.stats.refused.get(reason, 0) + 1
+        if self.on_refused is not None:
+            self.on_refused(reason)
 
     def _record(self, outcome: TrainingOutcome) -> None:
         self.stats.count(outcome.status)

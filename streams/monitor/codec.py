@@ -43,6 +43,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from driftline.config.pipeline import DEFAULT_MAX_FEATURES
+from driftline.lifecycle_store.label_types import LabelKind, value_kind
 from driftline.schemas import (
     ARROW_CONTENT_TYPE,
     CONTENT_TYPE_HEADER,
@@ -124,9 +126,15 @@ def dead_letter(
 class _Batch:
     """Accumulates decoded rows and dead letters in arrival order."""
 
-    def __init__(self, pipeline: str, feature_names: tuple[str, ...] | None) -> None:
+    def __init__(
+        self,
+        pipeline: str,
+        feature_names: tuple[str, ...] | None,
+        max_features: int = DEFAULT_MAX_FEATURES,
+    ) -> None:
         self.pipeline = pipeline
         self.names = feature_names
+        self.max_features = max_features
         self.parts: list[Rows] = []
         self.dead: list[DeadLetter] = []
         self.empty = 0
@@ -136,7 +144,18 @@ class _Batch:
         self.dead.append(dead_letter(message, self.pipeline, reason, detail))
 
     def check_names(self, message: RawMessage, names: Sequence[str]) -> bool:
-        """Adopt the first valid message's feature names; afterwards demand the same set."""
+        """Adopt the first valid message's feature names; afterwards demand the same set.
+
+        A message with more than ``max_features`` features is refused first: the reference
+        fit costs memory quadratic in the feature count."""
+        if len(names) > self.max_features:
+            self.reject(
+                message,
+                DeadLetterReason.TOO_MANY_FEATURES,
+                f"{len(names)} features, more than max_features={self.max_features}; set "
+                "feature_names (and max_features, if the pipeline really is that wide)",
+            )
+            return False
         if self.names is None:
             if len(set(names)) != len(names):
                 self.reject(message, DeadLetterReason.FEATURE_MISMATCH, "duplicate feature names")
@@ -382,6 +401,7 @@ def decode_inputs(
     feature_names: Sequence[str] | None = None,
     max_message_bytes: int = 8 * 1024 * 1024,
     registry: RegistryDecoder | None = None,
+    max_features: int = DEFAULT_MAX_FEATURES,
 ) -> DecodedInputs:
     """Decode ``messages`` of ``{pipeline}.inputs`` into valid rows and dead letters.
 
@@ -390,9 +410,11 @@ def decode_inputs(
     format (no content-type header, magic byte 0 and a schema id) are decoded with
     ``registry`` (`registry.RegistryDecoder`: one registry lookup per schema id new to it);
     without one they are dead letters (``unknown_schema``). Raises
-    `registry.RegistryUnavailable` when the registry cannot be asked.
+    `registry.RegistryUnavailable` when the registry cannot be asked. A message with more
+    than ``max_features`` features is a ``too_many_features`` dead letter.
     """
-    batch = _Batch(pipeline, tuple(feature_names) if feature_names is not None else None)
+    names = tuple(feature_names) if feature_names is not None else None
+    batch = _Batch(pipeline, names, max_features)
     wire = _decode_wire(messages, registry, max_message_bytes)
     # The headers of a fetch are mostly the same few tuples: each one's kind is read once.
     kinds: dict[tuple[tuple[str, bytes], ...], str | None] = {}
@@ -435,10 +457,17 @@ def decode_inputs(
 
 
 def decode_labels(
-    messages: Sequence[RawMessage], *, pipeline: str, registry: RegistryDecoder | None = None
+    messages: Sequence[RawMessage],
+    *,
+    pipeline: str,
+    registry: RegistryDecoder | None = None,
+    label_kind: LabelKind | None = None,
 ) -> DecodedLabels:
     """Validate `LabelEvent` messages of ``{pipeline}.labels`` into an archive table
-    (wire-format labels decoded with ``registry``, as in `decode_inputs`)."""
+    (wire-format labels decoded with ``registry``, as in `decode_inputs`).
+
+    Labels must be of the pipeline's ``label_kind`` (numbers or strings; with None, the first
+    valid label's kind): another kind is a ``label_type_mismatch`` dead letter."""
     dead: list[DeadLetter] = []
     good: list[tuple[RawMessage, LabelEvent]] = []
     wire = _decode_wire(messages, registry)
@@ -479,6 +508,17 @@ def decode_labels(
                 "class ids as strings"
             )
             dead.append(dead_letter(message, pipeline, DeadLetterReason.SCHEMA_VIOLATION, detail))
+            continue
+        kind = value_kind(event.label)
+        if label_kind is None:
+            label_kind = kind  # the pipeline's first label pins its kind
+        elif kind != label_kind:
+            detail = (
+                f"a {kind} label for a pipeline whose labels are {label_kind}s (pinned by the "
+                "config or the first label archived)"
+            )
+            reason = DeadLetterReason.LABEL_TYPE_MISMATCH
+            dead.append(dead_letter(message, pipeline, reason, detail))
             continue
         good.append((message, event))
     if not good:

@@ -79,7 +79,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from driftline.config.pipeline import PipelineConfig
 from driftline.detectors import Coreset, DriftDetector, OODScorer, make_detector
@@ -100,6 +99,8 @@ from driftline.schemas import (
 )
 from driftline.streams.monitor.archiving import MessageKey, Segment, SegmentWriter
 from driftline.streams.monitor.codec import dead_letter, decode_inputs, decode_labels
+from driftline.streams.monitor.early_labels import EarlyLabels
+from driftline.streams.monitor.label_pin import LabelKindPin
 from driftline.streams.monitor.messages import RawMessage
 from driftline.streams.monitor.registry import RegistryDecoder
 from driftline.streams.monitor.rows import Rows, strings
@@ -283,7 +284,10 @@ class MonitorStep:
         self.archive_rows = archive_rows
         self.alarm_holdoff = int(config.detector.ert) if alarm_holdoff is None else alarm_holdoff
         self._unarchived: list[Rows] = []
-        self._early_labels: list[pa.Table] = []
+        self._early_labels = EarlyLabels(self.pipeline, self.topics.labels)
+        self._label_kind = LabelKindPin(
+            config, lambda: self._archive() if self._ensure_registered() else None
+        )
         self.feature_names: tuple[str, ...] | None = self._known_feature_names()
         self.reference_data_version: str | None = None
         # The deployment that installed the reference: it names the drift episode.
@@ -347,6 +351,7 @@ class MonitorStep:
             feature_names=self.feature_names,
             max_message_bytes=self.max_message_bytes,
             registry=self.registry,
+            max_features=self.config.max_features,
         )
         rows = decoded.rows
         out = MonitorOutput(
@@ -507,21 +512,28 @@ class MonitorStep:
         archived with the first input rows (a transport that must not lose them on a crash
         commits their offsets only once `holds_labels` is false).
         """
-        decoded = decode_labels(messages, pipeline=self.pipeline, registry=self.registry)
+        decoded = decode_labels(
+            messages,
+            pipeline=self.pipeline,
+            registry=self.registry,
+            label_kind=self._label_kind.kind(),
+        )
+        self._label_kind.observe(decoded.table)
         count = 0
         if decoded.table is not None:
             count = decoded.table.num_rows
-            self._early_labels.append(decoded.table)
+            overflow = self._early_labels.add(decoded.table)
             self._archive_labels()
+            decoded.dead_letters.extend(overflow)
         dead = [self._fit_for_dlq(d) for d in decoded.dead_letters]
         return LabelOutput(labels=count, dead_letters=dead)
 
     def _archive_labels(self) -> None:
         if self._early_labels and self._ensure_registered():
             archive = self._archive()
-            for table in self._early_labels:
+            for table in self._early_labels.tables():
                 archive.append_labels(table)
-            self._early_labels = []
+            self._early_labels.clear()
 
     def on_model_version(self, event: ModelVersionEvent) -> None:
         """A new champion: its training data becomes the reference; a new episode begins.

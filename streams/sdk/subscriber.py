@@ -426,9 +426,11 @@ class ModelSubscriber:
         if self._metrics is not None:
             self._metrics.refused(code)
         served = self._served
+        # %r and !r: the event (unverified, maybe forged) and the reason quoting it are
+        # untrusted text; a newline in them must not start a forged log line.
         log.warning(
-            "cannot serve %s (refused: %s): %s; keeping %s",
-            "a record" if event is None else f"model version {event.model_version_id}",
+            "cannot serve %s (refused: %s): %r; keeping %s",
+            "a record" if event is None else f"model version {event.model_version_id[:80]!r}",
             code,
             reason,
             "no model" if served is None else f"model version {served.model_version_id}",

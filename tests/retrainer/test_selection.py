@@ -10,6 +10,7 @@ from driftline.config.pipeline import PipelineConfig, SelectionConfig
 from driftline.retrainer.publisher import InMemoryPublisher
 from driftline.retrainer.selection import informative_event_ids, nearest_rows, select_training_data
 from driftline.retrainer.service import Retrainer
+from driftline.schemas import EventVerifier
 from driftline.streams.loops.retrainer import RetrainerLoop
 from tests.retrainer.conftest import FEATURES, Feed, concept
 
@@ -106,6 +107,7 @@ def test_conflicting_duplicates_are_left_out_and_counted(
         "dup",
         min_labelled_rows=config.selection.min_labelled_rows,
         send_dead_letter=lambda letter: None,
+        verifier=EventVerifier([]),  # only ticks here, no drift records
     )
     [outcome] = loop.tick(feed.clock)
     assert loop.stats.conflicting_duplicates == 100  # the service's status field

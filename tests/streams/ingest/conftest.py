@@ -18,8 +18,12 @@ import pytest
 
 from driftline.config.settings import Settings
 from driftline.lifecycle_store import LifecycleStore
+from driftline.schemas import EventSigner
 from driftline.streams.kafka.app import app_id
 from driftline.streams.kafka.clients import admin_client, ensure_topics, make_consumer
+
+SIGNER = EventSigner.generate()
+"""The worker's key: it signs the drift events it publishes (it refuses to start without)."""
 
 WORKER = [sys.executable, "-c", "from driftline.streams.cli import main; main()", "worker"]
 
@@ -59,6 +63,7 @@ class PipelineRun:
             "state_dir": str(root / "state"),
             "metrics_port": 0,
             "batch_size": 1000,
+            "signing_key": SIGNER.private_key_text(),
         }
         fields.update(options)
         lines = [f"{k} = {_toml(v)}" for k, v in fields.items()]

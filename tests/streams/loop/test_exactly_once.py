@@ -21,6 +21,7 @@ from driftline.schemas import DriftEvent, InferenceEvent, ModelVersionEvent
 from driftline.streams.kafka.retrainer_service import RetrainerService
 from driftline.streams.monitor.messages import RawMessage
 from driftline.streams.monitor.step import MonitorStep
+from tests.streams.loop.conftest import SIGNER
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -56,8 +57,10 @@ def drift_event(step: MonitorStep, inputs: list[InferenceEvent], drift_id: str) 
 
 
 def send(bootstrap: str, topic: str, event: DriftEvent, partition: int = 0) -> None:
+    """``event`` signed as the monitor signs it (the retrainer refuses unsigned alarms)."""
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
-    producer.produce(topic, key=event.pipeline.encode(), value=event.to_json(), partition=partition)
+    value = SIGNER.sign(event).to_json()
+    producer.produce(topic, key=event.pipeline.encode(), value=value, partition=partition)
     assert producer.flush(30) == 0
 
 
@@ -166,7 +169,12 @@ def test_two_instances_and_redelivered_events_give_one_model_version(
         thread.start()
     try:
         wait_for(
-            lambda: sum(sum(s.stats.outcomes.values()) for s in services) >= 3,
+            lambda: (
+                sum(
+                    sum(s.stats.outcomes.values()) + sum(s.stats.refused.values()) for s in services
+                )
+                >= 3
+            ),
             180,
             "three handled drift events",
         )
@@ -180,15 +188,21 @@ def test_two_instances_and_redelivered_events_give_one_model_version(
     for service in services:
         for status, n in service.stats.outcomes.items():
             outcomes[status] = outcomes.get(status, 0) + n
+    refused: dict[str, int] = {}
+    for service in services:
+        for reason, n in service.stats.refused.items():
+            refused[reason] = refused.get(reason, 0) + n
     # A rebalance may re-deliver an event to the other instance: more DUPLICATEs, never a
-    # second training.
-    assert outcomes["COMPLETE"] == 1 and outcomes["DUPLICATE"] >= 2
-    assert set(outcomes) == {"COMPLETE", "DUPLICATE"}
+    # second training. An alarm handled once the model is deployed names a reference no
+    # longer in force: stale, ignored before the store is touched.
+    assert outcomes["COMPLETE"] == 1
+    assert outcomes.get("DUPLICATE", 0) + refused.get("stale", 0) >= 2
+    assert set(outcomes) <= {"COMPLETE", "DUPLICATE"} and set(refused) <= {"stale"}
     trainings = store.trainings(lp.name, None)
     assert [t.status for t in trainings] == ["COMPLETE"]
     assert len(store.model_versions(lp.name)) == 1
     assert len(store.history(lp.name)) == 1
-    assert {d.drift_id for d in store.drift_events(lp.name)} == {"d-1", "d-2"}
+    assert {d.drift_id for d in store.drift_events(lp.name)} <= {"d-1", "d-2"}
     events = published(kafka_bootstrap, lp.settings.topics.model_versions)
     assert [e.deployment_id for e in events] == [store.history(lp.name)[0].id]
     store.close()

@@ -11,7 +11,7 @@ import pytest
 
 from driftline.config.pipeline import PipelineConfig
 from driftline.lifecycle_store import LifecycleStore
-from driftline.schemas import DeadLetter, DeadLetterReason, InferenceBatch
+from driftline.schemas import DeadLetter, DeadLetterReason, EventVerifier, InferenceBatch
 from driftline.streams.embedded.bus import InMemoryBus
 from driftline.streams.embedded.runner import BusTransport
 from driftline.streams.loops.monitor import MonitorLoop
@@ -36,6 +36,7 @@ def _loop(letters: list[DeadLetter], fail: bool = False) -> RetrainerLoop:
         min_labelled_rows=1,
         labels=lambda: 0,
         send_dead_letter=send,
+        verifier=EventVerifier([]),
     )
 
 

@@ -28,6 +28,7 @@ from driftline.streams.metrics import RetrainerMetrics
 from driftline.streams.monitor.messages import RawMessage
 from driftline.streams.monitor.step import MonitorStep
 from driftline.streams.sdk.subscriber import ModelSubscriber
+from tests.streams.loop.conftest import SIGNER
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -107,7 +108,8 @@ def test_drift_to_a_better_served_model_with_delayed_labels(
         inputs, late_labels, _, _ = lp.stream.events(2000, drifted=True)
         drifts = feed(step, inputs)
         assert drifts, "the concept change was not detected"
-        produce(kafka_bootstrap, topics.drift, [(lp.name.encode(), drifts[0].to_json())])
+        signed = SIGNER.sign(drifts[0])  # as the worker signs it
+        produce(kafka_bootstrap, topics.drift, [(lp.name.encode(), signed.to_json())])
         requests = read_topic(topics.label_requests, expect=1, timeout=300)
         assert len(requests) == 1
         request = LabelRequest.from_json(requests[0].value())
@@ -241,7 +243,7 @@ def test_a_bad_drift_record_is_dead_lettered_and_the_service_goes_on(
         [
             (None, b"{not json"),
             (None, good.model_copy(update={"pipeline": "other"}).to_json()),
-            (None, good.to_json()),
+            (None, SIGNER.sign(good).to_json()),
         ],
     )
     service = RetrainerService(lp.settings, tick_interval_s=60)
