@@ -117,9 +117,10 @@ def admin_client(settings: Settings, **overrides: Any) -> AdminClient:
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Create every topic of the pipeline that does not exist yet; return the ones created.
 
-    All get ``settings.partitions`` partitions; ``{p}.model-versions`` is compacted (its last
-    record per key is the deployed model of an alias) and ``{p}.dlq`` accepts messages large
-    enough to carry any rejected input.
+    All get ``settings.partitions`` partitions but ``{p}.detector-summaries``, which has one
+    (so one worker of the group owns the pooled drift chart); ``{p}.model-versions`` is
+    compacted (its last record per key is the deployed model of an alias) and ``{p}.dlq``
+    accepts messages large enough to carry any rejected input.
     """
     topics = settings.topics
     special: dict[str, dict[str, str]] = {
@@ -130,7 +131,11 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     existing = set(admin.list_topics(timeout=timeout).topics)
     wanted = [
         # replication -1: the cluster's default.replication.factor, right for any cluster size
-        NewTopic(name, num_partitions=settings.partitions, config=special.get(name, {}))
+        NewTopic(
+            name,
+            num_partitions=1 if name == topics.detector_summaries else settings.partitions,
+            config=special.get(name, {}),
+        )
         for name in topics.all()
         if name not in existing
     ]
