@@ -78,7 +78,7 @@ class PooledDetector:
         start, n = self.rows_seen, len(partial)
         self.rows_seen += n
         self._rows_by_partition[partition] = self._rows_by_partition.get(partition, 0) + n
-        self.resets: list[tuple[int, bool, DriftResult]] = []
+        self.resets = []
         first: DriftResult | None = None
         pos = 0
         while True:

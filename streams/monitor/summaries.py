@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,7 @@ MAX_ROWS = 4096
 MAX_SUMMARY_BYTES = 900 * 1024
 """Largest summary read or written: under Kafka's default 1 MB message limit."""
 _MAX_WIDTH = 1 << 16
-_FLOATS = {"f4": np.dtype("<f4"), "f8": np.dtype("<f8")}
+_FLOATS: dict[str, np.dtype[Any]] = {"f4": np.dtype("<f4"), "f8": np.dtype("<f8")}
 
 
 class SummaryError(ValueError):
