@@ -52,7 +52,13 @@ from driftline.streams.transport import Offsets, Record
 if TYPE_CHECKING:
     from driftline.lifecycle_store import LifecycleStore
 
-__all__ = ["CHECKPOINT_INTERVAL_S", "REFERENCE_POLL_S", "FaustTransport", "create_app"]
+__all__ = [
+    "CHECKPOINT_INTERVAL_S",
+    "REFERENCE_POLL_S",
+    "FaustTransport",
+    "changelog_topics",
+    "create_app",
+]
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +125,19 @@ class FaustTransport:
             return None
         data: bytes | None = self.pool_table.get(POOL_STATE_KEY)
         return data
+
+
+def changelog_topics(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
+    """The state tables' changelog topics: name -> (partitions, config). The worker creates
+    them before Faust starts: a changelog Faust creates itself while joining the group can be
+    missing from the first assignment's metadata, and a worker stalled on that (seen with the
+    one-partition ``pipeline-chart`` table at 12 input partitions)."""
+    compact = {"cleanup.policy": "compact"}
+    prefix = app_id(settings.pipeline)
+    return {
+        f"{prefix}-{STATE_TABLE}-changelog": (settings.partitions, compact),
+        f"{prefix}-{POOL_TABLE}-changelog": (1, compact),
+    }
 
 
 def create_app(
