@@ -66,8 +66,11 @@ class PooledDetector:
         """Summarize and merge ``batch`` of ``partition`` here (single-process use)."""
         return self.merge(partition, self.detector.partial_state(batch))
 
-    def merge(self, partition: int, partial: PartialState) -> DriftResult:
+    def merge(self, partition: int | np.ndarray, partial: PartialState) -> DriftResult:
         """Fold one partition's summary into the pipeline chart (in arrival order).
+
+        ``partition`` may also be an array naming each row's partition (a summary whose
+        rows were merged from several partitions, e.g. in event-time order).
 
         After an alarm the chart is reset and the summary's rows after the alarm row are fed
         to it again. Returns the first alarm let through (``index`` within ``partial``), else
@@ -77,7 +80,13 @@ class PooledDetector:
         self.detector.check_partial(partial)  # before any counter moves
         start, n = self.rows_seen, len(partial)
         self.rows_seen += n
-        self._rows_by_partition[partition] = self._rows_by_partition.get(partition, 0) + n
+        if isinstance(partition, np.ndarray):  # rows of several partitions, one each
+            for p, count in zip(*np.unique(partition, return_counts=True), strict=True):
+                self._rows_by_partition[int(p)] = self._rows_by_partition.get(int(p), 0) + int(
+                    count
+                )
+        else:
+            self._rows_by_partition[partition] = self._rows_by_partition.get(partition, 0) + n
         self.resets = []
         first: DriftResult | None = None
         pos = 0

@@ -64,8 +64,9 @@ class AlarmWindow:
             return
         for p in np.unique(partitions).tolist():
             at = offsets[partitions == p]
-            self.start_offsets.setdefault(int(p), int(at[0]))
-            self.end_offsets[int(p)] = int(at[-1])
+            lo_at, hi_at = int(at.min()), int(at.max())
+            self.start_offsets[int(p)] = min(self.start_offsets.get(int(p), lo_at), lo_at)
+            self.end_offsets[int(p)] = max(self.end_offsets.get(int(p), hi_at), hi_at)
         lo, hi = int(stamps.min()), int(stamps.max())
         self.min_us = lo if self.min_us is None else min(self.min_us, lo)
         self.max_us = hi if self.max_us is None else max(self.max_us, hi)

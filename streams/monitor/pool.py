@@ -33,6 +33,7 @@ held back (one change, one DriftEvent).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,15 +84,45 @@ class PipelinePool:
 
     def merge(self, summary: Summary) -> list[Alarm]:
         """Fold the rows of ``summary`` not folded yet; return the alarms to publish."""
-        p = summary.partition
-        skip = max(0, self.next_row.get(p, 0) - summary.first_row)
-        if skip >= len(summary):
+        return self.merge_many([summary])
+
+    def merge_many(self, summaries: Sequence[Summary]) -> list[Alarm]:
+        """Fold the new rows of ``summaries`` (of one fetch) in event-time order.
+
+        Summaries of a fetch come partition by partition; folding them one after the other
+        would put a partition's newest rows before the older rows of the next one. Sorting the
+        fetch's rows by timestamp (stable: arrival order among equal times) interleaves them
+        as they happened. Every summary must fit the chart (`DriftDetector.check_partial`).
+        """
+        chunks = []
+        for s in summaries:
+            p = s.partition
+            skip = max(0, self.next_row.get(p, 0) - s.first_row)
+            if skip >= len(s):
+                continue
+            self.next_row[p] = s.first_row + len(s)
+            n = len(s) - skip
+            chunks.append(
+                (
+                    s.features[skip:],
+                    s.rows[skip:],
+                    s.offsets[skip:],
+                    s.stamps_us[skip:],
+                    np.full(n, p, dtype=np.int64),
+                    np.arange(s.first_row + skip, s.first_row + len(s), dtype=np.int64),
+                )
+            )
+        if not chunks:
             return []
-        self.next_row[p] = summary.first_row + len(summary)
-        features, rows = summary.features[skip:], summary.rows[skip:]
-        offsets, stamps = summary.offsets[skip:], summary.stamps_us[skip:]
-        parts = np.full(len(rows), p, dtype=np.int64)
-        self.last = self.pooled.merge(p, PartialState(features, rows))
+        features, rows, offsets, stamps, parts, numbers = (
+            np.concatenate(c) for c in zip(*chunks, strict=True)
+        )
+        if len(chunks) > 1:
+            order = np.argsort(stamps, kind="stable")
+            features, rows, offsets, stamps, parts, numbers = (
+                a[order] for a in (features, rows, offsets, stamps, parts, numbers)
+            )
+        self.last = self.pooled.merge(parts, PartialState(features, rows))
         alarms: list[Alarm] = []
         start = 0
         for at, emitted, result in self.pooled.resets:
@@ -100,8 +131,9 @@ class PipelinePool:
                 rows[start:stop], parts[start:stop], offsets[start:stop], stamps[start:stop]
             )
             if emitted:
-                row = summary.first_row + skip + at
-                alarms.append(Alarm(result, p, int(offsets[at]), row, self.window))
+                alarms.append(
+                    Alarm(result, int(parts[at]), int(offsets[at]), int(numbers[at]), self.window)
+                )
             else:
                 self.held += 1
             self.window = _restarted(self.window)

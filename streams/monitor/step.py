@@ -86,7 +86,14 @@ import numpy as np
 import pyarrow as pa
 
 from driftline.config.pipeline import PipelineConfig
-from driftline.detectors import Coreset, DriftDetector, InvalidInputError, OODScorer, make_detector
+from driftline.detectors import (
+    Coreset,
+    DriftDetector,
+    InvalidInputError,
+    OODScorer,
+    PartialState,
+    make_detector,
+)
 from driftline.lifecycle_store import LifecycleStore
 from driftline.lifecycle_store.archive import Archive
 from driftline.lifecycle_store.exceptions import NotFoundError
@@ -771,40 +778,34 @@ class MonitorStep:
         reference. Rows a summary repeats (re-sent after a restart) are folded once.
         """
         out = MonitorOutput(rows=0)
-        best: tuple[float, float, float] | None = None
+        pool: PipelinePool | None = None
+        fitting: list[Summary] = []
         for message in messages:
             try:
                 summary = decode_summary(message.value, pipeline=self.pipeline)
-            except SummaryError as exc:
-                out.dead_letters.append(
-                    dead_letter(message, self.pipeline, exc.reason, f"detector summary: {exc}")
-                )
-                continue
-            pool = self._pool_for(summary.reference)
-            if pool is None:
-                out.skipped_summaries += 1
-                continue
-            before, held = pool.rows_seen, pool.held
-            try:
-                alarms = pool.merge(summary)
-            except InvalidInputError as exc:
-                reason = DeadLetterReason.SCHEMA_VIOLATION
+                pool = self._pool_for(summary.reference)
+                if pool is None:
+                    out.skipped_summaries += 1
+                    continue
+                pool.detector.check_partial(PartialState(summary.features, summary.rows))
+            except (SummaryError, InvalidInputError) as exc:
+                reason = getattr(exc, "reason", DeadLetterReason.SCHEMA_VIOLATION)
                 out.dead_letters.append(
                     dead_letter(message, self.pipeline, reason, f"detector summary: {exc}")
                 )
                 continue
-            out.rows += pool.rows_seen - before
-            out.suppressed_alarms += pool.held - held
-            for alarm in alarms:
+            fitting.append(summary)
+        pool = self._pool
+        if pool is not None and fitting:
+            fitting = [s for s in fitting if s.reference == pool.reference]
+            before, held = pool.rows_seen, pool.held
+            for alarm in pool.merge_many(fitting):
                 key = (alarm.partition, alarm.offset, f"row-{alarm.row}")
                 out.drift_events.append(self._drift_event(alarm.window, key, alarm.result))
-            last = pool.last
-            if last is not None and last.threshold:
-                ratio = last.statistic / last.threshold
-                if best is None or ratio >= best[0]:
-                    best = (ratio, last.statistic, last.threshold)
-        if best is not None:
-            out.statistic, out.threshold = best[1], best[2]
+            out.rows = pool.rows_seen - before
+            out.suppressed_alarms = pool.held - held
+            if pool.last is not None:
+                out.statistic, out.threshold = pool.last.statistic, pool.last.threshold
         out.rows_seen = 0 if self._pool is None else self._pool.rows_seen
         return out
 

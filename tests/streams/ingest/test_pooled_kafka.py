@@ -39,6 +39,11 @@ CHANGE = REFERENCE + STEADY
 SHIFT = 0.75
 DETECTOR = {"ert": 200_000, "reference_rows": REFERENCE}
 PARAMS = {"window": 200}
+BATCH = 100
+"""Records per fetch (``batch_size``). The chart merges summaries in arrival order, so a
+worker that falls behind hands it each partition in blocks of up to a fetch, and rows of
+partitions that lag arrive after newer rows of others; small fetches keep those blocks small
+against the delay (see BENCHMARKS.md)."""
 
 
 def stream(seed: int = 11) -> np.ndarray:
