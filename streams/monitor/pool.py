@@ -44,7 +44,11 @@ from driftline.detectors.result import DriftResult
 from driftline.streams.monitor.alarms import AlarmWindow
 from driftline.streams.monitor.summaries import Summary
 
-__all__ = ["Alarm", "PipelinePool"]
+__all__ = ["MAX_BUFFERED", "Alarm", "PipelinePool"]
+
+MAX_BUFFERED = 8192
+"""Most rows the chart holds back waiting for a quiet partition (about 1 MB at d=32)."""
+_BUFFER = ("features", "rows", "offsets", "stamps", "partitions", "numbers")
 
 
 @dataclass(frozen=True)
@@ -72,11 +76,19 @@ class PipelinePool:
         self.held = 0
         #: the result of the last merge (the statistic a report plots)
         self.last: DriftResult | None = None
+        #: input partition -> the newest timestamp (µs) it sent; rows wait for the oldest
+        self.latest: dict[int, int] = {}
+        self._buffer: list[tuple[np.ndarray, ...]] = []
 
     @property
     def rows_seen(self) -> int:
         """Rows of every partition folded into the chart (repeats skipped)."""
         return self.pooled.rows_seen
+
+    @property
+    def buffered(self) -> int:
+        """Rows received but not folded yet (waiting for the other partitions' rows)."""
+        return sum(len(c[1]) for c in self._buffer)
 
     @property
     def detector(self) -> DriftDetector:
@@ -87,14 +99,16 @@ class PipelinePool:
         return self.merge_many([summary])
 
     def merge_many(self, summaries: Sequence[Summary]) -> list[Alarm]:
-        """Fold the new rows of ``summaries`` (of one fetch) in event-time order.
+        """Fold the new rows of ``summaries`` in event-time order across partitions.
 
-        Summaries of a fetch come partition by partition; folding them one after the other
-        would put a partition's newest rows before the older rows of the next one. Sorting the
-        fetch's rows by timestamp (stable: arrival order among equal times) interleaves them
-        as they happened. Every summary must fit the chart (`DriftDetector.check_partial`).
+        Partitions reach the owner in blocks (a fetch per partition, more when a worker lags):
+        folding them as they come would put one partition's newest rows before older rows of
+        the others and dilute a change. So rows wait in a buffer until every partition that
+        sent rows has sent some at least as new (a watermark), and are folded sorted by
+        timestamp (stable: arrival order among equal times). A partition that goes quiet
+        holds rows back for at most `MAX_BUFFERED` rows; beyond that the oldest are folded.
+        Every summary must fit the chart (`DriftDetector.check_partial`).
         """
-        chunks = []
         for s in summaries:
             p = s.partition
             skip = max(0, self.next_row.get(p, 0) - s.first_row)
@@ -102,7 +116,9 @@ class PipelinePool:
                 continue
             self.next_row[p] = s.first_row + len(s)
             n = len(s) - skip
-            chunks.append(
+            newest = int(s.stamps_us[skip:].max())
+            self.latest[p] = max(self.latest.get(p, newest), newest)
+            self._buffer.append(
                 (
                     s.features[skip:],
                     s.rows[skip:],
@@ -112,16 +128,18 @@ class PipelinePool:
                     np.arange(s.first_row + skip, s.first_row + len(s), dtype=np.int64),
                 )
             )
-        if not chunks:
+        if not self._buffer:
             return []
-        features, rows, offsets, stamps, parts, numbers = (
-            np.concatenate(c) for c in zip(*chunks, strict=True)
-        )
-        if len(chunks) > 1:
-            order = np.argsort(stamps, kind="stable")
-            features, rows, offsets, stamps, parts, numbers = (
-                a[order] for a in (features, rows, offsets, stamps, parts, numbers)
-            )
+        arrays = [np.concatenate(c) for c in zip(*self._buffer, strict=True)]
+        order = np.argsort(arrays[3], kind="stable")
+        arrays = [a[order] for a in arrays]
+        total = len(order)
+        ready = int(np.searchsorted(arrays[3], min(self.latest.values()), side="right"))
+        ready = max(ready, total - MAX_BUFFERED)
+        self._buffer = [tuple(a[ready:] for a in arrays)] if ready < total else []  # type: ignore[misc]
+        if ready == 0:
+            return []
+        features, rows, offsets, stamps, parts, numbers = (a[:ready] for a in arrays)
         self.last = self.pooled.merge(parts, PartialState(features, rows))
         alarms: list[Alarm] = []
         start = 0
@@ -152,15 +170,19 @@ class PipelinePool:
             "reference": self.reference,
             "window": self.window.to_json(),
             "next_row": sorted(self.next_row.items()),
+            "latest": sorted(self.latest.items()),
         }
-        pooled = np.frombuffer(self.pooled.to_bytes(), dtype=np.uint8)
-        return pack(header, {"pooled": pooled})
+        arrays = {"pooled": np.frombuffer(self.pooled.to_bytes(), dtype=np.uint8)}
+        if self._buffer:
+            for name, a in zip(_BUFFER, self._buffer[0], strict=True):
+                arrays[name] = a
+        return pack(header, arrays)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PipelinePool:
         """Inverse of `to_bytes` (the state of this process's own checkpoint table)."""
         header, arrays = unpack(data)
-        if header.get("kind") != "PipelinePool" or set(arrays) != {"pooled"}:
+        if header.get("kind") != "PipelinePool" or set(arrays) - set(_BUFFER) != {"pooled"}:
             raise ValueError("bytes do not hold a PipelinePool; pass to_bytes() output")
         pool = cls.__new__(cls)
         pool.reference = str(header["reference"])
@@ -169,6 +191,8 @@ class PipelinePool:
         pool.next_row = {int(p): int(n) for p, n in header["next_row"]}
         pool.held = 0
         pool.last = None
+        pool.latest = {int(p): int(t) for p, t in header.get("latest", [])}
+        pool._buffer = [tuple(arrays[n] for n in _BUFFER)] if _BUFFER[0] in arrays else []
         return pool
 
 
