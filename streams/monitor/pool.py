@@ -136,7 +136,7 @@ class PipelinePool:
         total = len(order)
         ready = int(np.searchsorted(arrays[3], min(self.latest.values()), side="right"))
         ready = max(ready, total - MAX_BUFFERED)
-        self._buffer = [tuple(a[ready:] for a in arrays)] if ready < total else []  # type: ignore[misc]
+        self._buffer = [tuple(a[ready:] for a in arrays)] if ready < total else []
         if ready == 0:
             return []
         features, rows, offsets, stamps, parts, numbers = (a[:ready] for a in arrays)
