@@ -17,6 +17,12 @@ side in one run:
     python benchmarks/bench_streams_ingest.py            # ~3-4 minutes on 2 cores
     python benchmarks/bench_streams_ingest.py --json-events 50000 --arrow-rows 500000
     python benchmarks/bench_streams_ingest.py --step-only --tune   # raw vs step only, ~1 min
+    python benchmarks/bench_streams_ingest.py --scale-out          # 1 vs 2 workers, 4 partitions
+
+``--scale-out`` fills a topic of 4 partitions (rows spread by the producer's partitioner) per
+run and measures ``driftline worker`` with one process on all four, then two processes on one
+host (two each), total rows per second summed over the workers' counters between 5% and 90%
+of the rows (the tail, where one worker may already be idle, is left out for both).
 
 Needs a broker (``KAFKA_BOOTSTRAP_SERVERS``, default 127.0.0.1:9092). Prints a markdown table.
 """
@@ -229,46 +235,81 @@ def free_port() -> int:
 
 def faust_rate(config_file: Path, rows: int, port: int, log: Path) -> float:
     """Rows per second of ``driftline worker`` between 5% and 100% of the rows."""
+    return workers_rate([config_file], rows, port, log)[0]
+
+
+def workers_rate(
+    configs: list[Path],
+    rows: int,
+    port: int,
+    log: Path,
+    until: float = 1.0,
+    warm_rows: int = 0,
+) -> tuple[float, float]:
+    """Rows per second of ``driftline worker`` processes (one per config file, rates summed
+    over their counters) between 5% and ``until`` of the rows, from when every worker has
+    processed ``warm_rows`` (it is assigned and past its reference); and rows per CPU-second
+    the workers used in that window (Linux ``/proc``)."""
+    ports = [port] + [free_port() for _ in configs[1:]]
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from driftline.streams.cli import main; main()",
-                "worker",
-                "--config",
-                str(config_file),
-                "--metrics-port",
-                str(port),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+    procs = []
+    for i, (config, p) in enumerate(zip(configs, ports, strict=True)):
+        with open(log.with_name(f"{log.stem}-{i}{log.suffix}"), "wb") as out:
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-c",
+                        "from driftline.streams.cli import main; main()",
+                        "worker",
+                        "--config",
+                        str(config),
+                        "--metrics-port",
+                        str(p),
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                )
+            )
     try:
         first = last = None
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            done = events_total(port)
+            each = [events_total(p) for p in ports]
+            done = sum(each)
             now = time.perf_counter()
-            if first is None and done >= 0.05 * rows:
-                first = (now, done)
-            if done >= rows:
-                last = (now, done)
+            if first is None and done >= 0.05 * rows and min(each) >= warm_rows:
+                first = (now, done, cpu_seconds(procs))
+            if first is not None and done >= until * rows:
+                last = (now, done, cpu_seconds(procs))
                 break
-            if proc.poll() is not None:
-                raise RuntimeError(f"the worker exited; see {log}")
+            if any(proc.poll() is not None for proc in procs):
+                raise RuntimeError(f"a worker exited; see {log.parent}")
             time.sleep(0.05)
         if first is None or last is None:
-            raise RuntimeError(f"the worker did not finish; see {log}")
-        return (last[1] - first[1]) / (last[0] - first[0])
+            raise RuntimeError(f"the worker did not finish; see {log.parent}")
+        rate = (last[1] - first[1]) / (last[0] - first[0])
+        return rate, (last[1] - first[1]) / max(last[2] - first[2], 1e-9)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> float:
+    """User + system CPU seconds of ``procs`` so far (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
 
 
 def events_total(port: int) -> float:
@@ -280,13 +321,15 @@ def events_total(port: int) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def write_config(root: Path, pipeline: str, bootstrap: str, batch: int) -> Path:
+def write_config(
+    root: Path, pipeline: str, bootstrap: str, batch: int, partitions: int = 1, worker: int = 0
+) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    path = root / "driftline.toml"
+    path = root / f"driftline-{worker}.toml"
     path.write_text(
-        f'kafka_bootstrap_servers = "{bootstrap}"\npartitions = 1\n'
+        f'kafka_bootstrap_servers = "{bootstrap}"\npartitions = {partitions}\n'
         f'store_url = "sqlite:///{root}/store.db"\nartifacts = "{root}/artifacts"\n'
-        f'state_dir = "{root}/state"\nbatch_size = {batch}\n'
+        f'state_dir = "{root}/state-{worker}"\nbatch_size = {batch}\n'
         f'[pipeline]\nname = "{pipeline}"\n[pipeline.detector]\nreference_rows = 2000\n'
         "[pipeline.detector.params]\nn_simulated = 200000\n"
     )
@@ -312,7 +355,15 @@ def main() -> None:
         action="store_true",
         help="run the step as a worker does after start-up: one BLAS thread, gc frozen",
     )
+    parser.add_argument(
+        "--scale-out",
+        action="store_true",
+        help="Faust monitor on 4 partitions: 1 worker process vs 2 on this host (and raw)",
+    )
     args = parser.parse_args()
+    if args.scale_out:
+        scale_out(args)
+        return
     if args.tune:
         from driftline.streams.monitor.tuning import tune_process
 
@@ -365,6 +416,59 @@ def main() -> None:
                 )
             )
     print_table(results, args)
+
+
+# Past each worker's bootstrap reference (2,000 rows) and its fit, and past the rebalance
+# that the second worker's arrival starts.
+WARM_ROWS = 10_000
+
+
+def scale_out(args: argparse.Namespace, partitions: int = 4, until: float = 0.9) -> None:
+    """1 worker vs 2 worker processes on a topic of ``partitions``, raw client alongside."""
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    print(
+        f"\nfeatures={args.features}, {partitions} partitions, worker batch={args.batch} "
+        f"messages, Arrow {args.arrow_batch} rows/message; rows per second between 5% and "
+        f"{until:.0%} of the rows; broker, producer and workers share this machine's cores\n"
+    )
+    print(
+        "| payload | rows | raw consume+decode | 1 worker | 2 workers (total) | 2 / 1 | goal "
+        "| rows per worker CPU-second: 1 worker | 2 workers |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, rows in (("json", args.json_events), ("arrow", args.arrow_rows)):
+            if kind not in args.payloads.split(","):
+                continue
+            rates, per_cpu = {}, {}
+            raws = []
+            for workers in (1, 2):
+                pipeline = f"bench-scale-{kind}-{workers}-{uuid.uuid4().hex[:8]}"
+                root = Path(tmp) / pipeline
+                configs = [
+                    write_config(root, pipeline, bootstrap, args.batch, partitions, w)
+                    for w in range(workers)
+                ]
+                settings = Settings.load(configs[0])
+                ensure_topics(settings)
+                try:
+                    messages = fill(settings, kind, rows, args.features, args.arrow_batch)
+                    raws.append(raw_rate(settings, kind, messages, args.features))
+                    rates[workers], per_cpu[workers] = workers_rate(
+                        configs,
+                        rows,
+                        free_port(),
+                        root / "worker.log",
+                        until=until,
+                        warm_rows=WARM_ROWS,
+                    )
+                finally:
+                    drop_topics(settings, pipeline)
+            print(
+                f"| {kind} | {rows:,} | {statistics.median(raws):,.0f} | {rates[1]:,.0f} "
+                f"| {rates[2]:,.0f} | {rates[2] / rates[1]:.2f}x | >= 1.6x "
+                f"| {per_cpu[1]:,.0f} | {per_cpu[2]:,.0f} |"
+            )
 
 
 def drop_topics(settings: Settings, pipeline: str) -> None:

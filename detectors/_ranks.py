@@ -39,6 +39,8 @@ class RankGrid:
         # range takes cells 1..cells + 1 (the top knot itself lands in cell cells + 1).
         n_cells = cells + 3
         self.offset = np.arange(d) * float(n_cells)
+        self._shift: np.ndarray | None = None
+        self._first = self._last = self.offset
         value = np.full((d, n_cells), np.inf)
         before = np.zeros((d, n_cells), dtype=np.int32)
         # -1 marks a cell with two or more distinct knots (exact search needed)
@@ -55,14 +57,51 @@ class RankGrid:
                 else:
                     repeats[j, c] = -1
         self.value, self.before, self.repeats = value.ravel(), before.ravel(), repeats.ravel()
+        # float32 tables of `rank_sums`, built on first use
+        self._twice_before: np.ndarray | None = None
+        self._repeats32 = np.zeros(0, np.float32)
+        self._any_hard = False
 
     def _cells(self, x: np.ndarray) -> np.ndarray:
-        """Flat table index of each value's cell, shape of ``x`` ``(n, d)``."""
-        raw = (x - self.low) * self.inv
-        np.floor(raw, out=raw)
-        np.clip(raw, -1.0, self.cells + 1.0, out=raw)
-        raw += self.offset + 1.0
+        """Flat table index of each value's cell, shape of ``x`` ``(n, d)``.
+
+        ``x * inv + shift`` clipped to the feature's cells and truncated: the same function
+        places the knots, and any monotone one keeps the insertion points exact.
+        """
+        if self._shift is None:
+            self._shift = self.offset + 1.0 - self.low * self.inv
+            self._first, self._last = self.offset, self.offset + self.cells + 2.0
+        raw = x * self.inv
+        raw += self._shift
+        np.clip(raw, self._first, self._last, out=raw)
         return raw.astype(np.intp)
+
+    def rank_sums(self, x: np.ndarray) -> np.ndarray:
+        """``left + right`` insertion points as float32 (exact: at most twice the knots), in
+        fewer passes than `insertion_points`: ``2 * before + repeats * ((x > v) + (x >= v))``.
+        """
+        flat = self._cells(x)
+        if self._twice_before is None:
+            self._twice_before = (2 * self.before).astype(np.float32)
+            self._repeats32 = self.repeats.astype(np.float32)
+            self._any_hard = bool((self.repeats < 0).any())
+        value = np.take(self.value, flat)
+        repeats = np.take(self._repeats32, flat)
+        above = (x > value).view(np.uint8)
+        above += (x >= value).view(np.uint8)
+        out = np.take(self._twice_before, flat)
+        out += repeats * above
+        if self._any_hard:
+            hard = repeats < 0
+            if hard.any():
+                rows, cols = np.nonzero(hard)
+                for j in np.unique(cols):
+                    sel = cols == j
+                    vals = x[rows[sel], j]
+                    out[rows[sel], j] = np.searchsorted(
+                        self.knots[j], vals, side="left"
+                    ) + np.searchsorted(self.knots[j], vals, side="right")
+        return out
 
     def insertion_points(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``searchsorted(knots[j], x[:, j], side)`` for left and right, shape ``(n, d)``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import numpy as np
@@ -101,28 +102,57 @@ class FeatureDrift(DriftDetector):
         Component-major, so each component of all features is one contiguous slice of the
         feature map (``_per_feature`` then sums a few contiguous blocks).
         """
-        lo, hi = self._grid.insertion_points(x)
-        u = ((lo + hi) * (1.0 / (2.0 * self._knots.shape[1]))).astype(np.float32)
+        return np.stack(self._components(x), axis=1)
+
+    def _components(self, x: np.ndarray) -> list[np.ndarray]:
+        """``P_1..P_order`` of ``2u - 1``, each ``(n, d)`` float32.
+
+        ``u = (left + right) / (2 * knots)`` is exact in float32 (a sum of at most twice the
+        knots times a power of two), so this equals the float64 computation bit for bit;
+        only the ``order`` components asked for are computed.
+        """
+        scale = 1.0 / (2.0 * self._knots.shape[1])
+        if math.frexp(scale)[0] == 0.5:  # a power of two: the float32 product is exact
+            u = self._grid.rank_sums(x)
+            u *= np.float32(scale)
+        else:
+            lo, hi = self._grid.insertion_points(x)
+            u = ((lo + hi) * scale).astype(np.float32)
         t = 2.0 * u - 1.0
+        order = int(self.order)
+        if order == 1:
+            return [t]
         t2 = t * t
-        polys = [t, 1.5 * t2 - 0.5, (2.5 * t2 - 1.5) * t, (35.0 * t2 * t2 - 30.0 * t2 + 3.0) / 8.0]
-        return np.stack(polys[: int(self.order)], axis=1)
+        polys = [t, 1.5 * t2 - 0.5]
+        if order >= 3:
+            polys.append((2.5 * t2 - 1.5) * t)
+        if order >= 4:
+            polys.append((35.0 * t2 * t2 - 30.0 * t2 + 3.0) / 8.0)
+        return polys
 
     def _raw_features(self, x: np.ndarray) -> np.ndarray:
-        centered = self._basis(x) - self._basis_mean.astype(np.float32)
+        mean = self._basis_mean.astype(np.float32)
+        centered = self._components(x)
+        for b, component in enumerate(centered):
+            component -= mean[b]
         # Each feature whitened by its own k x k matrix, as k^2 vector products over all
         # features at once: a batched matmul of tiny matrices is many times slower.
-        k = centered.shape[1]
-        white = np.empty_like(centered)
+        k = len(centered)
+        white = np.empty((len(x), k, centered[0].shape[1]), dtype=np.float32)
         for a in range(k):
             col = white[:, a, :]
-            np.multiply(centered[:, 0, :], self._white[:, 0, a], out=col)
+            np.multiply(centered[0], self._white[:, 0, a], out=col)
             for b in range(1, k):
-                col += centered[:, b, :] * self._white[:, b, a]
+                col += centered[b] * self._white[:, b, a]
         # One rare value (e.g. a pixel almost never lit in the reference) must not decide
         # alone: clipping bounds a single event's push, persistent shifts still add up.
         np.clip(white, -_CLIP, _CLIP, out=white)
         return white.reshape(len(x), -1)
+
+    def _feature_map(self, x: np.ndarray) -> np.ndarray:
+        z = self._raw_features(x)
+        z -= self._center  # in place: the same values as the base class's new array
+        return z
 
     def _after_restore(self) -> None:
         if self._fitted:

@@ -15,6 +15,9 @@ from driftline.detectors.exceptions import InvalidInputError
 
 __all__ = ["OnlineMMD"]
 
+_FAR = 1e6
+"""Standardized values are clipped to +-_FAR before the Fourier map (see `_fourier`)."""
+
 
 class OnlineMMD(DriftDetector):
     """Streaming MMD test: random Fourier features, EWMA, Hotelling norm, calibrated threshold.
@@ -105,7 +108,10 @@ class OnlineMMD(DriftDetector):
         self._pair_var = np.where(pvar > 1e-12, pvar, 1.0)
 
     def _fourier(self, x: np.ndarray) -> np.ndarray:
-        xs = ((x - self._mean) / self._scale).astype(np.float32)
+        # Clipped before the float32 cast: a finite value beyond ~3e38 reference deviations
+        # (one hostile 1e39) became inf, cos(inf) NaN, and the EWMA NaN for good (no alarm
+        # ever again). A million deviations is as far as the kernel can tell apart anyway.
+        xs = np.clip((x - self._mean) / self._scale, -_FAR, _FAR).astype(np.float32)
         z = xs @ self._omega
         z += self._phase  # in place: the hot path of every update
         return np.cos(z, out=z)

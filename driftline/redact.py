@@ -12,19 +12,26 @@ query parameters that carry secrets (``?secret_key=...``, ``password=...``) are 
 's3://bucket/a?access_key=***&secret_key=***&region=eu-west-1'
 >>> redact("artifacts")
 'artifacts'
+
+`redact_text` does the same for every URI inside a message (a driver's or pyarrow's error):
+
+>>> redact_text("Cannot parse URI: 's3://AK:SK@bucket/x?secret_key=SK'")
+"Cannot parse URI: 's3://***@bucket/x?secret_key=***'"
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["redact"]
+__all__ = ["redact", "redact_text"]
 
 _USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@:]*)(?::[^/@]*)?@")
-_SECRET_PARAM = re.compile(
-    r"(?i)(?P<key>[?&;](?:[a-z_]*(?:key|secret|password|passwd|pwd|token|credential)[a-z_]*)=)"
-    r"[^&;#]*"
+_SECRET_KEY = (
+    r"(?P<key>[?&;](?:[a-z_]*(?:key|secret|password|passwd|pwd|token|credential)[a-z_]*)=)"
 )
+_SECRET_PARAM = re.compile(r"(?i)" + _SECRET_KEY + r"[^&;#]*")
+# Inside a message a value also ends at white space or a quote.
+_SECRET_PARAM_IN_TEXT = re.compile(r"(?i)" + _SECRET_KEY + r"[^&;#\s'\"]*")
 
 
 def redact(uri: str) -> str:
@@ -38,3 +45,12 @@ def redact(uri: str) -> str:
 
     masked = _USERINFO.sub(userinfo, uri, count=1)
     return _SECRET_PARAM.sub(lambda m: f"{m.group('key')}***", masked)
+
+
+_USERINFO_ANYWHERE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s'\"]*@")
+
+
+def redact_text(text: str) -> str:
+    """``text`` with the credentials of every URI in it masked (user names too)."""
+    masked = _USERINFO_ANYWHERE.sub(lambda m: f"{m.group('scheme')}***@", text)
+    return _SECRET_PARAM_IN_TEXT.sub(lambda m: f"{m.group('key')}***", masked)

@@ -6,12 +6,18 @@ event-time range, source offsets). Delivery is at-least-once, so a segment's key
 from its source offsets (``topic/partition/first-last`` of every partition it covers), or
 from its content when it has none: re-appending a re-delivered batch writes nothing. Rows
 re-delivered in a differently cut batch are dropped on read, by ``event_id``.
+
+A re-delivered row is the same row twice. Two *different* rows under one ``event_id`` (other
+feature values or event time: e.g. two files replayed with the same ids) are a conflict: no
+copy can be trusted to be the one a label refers to. ``read_rows`` still keeps the first copy;
+``read_rows_checked`` leaves such events out and names them, for the trainer.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +36,7 @@ from driftline.lifecycle_store.records import ArchiveSegment
 if TYPE_CHECKING:
     from driftline.lifecycle_store.store import LifecycleStore
 
-__all__ = ["SOURCE_COLUMNS", "Archive"]
+__all__ = ["SOURCE_COLUMNS", "Archive", "CheckedRows"]
 
 SOURCE_COLUMNS = ("topic", "partition", "offset")
 _ROWS, _LABELS = "rows", "labels"
@@ -41,6 +47,14 @@ _SEGMENT_OPTIONS: dict[str, Any] = {
     "use_dictionary": ["topic"],
     "write_statistics": ["timestamp", "offset", "partition"],
 }
+
+
+@dataclass(frozen=True)
+class CheckedRows:
+    """Rows read without the events archived in conflicting copies, and those events' ids."""
+
+    table: pa.Table
+    conflicting_ids: list[str]
 
 
 class Archive:
@@ -97,29 +111,82 @@ class Archive:
         A re-delivered event keeps its first archived copy. ``last_n`` keeps only the newest
         ``n`` rows (reading only the newest segments it needs).
         """
+        return self._read_rows(since, until, last_n, drop_conflicts=False).table
+
+    def read_rows_checked(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        last_n: int | None = None,
+    ) -> CheckedRows:
+        """As :meth:`read_rows`, less every event archived with conflicting copies (the same
+        ``event_id`` with another timestamp or other feature values), whose ids it returns.
+
+        Conflicts are found among the segments read (those overlapping ``[since, until)``,
+        and for ``last_n`` the newest ones covering it).
+
+        >>> import tempfile, datetime as dt, pyarrow as pa
+        >>> from driftline.lifecycle_store import LifecycleStore
+        >>> d = tempfile.mkdtemp()
+        >>> store = LifecycleStore.open(f"sqlite:///{d}/s.db", artifacts=f"{d}/artifacts")
+        >>> _ = store.ensure_pipeline("demo", ["x"])
+        >>> t0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+        >>> def rows(xs):
+        ...     return pa.table({"event_id": ["a", "b"], "timestamp": [t0, t0], "x": xs,
+        ...                      "topic": [None, None], "partition": [None, None],
+        ...                      "offset": [None, None]})
+        >>> archive = store.archive("demo")
+        >>> _ = archive.append_rows(rows([1.0, 2.0]))
+        >>> _ = archive.append_rows(rows([1.0, 5.0]))  # "b" again, with another value
+        >>> checked = archive.read_rows_checked()
+        >>> checked.table.column("event_id").to_pylist(), checked.conflicting_ids
+        (['a'], ['b'])
+        >>> store.close()
+        """
+        return self._read_rows(since, until, last_n, drop_conflicts=True)
+
+    def _read_rows(
+        self,
+        since: datetime | None,
+        until: datetime | None,
+        last_n: int | None,
+        *,
+        drop_conflicts: bool,
+    ) -> CheckedRows:
         if last_n is not None and last_n < 0:
             raise StoreError(f"last_n must be >= 0, got {last_n}")
         segments = self._segments(_ROWS, since, until)
         if last_n is None:
-            return self._rows_of(segments, since, until)
+            return self._rows_of(segments, since, until, drop_conflicts)
         want = last_n
         while True:
             picked = _newest_covering(segments, want)
-            table = self._rows_of(picked, since, until)
-            if len(table) >= last_n or len(picked) == len(segments):
+            read = self._rows_of(picked, since, until, drop_conflicts)
+            if len(read.table) >= last_n or len(picked) == len(segments):
                 break
             # Duplicates or rows outside [since, until) made us short: reach further back.
-            want += last_n - len(table)
-        return table.slice(max(0, len(table) - last_n))
+            want += last_n - len(read.table)
+        return CheckedRows(read.table.slice(max(0, len(read.table) - last_n)), read.conflicting_ids)
 
     def _rows_of(
-        self, segments: list[orm.ArchiveSegmentRow], since: datetime | None, until: datetime | None
-    ) -> pa.Table:
+        self,
+        segments: list[orm.ArchiveSegmentRow],
+        since: datetime | None,
+        until: datetime | None,
+        drop_conflicts: bool,
+    ) -> CheckedRows:
         table = self._read(segments)
         if table is None:
-            return self._empty_rows()
+            return CheckedRows(self._empty_rows(), [])
+        conflicting: list[str] = []
+        if drop_conflicts:
+            conflicting = _conflicting_ids(table, ("timestamp", *self._features))
+            if conflicting:
+                keep = pc.invert(pc.is_in(table.column("event_id"), pa.array(conflicting)))
+                table = table.filter(keep)
         table = _first_per_event(_between(table, since, until))
-        return table.sort_by([("timestamp", "ascending"), ("event_id", "ascending")])
+        table = table.sort_by([("timestamp", "ascending"), ("event_id", "ascending")])
+        return CheckedRows(table, conflicting)
 
     def read_labels(self, event_ids: Any = None) -> pa.Table:
         """The latest label of each event (optionally only of ``event_ids``)."""
@@ -140,14 +207,21 @@ class Archive:
 
     def row_count(self) -> int:
         """Rows archived, counting a re-delivered event as often as it was archived."""
+        return self._count(_ROWS)
+
+    def _count(self, kind: str) -> int:
         with self._store._read() as session:
             total = session.scalar(
                 sa.select(sa.func.coalesce(sa.func.sum(orm.ArchiveSegmentRow.row_count), 0)).where(
                     orm.ArchiveSegmentRow.pipeline_id == self._pid,
-                    orm.ArchiveSegmentRow.kind == _ROWS,
+                    orm.ArchiveSegmentRow.kind == kind,
                 )
             )
         return int(total or 0)
+
+    def label_count(self) -> int:
+        """Labels archived, counting a re-sent label as often as it was archived."""
+        return self._count(_LABELS)
 
     def segments(self, kind: str = _ROWS) -> list[ArchiveSegment]:
         """The segments of ``kind`` (``rows`` or ``labels``), oldest event time first."""
@@ -313,6 +387,25 @@ def _first_per_event(table: pa.Table) -> pa.Table:
     if len(firsts) == len(table):
         return table
     return table.take(pa.array(np.sort(firsts.to_numpy())))
+
+
+def _conflicting_ids(table: pa.Table, columns: tuple[str, ...]) -> list[str]:
+    """Ids of events with copies that differ in any of ``columns`` (nulls count as values)."""
+    ids = table.column("event_id")
+    counts = pa.table({"event_id": ids}).group_by("event_id").aggregate([([], "count_all")])
+    repeated = counts.filter(pc.greater(counts.column("count_all"), 1)).column("event_id")
+    if len(repeated) == 0:
+        return []
+    copies = table.filter(pc.is_in(ids, value_set=repeated)).select(["event_id", *columns])
+    every = pc.CountOptions(mode="all")
+    distinct = copies.group_by("event_id", use_threads=False).aggregate(
+        [(c, "count_distinct", every) for c in columns]
+    )
+    differs = None
+    for c in columns:
+        more = pc.greater(distinct.column(f"{c}_count_distinct"), 1)
+        differs = more if differs is None else pc.or_(differs, more)
+    return sorted(str(i) for i in distinct.filter(differs).column("event_id").to_pylist())
 
 
 def _newest_covering(segments: list[orm.ArchiveSegmentRow], n: int) -> list[orm.ArchiveSegmentRow]:

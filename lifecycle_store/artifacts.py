@@ -13,13 +13,14 @@ import os
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from driftline.lifecycle_store.exceptions import NotFoundError, StoreError
-from driftline.redact import redact
+from driftline.redact import redact, redact_text
 
 __all__ = ["ArtifactStore", "content_key", "sha256_hex"]
 
@@ -44,12 +45,37 @@ def content_key(prefix: str, digest: str, suffix: str = "") -> str:
     return f"{prefix.strip('/')}/{digest[:2]}/{digest}{suffix}"
 
 
+def _with_s3_endpoint(uri: str) -> str:
+    """``uri`` with the endpoint of ``AWS_ENDPOINT_URL(_S3)`` when it is an ``s3://`` URI that
+    names none (the S3 client pyarrow bundles does not read those variables itself).
+
+    >>> os.environ["AWS_ENDPOINT_URL_S3"] = "http://127.0.0.1:9000"
+    >>> _with_s3_endpoint("s3://bucket/prefix")
+    's3://bucket/prefix?endpoint_override=127.0.0.1%3A9000&scheme=http'
+    >>> _with_s3_endpoint("s3://bucket/prefix?endpoint_override=minio:9000")
+    's3://bucket/prefix?endpoint_override=minio:9000'
+    >>> del os.environ["AWS_ENDPOINT_URL_S3"]
+    """
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint or not uri.startswith("s3://") or "endpoint_override=" in uri:
+        return uri
+    parsed = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    query = urlencode({"endpoint_override": parsed.netloc, "scheme": parsed.scheme})
+    return f"{uri}{'&' if '?' in uri else '?'}{query}"
+
+
 class ArtifactStore:
     """Bytes and tables under relative keys in a local directory or a pyarrow filesystem URI.
 
     ``root`` is a local path (created if missing) or any URI that
     ``pyarrow.fs.FileSystem.from_uri`` understands (``s3://bucket/prefix``, ``gs://…``,
     ``file:///…``).
+
+    On S3 the credentials come from the AWS provider chain (``AWS_ACCESS_KEY_ID`` /
+    ``AWS_SECRET_ACCESS_KEY``, a profile, an instance role), never from an event. A private S3
+    server (MinIO, Ceph, a test server) is named by ``AWS_ENDPOINT_URL_S3`` or
+    ``AWS_ENDPOINT_URL`` (``http://minio:9000``), as for the AWS CLI, or by the configured
+    URI's own ``?endpoint_override=host:port&scheme=http``.
 
     >>> import tempfile
     >>> store = ArtifactStore(tempfile.mkdtemp())
@@ -63,7 +89,14 @@ class ArtifactStore:
     def __init__(self, root: str | os.PathLike[str] = "artifacts") -> None:
         root_str = os.fspath(root)
         if "://" in root_str:
-            self._fs, path = pafs.FileSystem.from_uri(root_str)
+            try:
+                self._fs, path = pafs.FileSystem.from_uri(_with_s3_endpoint(root_str))
+            except (pa.ArrowException, OSError, ValueError) as exc:
+                # pyarrow's message repeats the URI, credentials and all.
+                raise StoreError(
+                    f"artifact store {redact(root_str)!r} cannot be opened: "
+                    f"{redact_text(str(exc))}; use a directory or a URI like s3://bucket/prefix"
+                ) from None
             self._local = isinstance(self._fs, pafs.LocalFileSystem)
         else:
             path = str(Path(root_str).expanduser().resolve())

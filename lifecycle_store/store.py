@@ -12,10 +12,12 @@ from driftline.lifecycle_store.archive import Archive
 from driftline.lifecycle_store.artifacts import ArtifactStore
 from driftline.lifecycle_store.deployments import DeploymentsMixin
 from driftline.lifecycle_store.engine import make_engine, migrate, safe_url
+from driftline.lifecycle_store.exceptions import StoreError
 from driftline.lifecycle_store.lineage import LineageMixin
 from driftline.lifecycle_store.pipelines import PipelinesMixin
 from driftline.lifecycle_store.similarity import SimilarityCache, SimilarityMixin
 from driftline.lifecycle_store.trainings import TrainingsMixin
+from driftline.redact import redact_text
 
 __all__ = ["LifecycleStore"]
 
@@ -64,6 +66,14 @@ class LifecycleStore(
         engine = make_engine(url)
         try:
             migrate(engine)
+        except sa.exc.DBAPIError as exc:
+            engine.dispose()
+            # The driver's own message (never the URL's password), not SQLAlchemy's wrapper.
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            reason = redact_text(reason)
+            raise StoreError(
+                f"cannot open the lifecycle store at {safe_url(engine.url)}: {reason}"
+            ) from None
         except Exception:
             engine.dispose()
             raise

@@ -10,16 +10,19 @@ from driftline.schemas import LabelRequest, ModelVersionEvent
 
 __all__ = ["OUTCOME_STATUSES", "TrainingOutcome"]
 
-OUTCOME_STATUSES = ("COMPLETE", "FAILED", "SKIPPED", "DUPLICATE", "IGNORED")
+OUTCOME_STATUSES = ("COMPLETE", "FAILED", "SKIPPED", "DUPLICATE", "IGNORED", "REUSED")
 """Store statuses of a finished training, plus ``DUPLICATE`` (the episode already has a
-training: nothing was done) and ``IGNORED`` (no trigger looks at this input)."""
+training: nothing was done), ``IGNORED`` (no trigger looks at this input) and ``REUSED`` (a
+past model was redeployed without training; the store records it as SKIPPED, code
+``reuse``)."""
 
 
 @dataclass(frozen=True)
 class TrainingOutcome:
     """The result of ``Retrainer.handle_drift`` / ``tick`` / ``train``.
 
-    ``deployed`` is True when the challenger passed the gate and became the champion;
+    ``deployed`` is True when the challenger passed the gate and became the champion, or a
+    past model was redeployed (``REUSED``);
     ``event`` is then the published :class:`~driftline.schemas.ModelVersionEvent`. ``timings`` holds
     seconds per phase (``select_s``, ``snapshot_s``, ``fit_s``, ... and ``total_s``).
 

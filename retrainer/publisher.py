@@ -49,6 +49,7 @@ def deployment_event(
         parent_model_version_id=model.parent_model_version_id,
         reason=deployment.reason if reason is None else reason,
         deployed_at=deployment.deployed_at or utcnow(),
+        deployment_seq=deployment.seq,
     )
 
 

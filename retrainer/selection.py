@@ -4,13 +4,15 @@
 row, ``uniform`` a seeded uniform sample of all labelled rows, and ``coreset`` all new rows
 plus the history rows nearest to a core set of the history (a small, diverse memory of past
 concepts). Only rows with a delayed label can train; the unlabelled rows of the new window
-are kept so that a label request can name the most informative of them.
+are kept so that a label request can name the most informative of them. An event archived
+in conflicting copies (one id, other features or time) is left out of every selection: its
+label cannot be trusted to belong to either copy (``Selection.conflicting``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -38,7 +40,8 @@ _DIST_BLOCK = 4096
 @dataclass(frozen=True)
 class Selection:
     """The labelled training rows (``event_id``, ``timestamp``, features, ``label``), which of
-    them are new (at or after ``since``), and the unlabelled new rows."""
+    them are new (at or after ``since``), the unlabelled new rows, and the ids of the events
+    left out because they were archived in conflicting copies."""
 
     table: pa.Table
     is_new: np.ndarray
@@ -46,6 +49,7 @@ class Selection:
     strategy: str
     since: datetime | None
     rows_considered: int
+    conflicting: tuple[str, ...] = field(default=())
 
     @property
     def labelled(self) -> int:
@@ -60,6 +64,8 @@ class Selection:
             "labelled": self.labelled,
             "labelled_new": int(self.is_new.sum()),
             "unlabelled_new": len(self.unlabelled),
+            "conflicting_duplicates": len(self.conflicting),
+            "conflicting_examples": list(self.conflicting[:5]),
         }
 
 
@@ -78,10 +84,10 @@ def select_training_data(
     features = list(feature_names)
     keep = ["event_id", "timestamp", *features]
     if config.strategy == "new" and since is not None:
-        rows = archive.read_rows(since=since, last_n=config.max_rows)
+        checked = archive.read_rows_checked(since=since, last_n=config.max_rows)
     else:
-        rows = archive.read_rows(last_n=config.max_rows)
-    rows = rows.select(keep)
+        checked = archive.read_rows_checked(last_n=config.max_rows)
+    rows = checked.table.select(keep)
     labelled, unlabelled = join_labels(archive, rows, task)
     is_new = _is_new(labelled, since)
     if len(unlabelled):
@@ -104,6 +110,7 @@ def select_training_data(
         strategy=config.strategy,
         since=since,
         rows_considered=len(rows),
+        conflicting=tuple(checked.conflicting_ids),
     )
 
 
@@ -115,7 +122,8 @@ def first_labelled(
     Defined by the data alone, so the first champion — and the reference and threshold
     that follow from it — do not depend on when the retrainer happened to look.
     """
-    rows = archive.read_rows().select(["event_id", "timestamp", *feature_names])
+    checked = archive.read_rows_checked()
+    rows = checked.table.select(["event_id", "timestamp", *feature_names])
     labelled, _ = join_labels(archive, rows, task)
     labelled = labelled.slice(0, n)
     empty = rows.slice(0, 0)
@@ -126,6 +134,7 @@ def first_labelled(
         strategy="bootstrap",
         since=None,
         rows_considered=len(rows),
+        conflicting=tuple(checked.conflicting_ids),
     )
 
 

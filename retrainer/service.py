@@ -39,6 +39,15 @@ from driftline.retrainer.gate import compare, holdout_mask, per_row_loss
 from driftline.retrainer.guard import GuardFeatures, WastedComputationGuard, history_from_trainings
 from driftline.retrainer.outcome import TrainingOutcome
 from driftline.retrainer.publisher import Publisher, deployment_event, flush_outbox
+from driftline.retrainer.reuse import (
+    CANDIDATE_ROWS,
+    MatchTest,
+    ReuseDecision,
+    candidates,
+    coverage_test,
+    decide,
+    match_test,
+)
 from driftline.retrainer.selection import (
     Selection,
     feature_matrix,
@@ -224,14 +233,19 @@ class Retrainer:
             **decision.to_dict(),
             "at": now.isoformat(),
             "rows_total": ctx.rows_total,
-            "labels_total": self._labels_total(),
+            "labels_total": self.labels_total(),
         }
 
-    def _labels_total(self) -> int:
-        return sum(s.row_count for s in self.store.archive(self.pipeline).segments("labels"))
+    def labels_total(self) -> int:
+        """Labels archived for the pipeline so far (0 before the pipeline exists): the one
+        count the retry rules of both runtimes use."""
+        try:
+            return self.store.archive(self.pipeline).label_count()
+        except NotFoundError:
+            return 0
 
     def _bootstrap(self, now: datetime) -> list[TrainingOutcome]:
-        labels = self._labels_total()
+        labels = self.labels_total()
         if labels < self.config.bootstrap_rows:
             return []
         trigger = {
@@ -306,7 +320,9 @@ class Retrainer:
                 latest = DriftEvent.from_dict(rec.payload)
             except SchemaError:
                 return None
-        if latest is None or not self._attempts(latest.episode_key):
+        if latest is None or not (
+            self._attempts(latest.episode_key) or self._reuse_record(latest.episode_key)
+        ):
             return None  # an alarm not handed over yet is the transport's to hand over
         return self._advance(latest.episode_key, now, latest=latest)
 
@@ -332,7 +348,10 @@ class Retrainer:
                     drift_ids=[latest.drift_id],
                 )
             return TrainingOutcome("DUPLICATE", closed, training_id=held.id)
-        labels = self._labels_total()
+        reused = self._reuse(episode, latest, cfg)
+        if reused is not None:
+            return reused
+        labels = self.labels_total()
         if attempts and not self._worth_retry(attempts[0], labels, cfg):
             return TrainingOutcome(
                 "DUPLICATE",
@@ -380,12 +399,30 @@ class Retrainer:
     def _closed(
         self, episode: str, latest: DriftEvent, attempts: list[Any], cfg: DriftTriggerConfig
     ) -> str | None:
-        """Why ``episode`` needs no more trainings, or None while it is open."""
+        """Why ``episode`` needs no more trainings, or None while it is open.
+
+        An episode that redeployed a past model (label-free reuse) stays open until its
+        labelled gate has spoken: a challenger that beats the reused model replaces it, one
+        that loses confirms it and ends the episode.
+        """
+        reuse = self._reuse_record(episode)
+        reuse_deployment = None if reuse is None else reuse.metrics.get("deployment_id")
         for t in attempts:
             if t.status in ("NEW", "RUNNING"):
                 return f"episode {episode} is training now ({t.id})"
             if t.status == "COMPLETE" and t.metrics.get("deployed"):
                 return f"episode {episode} deployed model {t.model_version_id}"
+            if (
+                reuse is not None
+                and reuse_deployment
+                and t.status == "COMPLETE"
+                and t.created_at >= reuse.created_at
+            ):
+                reused = reuse.metrics.get("reuse", {}).get("model_version_id")
+                return (
+                    f"episode {episode}: the gate confirmed the reused model {reused} "
+                    f"(its challenger {t.id} did not beat it)"
+                )
         trained = sum(t.status in ("COMPLETE", "FAILED") for t in attempts)
         if trained >= cfg.max_attempts:
             return (
@@ -394,7 +431,8 @@ class Retrainer:
             )
         if latest.reference_deployment_id:
             history = self.store.history(self.pipeline, self.alias)
-            if history and history[-1].id != latest.reference_deployment_id:
+            answered = history[-1].id if history else None
+            if answered not in (None, latest.reference_deployment_id, reuse_deployment):
                 return f"episode {episode} was answered by deployment {history[-1].id}"
         return None
 
@@ -416,13 +454,125 @@ class Retrainer:
         # A losing, skipped-by-guard or failed attempt: wait for the labels to grow.
         return grown >= (cfg.retry_growth - 1.0) * max(new, need_min)
 
+    # ------------------------------------------------------------------ label-free reuse
+    def _reuse_record(self, episode: str) -> Any | None:
+        """The reuse decision recorded for ``episode`` (one per episode), if any."""
+        found = self.store.trainings(self.pipeline, limit=1, episode_key=f"{episode}/reuse")
+        return found[0] if found else None
+
+    def _reuse(
+        self, episode: str, latest: DriftEvent, cfg: DriftTriggerConfig
+    ) -> TrainingOutcome | None:
+        """Redeploy a past model for ``episode`` if its window matches that model's data.
+
+        Decided once per episode, as soon as ``reuse_min_rows`` rows after its first alarm
+        are archived (see :mod:`driftline.retrainer.reuse`); the decision is stored as a
+        SKIPPED training with code ``reuse`` (no model is trained). Returns the outcome of a
+        redeployment, None when nothing was redeployed (the labelled path goes on).
+        """
+        if cfg.reuse_alpha is None or self._reuse_record(episode) is not None:
+            return None
+        if latest.threshold > 0 and latest.statistic / latest.threshold < cfg.min_ratio:
+            return None  # an alarm too weak to act on
+        champion = self.store.current(self.pipeline, self.alias)
+        if champion is None or champion.data_version_id is None:
+            return None
+        past = candidates(self.store, self.pipeline, self.alias, champion)
+        if not past:
+            return None
+        # Rows after the episode's first alarm are of the new concept whatever the change
+        # point estimate's error (rows before the alarm may still be of the old one).
+        since = min(e.window_end for e in (self._episode_events(episode) or [latest]))
+        features = self.feature_names()
+        rows = self.store.archive(self.pipeline).read_rows(since=since, last_n=CANDIDATE_ROWS // 2)
+        if len(rows) < cfg.reuse_min_rows:
+            return None  # decided on a later alarm or tick, once enough rows are archived
+        now = latest.window_end
+        trigger = {
+            "kind": "reuse",
+            "fired": True,
+            "reason": f"drift alarm {latest.drift_id}: test {len(past)} past deployed models",
+            "at": now.isoformat(),
+            "drift_id": latest.drift_id,
+            "rows_total": self.store.archive(self.pipeline).row_count(),
+            "labels_total": self.labels_total(),
+        }
+        training, created = self.store.begin_training(
+            self.pipeline,
+            episode_key=f"{episode}/reuse",
+            trigger=trigger,
+            config=self._config_json,
+            drift_ids=[latest.drift_id],
+        )
+        if not created:
+            return None
+        started = time.perf_counter()
+        decision = self._reuse_decision(feature_matrix(rows, features), champion, past, cfg)
+        event, note = None, ""
+        if decision.reuse and decision.model_version_id is not None:
+            mv = self.store.model_version(decision.model_version_id)
+            event, note = self._deploy(mv, champion, decision.reason, features)
+        reason = decision.reason + (f"; {note}" if note else "")
+        deployed = event is not None
+        metrics = {
+            "code": "reuse",
+            "deployed": deployed,
+            "deployment_id": None if event is None else event.deployment_id,
+            "reuse": decision.to_dict(),
+        }
+        timings = {"total_s": time.perf_counter() - started}
+        self.store.update_training(
+            training.id,
+            status="SKIPPED",
+            reason=reason,
+            metrics=metrics,
+            resources={"timings": timings},
+        )
+        if not deployed:
+            return None
+        publish_note = self._flush_quietly()
+        return TrainingOutcome(
+            "REUSED",
+            reason + (f"; {publish_note}" if publish_note else ""),
+            training_id=training.id,
+            model_version_id=decision.model_version_id,
+            deployed=True,
+            data_version_id=decision.data_version_id,
+            metrics=metrics,
+            timings=timings,
+            trigger=trigger,
+            event=event,
+        )
+
+    def _reuse_decision(
+        self, window: np.ndarray, champion: Any, past: list[Any], cfg: DriftTriggerConfig
+    ) -> ReuseDecision:
+        alpha = cfg.reuse_alpha
+        assert alpha is not None
+        features = self.feature_names()
+
+        def test(mv: Any, kind: Any = match_test) -> Any:
+            table = self.store.read_data_version(mv.data_version_id)
+            result: MatchTest = kind(
+                window,
+                feature_matrix(table, features),
+                alpha=alpha,
+                data_version_id=mv.data_version_id,
+                model_version_id=mv.id,
+                seed=self.config.selection.seed,
+            )
+            return result
+
+        return decide(window, test(champion, coverage_test), [test(mv) for mv in past])
+
     def _champion_metric(self, metric: str, window: int, min_rows: int) -> float | None:
         champion = self.store.current(self.pipeline, self.alias)
         if champion is None:
             return None
         archive = self.store.archive(self.pipeline)
         features = self.feature_names()
-        rows = archive.read_rows(last_n=window * 4).select(["event_id", "timestamp", *features])
+        rows = archive.read_rows_checked(last_n=window * 4).table
+        rows = rows.select(["event_id", "timestamp", *features])
         labelled, _ = join_labels(archive, rows, self.config.label.task)
         labelled = labelled.slice(max(0, len(labelled) - window))
         if len(labelled) < min_rows:
@@ -497,12 +647,17 @@ class Retrainer:
                 task=cfg.label.task,
             )
         lap("select_s")
+        conflicts = _conflicts_note(sel)
+        if conflicts:
+            logger.warning("pipeline %s:%s", self.pipeline, conflicts)
         ids = [str(e) for e in sel.table.column("event_id").to_pylist()]
         hold = holdout_mask(ids, sel.is_new, cfg.gate.holdout_fraction, cfg.selection.seed)
         y_all = sel.table.column("label").to_numpy(zero_copy_only=False)
         short = self._too_few(sel, hold, y_all, post_change=drift is not None)
         if short is not None:
-            return self._skip_for_labels(training_id, trigger, sel, short, drift, timings, started)
+            return self._skip_for_labels(
+                training_id, trigger, sel, short + conflicts, drift, timings, started
+            )
 
         champion = self.store.current(self.pipeline, self.alias)
         parents: tuple[str, ...] = ()
@@ -527,7 +682,7 @@ class Retrainer:
         guard_record = self._guard_check(dv.id, champion, champ_metrics, ratio)
         lap("guard_s")
         if guard_record["skipped"]:
-            reason = str(guard_record["reason"])
+            reason = str(guard_record["reason"]) + conflicts
             self.store.update_training(
                 training_id,
                 status="SKIPPED",
@@ -581,7 +736,7 @@ class Retrainer:
             event, deploy_note = self._deploy(mv, champion, gate.reason, features)
         lap("deploy_s")
         deployed = event is not None
-        reason = gate.reason + (f"; {deploy_note}" if deploy_note else "")
+        reason = gate.reason + (f"; {deploy_note}" if deploy_note else "") + conflicts
         if mv.id == parent.model_version_id:
             # Same bytes as the parent: the recurring concept's own model comes back as is.
             reason += f"; the parent model v{mv.version} was kept unchanged (no fine-tuning "
@@ -831,6 +986,17 @@ class _Lap:
         now = time.perf_counter()
         self.timings[name] = now - self.last
         self.last = now
+
+
+def _conflicts_note(sel: Selection) -> str:
+    """A reason suffix naming the events left out for conflicting copies ('' if none)."""
+    if not sel.conflicting:
+        return ""
+    examples = ", ".join(sel.conflicting[:3])
+    return (
+        f"; {len(sel.conflicting)} events left out: archived twice with different features or "
+        f"time under one id (e.g. {examples}); give every event a unique id"
+    )
 
 
 def _trained_at(training: Any) -> datetime:

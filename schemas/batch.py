@@ -10,7 +10,9 @@ High-throughput producers send ``content-type: application/vnd.apache.arrow.stre
 * every other column is a numeric feature, read as float64.
 
 Decoding checks everything a later step would trip over, so a batch that passes can be
-archived and monitored: the buffers are validated in full (offsets in bounds, UTF-8 strings),
+archived and monitored: IPC body compression is refused before anything is decompressed
+(the sender chooses the decompressed size), the buffers are validated in full (offsets in
+bounds, UTF-8 strings),
 event ids have 1-256 characters like JSON events, and timestamps lie in the same range as
 JSON event times (`MIN_TIMESTAMP_US`..`MAX_TIMESTAMP_US`).
 
@@ -26,6 +28,7 @@ JSON event times (`MIN_TIMESTAMP_US`..`MAX_TIMESTAMP_US`).
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from driftline.schemas._base import SCHEMA_VERSION, _check_pipeline
+from driftline.schemas._ipc import compressed_batches
 from driftline.schemas.events import MAX_TIMESTAMP_US, MIN_TIMESTAMP_US, InferenceEvent
 from driftline.schemas.exceptions import MalformedError, SchemaError, SchemaVersionError
 
@@ -90,6 +94,17 @@ class InferenceBatch:
     @classmethod
     def from_ipc(cls, data: bytes) -> InferenceBatch:
         """Decode and validate; raise `SchemaError` (with a reason code) when the bytes are bad."""
+        try:
+            compressed = compressed_batches(data)
+        except (pa.ArrowException, OSError, struct.error, IndexError) as exc:
+            raise MalformedError(f"not an Arrow IPC stream: {type(exc).__name__}: {exc}") from None
+        if compressed:
+            # The sender writes the decompressed sizes: 25 kB can ask for 800 MB (see _ipc).
+            raise SchemaError(
+                f"Arrow batch uses IPC body compression ({compressed} compressed batches), which "
+                "driftline refuses unread (a small message can decompress to gigabytes); send "
+                "uncompressed IPC and let the Kafka producer compress (compression.type)"
+            )
         try:
             table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
             # Cheap checks trust the buffers; a bit flip in an offset buffer or a string
@@ -235,6 +250,7 @@ def batch_contract() -> dict[str, Any]:
         "description": "Arrow IPC stream of inference rows (content-type "
         f"{ARROW_CONTENT_TYPE}); every column not listed here is a numeric feature (float64).",
         "content_type": ARROW_CONTENT_TYPE,
+        "body_compression": "none (compress with the Kafka producer's compression.type)",
         "schema_metadata": {
             META_SCHEMA_VERSION.decode(): str(SCHEMA_VERSION),
             META_PIPELINE.decode(): "pipeline name",

@@ -215,7 +215,9 @@ class ModelVersionEvent(Event):
 
     A pointer, never the weights: consumers verify the publisher's signature, resolve
     ``artifact_uri`` inside their own artifact store, and check ``content_hash`` (sha256 hex of
-    the artifact bytes) before swapping.
+    the artifact bytes) before swapping. A validly signed event can still be sent again by
+    anyone who can write the topic; the signed ``deployment_seq`` (else ``deployed_at``) orders
+    deployments so that a consumer never goes back to an older one.
     """
 
     schema_name: ClassVar[str] = "model_version_event"
@@ -233,6 +235,12 @@ class ModelVersionEvent(Event):
     parent_model_version_id: str | None = None
     reason: str = ""
     deployed_at: UtcDatetime = Field(default_factory=utcnow)
+    deployment_seq: int | None = Field(
+        default=None,
+        ge=1,
+        description="the deployment's place in its alias's history (1, 2, ...; a rollback is "
+        "a new entry): consumers refuse an event older than the one they serve (a replay)",
+    )
     signature: str | None = Field(default=None, max_length=128)
     """Base64 Ed25519 signature of the other fields (see `driftline.schemas.signing`)."""
     key_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
@@ -255,6 +263,11 @@ class DeadLetterReason(StrEnum):
     OVERSIZED = "oversized"
     UNKNOWN_CONTENT_TYPE = "unknown_content_type"
     WRONG_PIPELINE = "wrong_pipeline"
+    UNKNOWN_SCHEMA = "unknown_schema"
+    """Confluent wire format with a schema id the configured registry does not know (or no
+    registry configured)."""
+    UNSUPPORTED_SCHEMA = "unsupported_schema"
+    """Confluent wire format with a registered schema of a type driftline does not read."""
     POISON = "poison"
     """Passed validation yet made the step fail (archive or decode) on every attempt."""
 

@@ -85,7 +85,10 @@ def key_id(public_key: bytes) -> str:
 
 
 def _canonical(event: ModelVersionEvent) -> bytes:
-    doc = event.model_dump(mode="json", exclude={"signature", "key_id"})
+    unsigned = {"signature", "key_id"}
+    if event.deployment_seq is None:  # events signed before the field existed stay valid
+        unsigned.add("deployment_seq")
+    doc = event.model_dump(mode="json", exclude=unsigned)
     return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
 
 

@@ -1,4 +1,11 @@
-"""Prometheus metrics of the monitor, served over HTTP on ``Settings.metrics_port``.
+"""Prometheus metrics of the monitor and the retrainer, served over HTTP.
+
+The worker serves `MonitorMetrics` on ``Settings.metrics_port``; the retrainer service serves
+`RetrainerMetrics` on ``Settings.retrainer_metrics_port`` (by default the next port). A
+consumer service's `ModelSubscriber` keeps its metrics in the service's own registry
+(`driftline.streams.sdk.metrics`).
+
+The monitor's:
 
     driftline_events_total{pipeline}                 valid input rows
     driftline_batches_total{pipeline}                micro-batches processed
@@ -18,6 +25,18 @@
     driftline_batch_seconds{pipeline}                processing time per micro-batch
     driftline_checkpoint_seconds{pipeline}           time to save state and ack
 
+The retrainer's:
+
+    driftline_trainings_total{pipeline,outcome,trigger}  finished retrainer calls: outcome is
+                                                     COMPLETE/FAILED/SKIPPED/DUPLICATE/IGNORED,
+                                                     trigger drift/bootstrap/time/data_amount/...
+    driftline_gate_decisions_total{pipeline,decision}  challenger vs champion: deploy or keep
+    driftline_deployments_total{pipeline}            models deployed (and published)
+    driftline_label_requests_total{pipeline}         trainings skipped asking for labels
+    driftline_alarms_waiting_for_labels{pipeline}    drift alarms held until labels come back
+    driftline_training_seconds{pipeline}             wall time of a training (COMPLETE/FAILED)
+    driftline_retrainer_errors_total{pipeline}       store/broker failures (the record is retried)
+
 >>> m = MonitorMetrics("fraud")
 >>> m.dead_letters.labels(pipeline="fraud", reason="malformed").inc()
 >>> b"driftline_dead_letters_total" in m.exposition()
@@ -26,8 +45,9 @@ True
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -38,10 +58,32 @@ from prometheus_client import (
     start_http_server,
 )
 
+from driftline.errors import ConfigError
 from driftline.streams.monitor.messages import RawMessage
 from driftline.streams.monitor.step import LabelOutput, MonitorOutput
 
-__all__ = ["MonitorMetrics"]
+if TYPE_CHECKING:
+    from driftline.retrainer.outcome import TrainingOutcome
+
+__all__ = ["MonitorMetrics", "RetrainerMetrics", "serve_registry"]
+
+
+def serve_registry(
+    registry: CollectorRegistry, port: int, setting: str, addr: str = "0.0.0.0"
+) -> None:
+    """Serve ``/metrics`` of ``registry`` on ``port`` from a background thread.
+
+    A port already taken is a :class:`ConfigError` naming ``setting``, the option to change.
+    """
+    try:
+        start_http_server(port, addr=addr, registry=registry)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise ConfigError(
+            f"metrics port {port} is already in use (another driftline process on this host?): "
+            f"set {setting} to a free port, or 0 to turn metrics off"
+        ) from None
 
 
 class MonitorMetrics:
@@ -147,4 +189,99 @@ class MonitorMetrics:
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         """Serve ``/metrics`` on ``port`` from a background thread."""
-        start_http_server(port, addr=addr, registry=self.registry)
+        serve_registry(self.registry, port, "DRIFTLINE_METRICS_PORT (metrics_port)", addr)
+
+
+class RetrainerMetrics:
+    """The retrainer service's metrics in a registry of their own.
+
+    >>> from driftline.retrainer.outcome import TrainingOutcome
+    >>> m = RetrainerMetrics("fraud")
+    >>> m.observe_outcome(TrainingOutcome("SKIPPED", "too few labels", trigger={"kind": "drift"}))
+    >>> b'outcome="SKIPPED",pipeline="fraud",trigger="drift"' in m.exposition()
+    True
+    """
+
+    def __init__(self, pipeline: str, registry: CollectorRegistry | None = None) -> None:
+        self.pipeline = pipeline
+        self.registry = registry or CollectorRegistry()
+        r, p = self.registry, ["pipeline"]
+        self.trainings = Counter(
+            "driftline_trainings",
+            "Finished retrainer calls by outcome and trigger",
+            [*p, "outcome", "trigger"],
+            registry=r,
+        )
+        self.gate_decisions = Counter(
+            "driftline_gate_decisions",
+            "Gate decisions: deploy the challenger or keep the champion",
+            [*p, "decision"],
+            registry=r,
+        )
+        self.deployments = Counter(
+            "driftline_deployments", "Models deployed by the retrainer", p, registry=r
+        )
+        self.label_requests = Counter(
+            "driftline_label_requests", "Trainings skipped asking for labels", p, registry=r
+        )
+        self.waiting = Gauge(
+            "driftline_alarms_waiting_for_labels",
+            "Drift alarms held until enough labels came back",
+            p,
+            registry=r,
+        )
+        self.training_seconds = Histogram(
+            "driftline_training_seconds",
+            "Wall time of a training",
+            p,
+            buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
+            registry=r,
+        ).labels(pipeline=pipeline)
+        self.errors = Counter(
+            "driftline_retrainer_errors",
+            "Store or broker failures of the retrainer (the record is handled again)",
+            p,
+            registry=r,
+        )
+        # Every unlabelled series exists from the start, at zero: alerts see a flat line.
+        for counter in (self.deployments, self.label_requests, self.errors):
+            counter.labels(pipeline=pipeline)
+        for decision in ("deploy", "keep_champion"):
+            self.gate_decisions.labels(pipeline=pipeline, decision=decision)
+        self.waiting.labels(pipeline=pipeline).set(0)
+
+    def observe_outcome(self, outcome: TrainingOutcome) -> None:
+        """Count one finished retrainer call."""
+        p = self.pipeline
+        trigger = str(outcome.trigger.get("kind", "none"))
+        self.trainings.labels(pipeline=p, outcome=outcome.status, trigger=trigger).inc()
+        gate = outcome.metrics.get("gate") if outcome.metrics else None
+        if isinstance(gate, dict):
+            decision = "deploy" if gate.get("deploy") else "keep_champion"
+            self.gate_decisions.labels(pipeline=p, decision=decision).inc()
+        if outcome.deployed:
+            self.deployments.labels(pipeline=p).inc()
+        if outcome.label_request is not None:
+            self.label_requests.labels(pipeline=p).inc()
+        total = outcome.timings.get("total_s")
+        if total is not None and outcome.status in ("COMPLETE", "FAILED"):
+            self.training_seconds.observe(total)
+
+    def observe_waiting(self, alarms: int) -> None:
+        """How many drift alarms wait for labels now."""
+        self.waiting.labels(pipeline=self.pipeline).set(alarms)
+
+    def observe_errors(self, count: int) -> None:
+        """``count`` more store/broker failures."""
+        if count > 0:
+            self.errors.labels(pipeline=self.pipeline).inc(count)
+
+    def exposition(self) -> bytes:
+        """The metrics in Prometheus text format."""
+        return generate_latest(self.registry)
+
+    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
+        """Serve ``/metrics`` on ``port`` from a background thread."""
+        serve_registry(
+            self.registry, port, "DRIFTLINE_RETRAINER_METRICS_PORT (retrainer_metrics_port)", addr
+        )

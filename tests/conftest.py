@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -88,3 +89,64 @@ def topic_factory(
             # A topic already gone is fine at teardown.
             with contextlib.suppress(Exception):
                 future.result(timeout=30)
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """A real S3 API server (moto's server mode) on a free loopback port: its endpoint URL."""
+    import socket
+    import sys
+    import time
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("moto's S3 server did not start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A real PostgreSQL server's URL (with its password): ``DRIFTLINE_TEST_POSTGRES_URL``, or
+    one ``scripts/postgres.sh start`` installs and starts."""
+    url = os.environ.get("DRIFTLINE_TEST_POSTGRES_URL")
+    if url:
+        return url
+    result = subprocess.run(
+        ["bash", str(REPO / "scripts" / "postgres.sh"), "start"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    match = re.search(r"DRIFTLINE_TEST_POSTGRES_URL='([^']+)'", result.stdout)
+    if result.returncode != 0 or match is None:
+        pytest.fail(
+            "could not start PostgreSQL with scripts/postgres.sh (set "
+            f"DRIFTLINE_TEST_POSTGRES_URL to use another server):\n{result.stderr[-2000:]}"
+        )
+    os.environ["DRIFTLINE_TEST_POSTGRES_URL"] = match.group(1)
+    return match.group(1)

@@ -110,7 +110,9 @@ class DetectorConfig(_Section):
 
     kind: Literal["mmd", "feature", "output"] = "mmd"
     ert: int = Field(default=10_000, ge=1)
-    reference_rows: int = Field(default=2_000, ge=10)
+    # The detectors resample at least 40 rows to calibrate (detectors.base._MIN_REFERENCE);
+    # fewer made the worker's monitor agent crash and restart on every batch.
+    reference_rows: int = Field(default=2_000, ge=40)
     params: dict[str, Any] = Field(default_factory=dict)
 
     def build(self) -> Any:
@@ -154,13 +156,19 @@ class DriftTriggerConfig(_TriggerBase):
         gt=1,
         description="a losing episode trains again once its post-change labels grew this much",
     )
-    reuse_similarity: float | None = Field(
-        default=0.0,
-        ge=0,
-        le=1,
-        description="label-free reuse of a recurring concept: the slack below the window's "
-        "own self-similarity a past data version may score and still count as the same "
-        "concept (None: never reuse)",
+    reuse_alpha: float | None = Field(
+        default=0.05,
+        gt=0,
+        lt=0.5,
+        description="label-free reuse of a recurring concept: level of the calibrated test "
+        "of the rows after the alarm against each past deployed model's training data "
+        "(a true recurrence is missed at most this often; a false alarm redeploys at most "
+        "this often); None: never reuse",
+    )
+    reuse_min_rows: int = Field(
+        default=100,
+        ge=10,
+        description="archived rows after the alarm the reuse test waits for",
     )
 
 

@@ -29,7 +29,9 @@ How to reach a secured cluster is the ``kafka_security`` block (:class:`KafkaSec
 ``[kafka_security]`` table of the file, or ``DRIFTLINE_KAFKA_SECURITY__<FIELD>`` variables
 (``DRIFTLINE_KAFKA_SECURITY__SASL_PASSWORD``, ...). Every Kafka client driftline builds — the
 Faust worker, producers, consumers, the retrainer, replay, admin commands and the subscriber
-of ``driftline subscribe`` — reads it.
+of ``driftline subscribe`` — reads it. A Schema Registry, for inputs and labels in the
+Confluent wire format, is the ``schema_registry`` block (:class:`SchemaRegistry`,
+``DRIFTLINE_SCHEMA_REGISTRY__URL``, ...).
 
 The pipeline name is ``pipeline`` when given (environment or override), else the
 ``[pipeline]`` table's ``name``; the two are kept equal. ``store_url`` is a ``SecretStr``:
@@ -72,7 +74,7 @@ from driftline.schemas import (
     Topics,
 )
 
-__all__ = ["CONFIG_ENV", "DEFAULT_CONFIG_FILE", "KafkaSecurity", "Settings"]
+__all__ = ["CONFIG_ENV", "DEFAULT_CONFIG_FILE", "KafkaSecurity", "SchemaRegistry", "Settings"]
 
 CONFIG_ENV = "DRIFTLINE_CONFIG"
 DEFAULT_CONFIG_FILE = "driftline.toml"
@@ -185,6 +187,91 @@ class KafkaSecurity(BaseModel):
         return context
 
 
+class SchemaRegistry(BaseModel):
+    """Where the Confluent-compatible Schema Registry is, for inputs and labels in the wire
+    format (magic byte 0, a 4-byte schema id, then Avro or JSON Schema data) and for
+    ``driftline schemas register``.
+
+    ``url`` is the registry's base URL (Confluent: ``https://sr.example:8081``; Apicurio:
+    ``.../apis/ccompat/v7``). It is the only place driftline takes a registry address from:
+    a message's schema id only selects a schema at this registry. Credentials go in
+    ``basic_auth_user``/``basic_auth_password`` (a `SecretStr`, never printed), not in the
+    URL; ``ssl_ca_location`` is a PEM file of trusted CAs for an ``https`` registry with a
+    private CA. ``cache_schemas`` caps the schemas held in memory.
+
+    >>> r = SchemaRegistry(url="https://sr:8081", basic_auth_user="svc",
+    ...                    basic_auth_password="hunter2")
+    >>> r.client_config()["basic.auth.user.info"], "hunter2" in repr(r)
+    ('svc:hunter2', False)
+    >>> SchemaRegistry(url="http://u:p@sr:8081")
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for SchemaRegistry
+    ...
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str | None = Field(default=None, description="base URL of the registry's API")
+    basic_auth_user: str | None = None
+    basic_auth_password: SecretStr | None = None
+    ssl_ca_location: Path | None = Field(default=None, description="PEM file of trusted CAs")
+    timeout_s: float = Field(default=10.0, gt=0, description="timeout of one registry request")
+    cache_schemas: int = Field(default=1000, ge=1, description="most schemas held in memory")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme.lower() not in ("http", "https") or not rest:
+            raise ValueError("the registry URL must be http://host[:port][/path] or https://...")
+        if "@" in rest.split("/", 1)[0]:
+            raise ValueError(
+                "credentials in the registry URL: set basic_auth_user and basic_auth_password"
+            )
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SchemaRegistry:
+        if (self.basic_auth_user is None) != (self.basic_auth_password is None):
+            raise ValueError("basic_auth_user and basic_auth_password go together")
+        if self.url is None and (self.basic_auth_user or self.ssl_ca_location):
+            raise ValueError("schema registry settings given without a url")
+        if self.ssl_ca_location is not None and not self.ssl_ca_location.is_file():
+            raise ValueError(f"{self.ssl_ca_location} is not a file")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return self.url is not None
+
+    def client_config(self) -> dict[str, Any]:
+        """The configuration of confluent-kafka's ``SchemaRegistryClient`` for this block."""
+        if self.url is None:
+            raise ConfigError(
+                "no schema registry configured: set DRIFTLINE_SCHEMA_REGISTRY__URL "
+                "(or url in the [schema_registry] table of the config file)"
+            )
+        out: dict[str, Any] = {
+            "url": self.url,
+            "timeout": self.timeout_s,
+            "cache.capacity": self.cache_schemas,
+            # One quick retry: a registry that stays down fails the step (see
+            # streams/monitor/registry.py), it is not waited for here.
+            "max.retries": 1,
+        }
+        if self.basic_auth_user is not None and self.basic_auth_password is not None:
+            out["basic.auth.credentials.source"] = "USER_INFO"
+            out["basic.auth.user.info"] = (
+                f"{self.basic_auth_user}:{self.basic_auth_password.get_secret_value()}"
+            )
+        if self.ssl_ca_location is not None:
+            out["ssl.ca.location"] = str(self.ssl_ca_location)
+        return out
+
+
 class Settings(BaseSettings):
     """Where a pipeline's data flows and how the streaming processes behave.
 
@@ -212,6 +299,10 @@ class Settings(BaseSettings):
     kafka_security: KafkaSecurity = Field(
         default_factory=KafkaSecurity, description="TLS and SASL of the Kafka connection"
     )
+    schema_registry: SchemaRegistry = Field(
+        default_factory=SchemaRegistry,
+        description="Schema Registry for wire-format (Avro / JSON Schema) inputs and labels",
+    )
     partitions: int = Field(default=1, ge=1, description="partitions of every pipeline topic")
     store_url: SecretStr = SecretStr("sqlite:///driftline.db")
     artifacts: str = Field(default="artifacts", description="directory or pyarrow FS URI")
@@ -222,6 +313,12 @@ class Settings(BaseSettings):
         default="", description="comma-separated base64 Ed25519 public keys trusted for models"
     )
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 turns metrics off")
+    retrainer_metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="the retrainer's metrics port (default: metrics_port + 1; 0 turns them off)",
+    )
     batch_size: int = Field(
         default=1000, ge=1, description="most messages per micro-batch (one fetch)"
     )
@@ -270,6 +367,20 @@ class Settings(BaseSettings):
         """Topic names of this pipeline."""
         return Topics(self.pipeline)
 
+    @property
+    def retrainer_metrics_port_or_default(self) -> int:
+        """Where the retrainer serves its metrics: ``retrainer_metrics_port``, else the port
+        after ``metrics_port`` (so a worker and a retrainer share a host), 0 when off.
+
+        >>> Settings(pipeline="p").retrainer_metrics_port_or_default
+        9465
+        >>> Settings(pipeline="p", metrics_port=0).retrainer_metrics_port_or_default
+        0
+        """
+        if self.retrainer_metrics_port is not None:
+            return self.retrainer_metrics_port
+        return self.metrics_port + 1 if self.metrics_port else 0
+
     def model_version_signer(self) -> ModelVersionSigner | None:
         """The signer of the publisher (retrainer, rollback), or None without `signing_key`."""
         if self.signing_key is None:
@@ -308,7 +419,7 @@ class Settings(BaseSettings):
                     ""
                     if any(
                         w in str(err["loc"])
-                        for w in ("secret", "store_url", "security", "signing_key")
+                        for w in ("secret", "store_url", "security", "signing_key", "registry")
                     )
                     else f" (got {redact(str(err.get('input')))!r})"
                 )

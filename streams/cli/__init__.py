@@ -5,6 +5,7 @@
     driftline retrainer             train and publish model versions from {p}.drift
     driftline replay FILE           send a Parquet/CSV file to {p}.inputs
     driftline status | lineage | rollback | backtest | report
+    driftline schemas register      the events' JSON Schemas into the Schema Registry
 
 Each group of commands lives next to the code it drives; this module only assembles them.
 """
@@ -17,7 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 from driftline.errors import DriftlineError
-from driftline.streams.cli import embedded, ingest, loop
+from driftline.streams.cli import embedded, ingest, loop, schemas
 
 
 class _Commands(TyperGroup):
@@ -38,6 +39,8 @@ app = typer.Typer(
     help="Label-free drift detection on Kafka and automatic, warm-started retraining.",
     no_args_is_help=True,
     add_completion=False,
+    # A traceback (a bug) must not print local variables: they can hold passwords and keys.
+    pretty_exceptions_show_locals=False,
 )
 
 
@@ -54,7 +57,7 @@ def version() -> None:
     typer.echo(installed("driftline"))
 
 
-for module in (embedded, ingest, loop):
+for module in (embedded, ingest, loop, schemas):
     module.register(app)
 
 

@@ -39,7 +39,11 @@ def replay(
     pipeline: str | None = _PIPELINE,
     rate: float | None = typer.Option(None, help="Rows per second (default: as fast as possible)."),
     format: str = typer.Option(
-        "json", "--format", "-f", help="json (one event per message) or arrow."
+        "json",
+        "--format",
+        "-f",
+        help="json (one event per message), arrow, or registry-json (JSON Schema in the "
+        "Confluent wire format, via the configured Schema Registry).",
     ),
     batch_rows: int = typer.Option(1000, help="Rows per Arrow message."),
     labels_delay: int | None = typer.Option(

@@ -101,11 +101,19 @@ def retrainer(
     import signal
 
     from driftline.streams.kafka.retrainer_service import RetrainerService
+    from driftline.streams.metrics import RetrainerMetrics
 
     _logging(verbose)
     settings = _settings(config, pipeline)
+    metrics = RetrainerMetrics(settings.pipeline)
+    if settings.retrainer_metrics_port_or_default:
+        metrics.serve(settings.retrainer_metrics_port_or_default)
     service = RetrainerService(
-        settings, group_id=group_id, tick_interval_s=tick_interval, stale_after_s=stale_after
+        settings,
+        group_id=group_id,
+        tick_interval_s=tick_interval,
+        stale_after_s=stale_after,
+        metrics=metrics,
     )
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: service.stop())

@@ -18,9 +18,9 @@ the statistic after every micro-batch, alarms, trainings and deployments, each p
 stream row where it happened, which is what the report and the composite evaluation need.
 
 Training runs synchronously between micro-batches: the replay clock is the event time of the
-rows, so a back-test gives the same result however fast the machine is. One thing the runner
-adds: labels come ``label_delay`` rows late, so an alarm is handed to the retrainer once
-``selection.min_labelled_rows`` rows after it have their labels (see `_hand_over_alarms`).
+rows, so a back-test gives the same result however fast the machine is. Labels come
+``label_delay`` rows late; alarms are handed over at once and the retrainer waits for the
+labels of the rows after the change point, exactly as behind Kafka.
 
 >>> import tempfile, numpy as np
 >>> from driftline.lifecycle_store import LifecycleStore
@@ -337,7 +337,6 @@ class EmbeddedRunner:
             self.publisher,
             self.pipeline,
             min_labelled_rows=config.selection.min_labelled_rows,
-            labels=lambda: self._labelled_rows,
             send_dead_letter=lambda d: self.bus.produce(self.topics.dlq, d.to_json()),
             on_outcome=lambda outcome: self._log.add(outcome, self._row),
         )
@@ -347,7 +346,6 @@ class EmbeddedRunner:
         self._summaries = self.bus.consumer(group, [self.topics.detector_summaries])
         self._drift = self.bus.consumer("driftline-retrainer", [self.topics.drift])
         self._versions = self.bus.consumer("driftline-monitor-models", [self.topics.model_versions])
-        self._labelled_rows = 0
         self._row = 0
         self._log = _Log(policy, self.pipeline)
         self._alarms: list[tuple[DriftEvent, int]] = []
@@ -367,12 +365,11 @@ class EmbeddedRunner:
             self._send_rows(stream, lo, hi)
             due = max(labelled, hi - stream.label_delay)
             self._send_labels(stream, labelled, due)
-            labelled = self._labelled_rows = due
+            labelled = due
             await self._step(stream, hi, log)
             if progress is not None:
                 progress(hi, log.result(hi, time.perf_counter() - started))
         self._send_labels(stream, labelled, len(stream))
-        self._labelled_rows = len(stream)
         await self._step(stream, len(stream), log)
         await self.monitor_loop.checkpoint()
         self.retrainer.close()
@@ -411,17 +408,13 @@ class EmbeddedRunner:
         self._versions.commit()
 
     def _hand_over_alarms(self) -> None:
-        """Give the retrainer each alarm once ``min_labelled_rows`` rows after it have labels.
+        """Give the retrainer each alarm at once, as the Kafka retrainer service does.
 
-        A drift is caught within rows, its labels come ``label_delay`` rows later: handed
-        over at once, the alarm would find only rows of the old concept labelled and skip or
-        train on them. A replay knows which rows are labelled, so it waits for the drifted
-        ones; an alarm the retrainer skips for want of labels then waits in the
-        `RetrainerLoop`, as behind Kafka.
+        The retrainer itself waits for labelled rows after the change point (a SKIPPED
+        attempt, retried as labels come in on `Retrainer.tick`), and may redeploy a past
+        model before any label (label-free reuse of a recurring concept).
         """
-        wait = self.config.selection.min_labelled_rows
-        ready = [a for a in self._alarms if self._labelled_rows >= a[1] + wait]
-        self._alarms = [a for a in self._alarms if self._labelled_rows < a[1] + wait]
+        ready, self._alarms = self._alarms, []
         for event, _ in ready:
             self.retrainer_loop.event(event)
 

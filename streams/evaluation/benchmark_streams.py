@@ -5,8 +5,9 @@ known change at known rows. Run ``python -m driftline.streams.evaluation.benchma
 to print, per stream, composite accuracy and trainings of the drift, periodic and never
 policies, all on ``PipelineConfig(name=...)`` defaults — nothing is tuned to a stream.
 
->>> sorted(STREAMS)
-['breast-cancer-subpopulation', 'false-alarm', 'gaussian-recurring', 'wine-gradual']
+>>> sorted(STREAMS)  # doctest: +NORMALIZE_WHITESPACE
+['breast-cancer-seasonal', 'breast-cancer-subpopulation', 'false-alarm',
+ 'gaussian-recurring', 'wine-gradual']
 """
 
 from __future__ import annotations
@@ -101,6 +102,29 @@ def breast_cancer_subpopulation() -> tuple[LabelledStream, list[Concept]]:
     return _stream(x, y, "b"), concepts
 
 
+def breast_cancer_seasonal() -> tuple[LabelledStream, list[Concept]]:
+    """Breast cancer (30 features), two sensor calibrations taking turns: A, B, A, B, A.
+
+    In B the first ten sensors read inverted and offset (a recalibrated instrument), so each
+    calibration's model is poor on the other's rows; both come back, twice for A."""
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    rng = np.random.default_rng(3)
+    x0 = (data.data - data.data.mean(0)) / data.data.std(0)
+    seg, names = 2000, ["A", "B", "A", "B", "A"]
+    idx = rng.choice(len(x0), seg * len(names))
+    x = x0[idx] + rng.normal(0, 0.2, size=(len(idx), x0.shape[1]))
+    y = data.target[idx]
+    concepts = []
+    for i, name in enumerate(names):
+        lo, hi = i * seg, (i + 1) * seg
+        if name == "B":
+            x[lo:hi, :10] = 1.0 - x[lo:hi, :10]
+        concepts.append(Concept(start=lo, end=hi, concept=name, kind="sudden" if i else ""))
+    return _stream(x, y, "s"), concepts
+
+
 def false_alarm() -> tuple[LabelledStream, list[Concept]]:
     """No change at all: any training is wasted."""
     d = 10
@@ -119,6 +143,7 @@ STREAMS: dict[str, Callable[[], tuple[LabelledStream, list[Concept]]]] = {
     "wine-gradual": wine_gradual,
     "breast-cancer-subpopulation": breast_cancer_subpopulation,
     "false-alarm": false_alarm,
+    "breast-cancer-seasonal": breast_cancer_seasonal,
 }
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "deployment_gains",
     "detections",
     "false_alarms",
+    "wrong_model_rows",
 ]
 
 Predict = Callable[[str, np.ndarray], np.ndarray]
@@ -275,3 +276,43 @@ def deployment_gains(
             )
         )
     return gains
+
+
+def wrong_model_rows(
+    y_true: np.ndarray,
+    X: np.ndarray,
+    spans: Sequence[LiveSpan],
+    predict: Predict,
+    concepts: Sequence[Concept],
+    *,
+    tolerance: float = 0.05,
+    start: int = 0,
+) -> int:
+    """Rows (from ``start`` on) served by a *wrong model*: one whose accuracy on the rows of
+    the row's concept segment is more than ``tolerance`` below the best of the run's deployed
+    models there. Counts the price of serving, e.g., B's model while A has come back.
+
+    >>> import numpy as np
+    >>> y = np.array([0, 0, 1, 1])
+    >>> models = {"a": np.zeros, "b": np.ones}
+    >>> wrong_model_rows(y, np.zeros((4, 1)), [LiveSpan(0, "a"), LiveSpan(3, "b")],
+    ...     lambda mv, X: models[mv](len(X)),
+    ...     [Concept(start=0, end=2, concept="A"), Concept(start=2, end=4, concept="B")])
+    1
+    """
+    y_true = np.asarray(y_true)
+    ids = list(dict.fromkeys(s.model_version_id for s in spans))
+    wrong = 0
+    for concept in concepts:
+        lo, hi = max(concept.start, start), min(concept.end, len(y_true))
+        if hi <= lo:
+            continue
+        rows = slice(lo, hi)
+        accuracy = {m: float(np.mean(predict(m, X[rows]) == y_true[rows])) for m in ids}
+        best = max(accuracy.values(), default=0.0)
+        for i, span in enumerate(spans):
+            end = spans[i + 1].start if i + 1 < len(spans) else len(y_true)
+            served = min(end, hi) - max(span.start, lo)
+            if served > 0 and accuracy[span.model_version_id] < best - tolerance:
+                wrong += served
+    return wrong

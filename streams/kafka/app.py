@@ -36,8 +36,9 @@ worker that owns the ``{p}/champion`` key's partition receives the ModelVersionE
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from driftline.config.settings import Settings
@@ -46,6 +47,8 @@ from driftline.streams.kafka.clients import DLQ_MAX_MESSAGE_BYTES, faust_credent
 from driftline.streams.kafka.faust_batches import BatchApp, deliver_batches
 from driftline.streams.loops.monitor import CHECKPOINT_INTERVAL_S, POOL_STATE_KEY, MonitorLoop
 from driftline.streams.metrics import MonitorMetrics
+from driftline.streams.monitor.messages import RawMessage
+from driftline.streams.monitor.registry import RegistryDecoder, RegistryUnavailable
 from driftline.streams.monitor.step import MonitorStep
 from driftline.streams.transport import Offsets, Record
 
@@ -66,6 +69,7 @@ SESSION_TIMEOUT_S = 10.0
 REFERENCE_POLL_S = 5.0
 STATE_TABLE = "monitor-state"
 POOL_TABLE = "pipeline-chart"
+REGISTRY_RETRY_MAX_S = 30.0
 
 
 def app_id(pipeline: str) -> str:
@@ -140,6 +144,25 @@ def changelog_topics(settings: Settings) -> dict[str, tuple[int, dict[str, str]]
     }
 
 
+async def _while_registry_down(
+    app: Any, batch: Any, work: Callable[[Sequence[RawMessage]], Awaitable[Any]]
+) -> bool:
+    """Run ``work`` on ``batch``; while the Schema Registry is unavailable, log the error and
+    try the same batch again with backoff (the step changed nothing), never dead-lettering
+    good messages. False when the batch went stale (rebalance) before it could be done."""
+    delay = 1.0
+    while True:
+        try:
+            await work(batch.messages)
+            return True
+        except RegistryUnavailable as exc:
+            log.error("%s: trying the batch again in %.0f s", exc, delay)
+        await asyncio.sleep(delay)
+        delay = min(2 * delay, REGISTRY_RETRY_MAX_S)
+        if batch.stale(app):
+            return False
+
+
 def create_app(
     settings: Settings,
     store: LifecycleStore | None = None,
@@ -160,8 +183,11 @@ def create_app(
         pipeline=settings.pipeline,
         emit_ood=settings.emit_ood,
         max_message_bytes=settings.max_message_bytes,
-        # Rows wait for the checkpoint, which archives them as one segment.
+        # Rows wait for the checkpoint (or 50k rows), which archives them as one segment on
+        # the writer thread while the next batches are processed.
         archive_rows=max(50_000, settings.batch_size),
+        registry=RegistryDecoder.from_settings(settings.schema_registry),
+        background_archive=True,
     )
 
     app = BatchApp(
@@ -210,7 +236,8 @@ def create_app(
         async for batch in stream:
             if batch.stale(app):  # fetched before a rebalance: Faust seeks back to the commit
                 continue
-            await loop.inputs(batch.messages)
+            if not await _while_registry_down(app, batch, loop.inputs):
+                continue
             if metrics is not None:
                 metrics.observe_lag(app, batch.messages[-1:])  # one partition per batch
 
@@ -224,7 +251,7 @@ def create_app(
     async def label_agent(stream: Any) -> None:
         async for batch in stream:
             if not batch.stale(app):
-                await loop.labels(batch.messages)
+                await _while_registry_down(app, batch, loop.labels)
 
     verifier = settings.model_version_verifier()
 

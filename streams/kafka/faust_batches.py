@@ -114,6 +114,39 @@ def raw_message(record: Any) -> RawMessage:
     )
 
 
+def raw_messages(records: Any) -> list[RawMessage]:
+    """`raw_message` of every record of a fetch; records of one producer batch share their
+    timestamp, so its datetime is built once per distinct value.
+
+    >>> from aiokafka.structs import ConsumerRecord
+    >>> rs = [ConsumerRecord("p.inputs", 0, i, 1767225600000, 0, None, b"{}", None, 0, 2, [])
+    ...       for i in range(3)]
+    >>> ms = raw_messages(rs)
+    >>> [m.offset for m in ms], ms[0].timestamp is ms[2].timestamp, ms[1] == raw_message(rs[1])
+    ([0, 1, 2], True, True)
+    """
+    out = []
+    last_millis: int | None = None
+    stamp: datetime | None = None
+    for record in records:
+        millis, headers = record.timestamp, record.headers
+        if millis != last_millis:
+            last_millis = millis
+            stamp = None if millis is None else datetime.fromtimestamp(millis / 1000, tz=UTC)
+        out.append(
+            RawMessage(
+                record.value or b"",
+                record.key,
+                tuple([(k, b"" if v is None else v) for k, v in headers]) if headers else (),
+                record.topic,
+                record.partition,
+                record.offset,
+                stamp,
+            )
+        )
+    return out
+
+
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
@@ -146,7 +179,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
             # before, in the middle of this fetch.
             rebalanced = generation != self.app.consumer_generation_id
             if not rebalanced and self.flow_active and (active is None or tp in active):
-                await handler(Batch(generation, [raw_message(r) for r in fetched]))
+                await handler(Batch(generation, raw_messages(fetched)))
                 self._read_offset[tp] = fetched[-1].offset
             elif not rebalanced:
                 # The client's position is already past these records: without a seek they

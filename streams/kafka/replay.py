@@ -111,15 +111,18 @@ def replay(
     """Send the rows of ``path`` to ``{p}.inputs`` (and labels to ``{p}.labels``).
 
     ``rate`` caps rows per second (None: as fast as the broker takes them). ``fmt`` is
-    ``json`` (one event per message) or ``arrow`` (``batch_rows`` rows per message).
+    ``json`` (one event per message), ``arrow`` (``batch_rows`` rows per message) or
+    ``registry-json`` (one event per message, inputs and labels in the Confluent wire format
+    with their JSON Schema at ``settings.schema_registry``, as a Schema Registry producer
+    sends them).
     ``inject``/``at``/``magnitude``/``inject_features`` inject a drift (see
     `driftline.streams.evaluation.scenarios`). ``on_sent(rows)`` is called after each message is
     queued.
     """
     from driftline.streams.kafka.clients import make_producer
 
-    if fmt not in ("json", "arrow"):
-        raise ReplayError(f"format {fmt!r} is not known: use 'json' or 'arrow'")
+    if fmt not in ("json", "arrow", "registry-json"):
+        raise ReplayError(f"format {fmt!r} is not known: use 'json', 'arrow' or 'registry-json'")
     if rate is not None and rate <= 0:
         raise ReplayError(f"rate must be > 0 rows per second, got {rate}")
     table = load_table(path)
@@ -143,6 +146,17 @@ def replay(
     )
     stamps = _timestamps(table)
     topics = settings.topics
+    wire = None
+    if fmt == "registry-json":
+        from driftline.streams.kafka.schema_registry import WireEncoder
+
+        wire = WireEncoder(settings.schema_registry)  # ConfigError without a registry URL
+
+    def encode(topic: str, schema_name: str, doc: dict[str, Any]) -> tuple[bytes, list[Any]]:
+        if wire is None:
+            return orjson.dumps(doc), _JSON
+        return wire.encode(topic, schema_name, doc), []  # the wire format has no header
+
     producer = make_producer(settings, linger_ms=20, compression_type="lz4")
     sent_rows = messages = sent_labels = 0
     started = time.monotonic()
@@ -168,7 +182,7 @@ def replay(
         for i in range(max(0, sent_labels_upto[0]), max(0, upto)):
             label = labels[i]
             doc = {"event_id": ids[i], "label": label, "timestamp": _iso(datetime.now(UTC))}
-            produce(topics.labels, orjson.dumps(doc), ids[i].encode(), _JSON)
+            produce(topics.labels, *_keyed(encode(topics.labels, "label_event", doc), ids[i]))
             count += 1
         sent_labels_upto[0] = max(sent_labels_upto[0], upto)
         return count
@@ -176,17 +190,18 @@ def replay(
     sent_labels_upto = [0]
     bar = _progress(progress, n)
     try:
-        step = 1 if fmt == "json" else batch_rows
+        step = batch_rows if fmt == "arrow" else 1
         for lo in range(0, n, step):
             hi = min(n, lo + step)
-            if fmt == "json":
+            if fmt != "arrow":
                 doc = {
                     "event_id": ids[lo],
                     "timestamp": stamps[lo] if stamps is not None else _iso(datetime.now(UTC)),
                     "pipeline": settings.pipeline,
                     "features": dict(zip(names, x[lo].tolist(), strict=True)),
                 }
-                produce(topics.inputs, orjson.dumps(doc), ids[lo].encode(), _JSON)
+                value = encode(topics.inputs, "inference_event", doc)
+                produce(topics.inputs, *_keyed(value, ids[lo]))
             else:
                 when = (
                     [datetime.fromisoformat(s) for s in stamps[lo:hi]]
@@ -219,6 +234,11 @@ def replay(
         if bar is not None:
             bar[0].stop()
     return ReplayReport(sent_rows, messages, sent_labels, time.monotonic() - started, run)
+
+
+def _keyed(encoded: tuple[bytes, list[Any]], key: str) -> tuple[bytes, bytes, list[Any]]:
+    """(value, key, headers) for `produce` from what `encode` returned."""
+    return encoded[0], key.encode(), encoded[1]
 
 
 def _labels(table: pa.Table, column: str, delay: int | None) -> list[Any] | None:

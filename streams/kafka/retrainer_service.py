@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from driftline.config.settings import Settings
     from driftline.lifecycle_store.store import LifecycleStore
     from driftline.retrainer.service import Retrainer
+    from driftline.streams.metrics import RetrainerMetrics
 
 __all__ = ["RetrainerService", "ServiceStats"]
 
@@ -61,6 +62,8 @@ class RetrainerService:
     (the lifecycle store at ``store_url``, a
     :class:`driftline.streams.kafka.publisher.KafkaPublisher`).
     :meth:`run` blocks until :meth:`stop` is called (e.g. from a signal handler).
+    ``metrics`` (a :class:`driftline.streams.metrics.RetrainerMetrics`) counts what it does;
+    the ``driftline retrainer`` command serves them on ``retrainer_metrics_port``.
 
     >>> from driftline.config.settings import Settings
     >>> service = RetrainerService(Settings(pipeline="fraud"), store=object(),
@@ -80,6 +83,7 @@ class RetrainerService:
         tick_interval_s: float = 5.0,
         poll_timeout_s: float = 0.5,
         stale_after_s: float | None = None,
+        metrics: RetrainerMetrics | None = None,
     ) -> None:
         if tick_interval_s <= 0 or poll_timeout_s <= 0:
             raise ValueError(
@@ -108,6 +112,8 @@ class RetrainerService:
         self._partitions: set[int] = set()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="retrainer-training")
         self.stats = ServiceStats()
+        self.metrics = metrics
+        self._errors_counted = 0
 
     # -- wiring ----------------------------------------------------------------------------
 
@@ -146,12 +152,20 @@ class RetrainerService:
                 self.publisher,
                 self.pipeline,
                 min_labelled_rows=self.settings.config.selection.min_labelled_rows,
-                labels=self._labels_total,
                 send_dead_letter=self._send_dead_letter,
                 run=self._off_loop,
                 stats=self.stats,
+                on_outcome=None if self.metrics is None else self.metrics.observe_outcome,
             )
         return self._loop
+
+    def _observe(self) -> None:
+        """Bring the gauges and the error count of ``metrics`` up to date."""
+        if self.metrics is None:
+            return
+        self.metrics.observe_waiting(self.loop.waiting_for_labels)
+        self.metrics.observe_errors(self.stats.errors - self._errors_counted)
+        self._errors_counted = self.stats.errors
 
     # -- running -----------------------------------------------------------------------------
 
@@ -166,6 +180,7 @@ class RetrainerService:
         ensure_topics(self.settings)
         self.stats.interrupted_trainings += self.release_interrupted()
         self.loop.flush()
+        self._observe()
 
     def run(self, *, max_events: int | None = None) -> ServiceStats:
         """Consume drift events until :meth:`stop` (or ``max_events`` handled)."""
@@ -193,11 +208,13 @@ class RetrainerService:
                         log.warning("consumer error on %s: %s", self.topic, message.error())
                     else:
                         self._handle_message(consumer, message)
+                        self._observe()
                         handled += 1
                         if max_events is not None and handled >= max_events:
                             break
                 if time.monotonic() >= next_tick:
                     self._tick()
+                    self._observe()
                     next_tick = time.monotonic() + self.tick_interval_s
         finally:
             self._consumer = None
@@ -249,14 +266,6 @@ class RetrainerService:
         except Exception:
             self.stats.errors += 1
             log.exception("time/amount trigger check failed; trying again next tick")
-
-    def _labels_total(self) -> int:
-        from driftline.lifecycle_store.exceptions import NotFoundError
-
-        try:
-            return sum(s.row_count for s in self.store.archive(self.pipeline).segments("labels"))
-        except NotFoundError:
-            return 0
 
     def _send_dead_letter(self, letter: DeadLetter) -> None:
         publish = getattr(self.publisher, "publish", None)

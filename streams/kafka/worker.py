@@ -9,11 +9,9 @@ is stopped (SIGTERM/SIGINT stop it cleanly; SIGKILL loses nothing, see
 
 from __future__ import annotations
 
-import errno
 import logging
 
 from driftline.config.settings import Settings
-from driftline.errors import ConfigError
 
 __all__ = ["run_worker"]
 
@@ -31,16 +29,7 @@ def run_worker(settings: Settings, *, loglevel: str = "warning") -> None:
 
     metrics = MonitorMetrics(settings.pipeline)
     if settings.metrics_port:
-        try:
-            metrics.serve(settings.metrics_port)
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                raise
-            raise ConfigError(
-                f"metrics port {settings.metrics_port} is already in use (another worker on "
-                "this host?): set DRIFTLINE_METRICS_PORT (metrics_port) to a free port, or 0 "
-                "to turn metrics off"
-            ) from None
+        metrics.serve(settings.metrics_port)
     created = ensure_topics(settings, extra=changelog_topics(settings))
     if created:
         log.info("created topics %s", created)

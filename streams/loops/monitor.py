@@ -12,6 +12,14 @@ offsets whose labels are archived. A worker killed with SIGKILL restarts from th
 the state is recovered, rows it already covers are skipped (the state remembers the offsets
 it folded in), so nothing is lost and nothing is counted twice.
 
+The checkpoint of `checkpoint_if_due` does not wait for the archive: it hands the pending
+rows to the step's archive writer and takes the state snapshot at once, and the loop goes on
+with the next batches while the segment is written (`MonitorStep` with
+``background_archive``). Only when the segment is written does it save that snapshot and
+commit its offsets (first sending the ``poison`` dead letters of rows the archive refused);
+if the store refused the segment, the snapshot is dropped and its rows are written with the
+next one. At most one such checkpoint is under way; `checkpoint` waits for everything.
+
 >>> import asyncio, tempfile
 >>> from driftline.config.pipeline import PipelineConfig
 >>> from driftline.lifecycle_store import LifecycleStore
@@ -34,9 +42,13 @@ it folded in), so nothing is lost and nothing is counted twice.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
 
 from driftline.schemas import DeadLetter
 from driftline.streams.metrics import MonitorMetrics
@@ -85,6 +97,18 @@ def output_records(step: MonitorStep, out: MonitorOutput) -> list[Record]:
     return records
 
 
+@dataclass
+class _Checkpoint:
+    """A checkpoint taken but not saved yet: it waits for the archive to be written."""
+
+    archived: Future[Any]
+    states: dict[int, tuple[str, bytes]]  # partition -> (topic, state)
+    offsets: dict[tuple[str, int], int]
+    labels: dict[tuple[str, int], int]
+    started: float
+    pool: tuple[bytes | None, dict[tuple[str, int], int]] | None = None
+
+
 class MonitorLoop:
     """Drive one `MonitorStep` over ``transport`` (see the module docstring)."""
 
@@ -109,6 +133,7 @@ class MonitorLoop:
         self._summaries: dict[tuple[str, int], int] = {}
         self._pool_restored = False
         self._last = time.monotonic()
+        self._under_way: _Checkpoint | None = None
 
     @staticmethod
     def state_key(partition: int) -> bytes:
@@ -185,6 +210,11 @@ class MonitorLoop:
         """
         gone = set(partitions)
         self.step.drop_partitions(gone)
+        cp = self._under_way
+        if cp is not None:  # the new owner redelivers from the last commit
+            cp.states = {p: v for p, v in cp.states.items() if p not in gone}
+            cp.offsets = {k: v for k, v in cp.offsets.items() if k[1] not in gone}
+            cp.labels = {k: v for k, v in cp.labels.items() if k[1] not in gone}
         self._restored -= gone
         for p in gone:
             self._pending.pop(p, None)
@@ -195,33 +225,75 @@ class MonitorLoop:
         return bool(waiting) and time.monotonic() - self._last >= self.interval_s
 
     async def checkpoint_if_due(self) -> None:
+        """Finish a checkpoint whose archive is written; take a new one if due (without
+        waiting for its archive, see the module docstring)."""
+        await self._finish(wait=False)
         if self.due():
-            await self.checkpoint()
+            await self._finish(wait=True)  # at most one under way
+            self._begin()
+            await self._finish(wait=False)
 
     async def checkpoint(self) -> None:
         """Save the state of the touched partitions, then commit the offsets it covers."""
+        await self._finish(wait=True)
+        self._begin()
+        await self._finish(wait=True)
+
+    def _begin(self) -> None:
+        """Hand the pending rows to the archive and snapshot the touched partitions."""
         pending, self._pending = self._pending, {}
         self._last = time.monotonic()
         started = time.perf_counter()
-        offsets = {}
+        archived = self.step.submit_archive()
+        states, offsets = {}, {}
         for partition, topic in sorted(pending.items()):
-            state = self.step.state_bytes([partition])  # archives the rows it holds first
-            self.transport.save_state(partition, self.state_key(partition), state)
-            nxt = self.step.next_offset(topic, partition)
-            if nxt is not None:
-                offsets[(topic, partition)] = nxt
-        if self._summaries:
-            pool = self.step.pool_state_bytes()
-            if pool is not None:
-                self.transport.save_pool_state(pool)
-            offsets.update(self._summaries)
-            self._summaries = {}
+            states[partition] = (topic, self.step.state_bytes([partition], flush=False))
+            covered = self.step.covered_offset(topic, partition)
+            if covered is not None:
+                offsets[(topic, partition)] = covered
+        labels: dict[tuple[str, int], int] = {}
+        pool: tuple[bytes | None, dict[tuple[str, int], int]] | None = None
+        if self._summaries:  # the pipeline chart and the summary offsets it covers
+            pool, self._summaries = (self.step.pool_state_bytes(), self._summaries), {}
         if not self.step.holds_labels:  # labels that came before their rows wait with them
-            offsets.update(self._labels)
-            self._labels = {}
+            labels, self._labels = self._labels, {}
+        self._under_way = _Checkpoint(archived, states, offsets, labels, started, pool)
+
+    async def _finish(self, *, wait: bool) -> None:
+        """Save and commit the checkpoint under way once its archive is written."""
+        cp = self._under_way
+        if cp is None or (not wait and not cp.archived.done()):
+            return
+        if not cp.archived.done():
+            await asyncio.wait([asyncio.wrap_future(cp.archived)])
+        self._under_way = None
+        try:
+            self.step.collect_archive()  # raises if the store refused: the snapshot is dropped
+        except Exception:
+            self._labels = {**cp.labels, **self._labels}
+            if cp.pool is not None:
+                self._summaries = {**cp.pool[1], **self._summaries}
+            for partition, (topic, _) in cp.states.items():
+                self._pending.setdefault(partition, topic)
+            raise
+        # Poison rows are covered by the snapshot: their dead letters go out before it.
+        letters = self.step.release_dead_letters()
+        await self.transport.send(dead_letter_records(self.step.topics.dlq, letters))
+        offsets = dict(cp.labels)
+        for partition, (topic, state) in sorted(cp.states.items()):
+            self.transport.save_state(partition, self.state_key(partition), state)
+            covered = cp.offsets.get((topic, partition))
+            held = self.step.next_offset(topic, partition)
+            if covered is not None:
+                offsets[(topic, partition)] = covered if held is None else min(covered, held)
+        if cp.pool is not None:
+            chart, summaries = cp.pool
+            if chart is not None:
+                self.transport.save_pool_state(chart)
+            offsets.update(summaries)
         await self.transport.commit(offsets)
-        if self.metrics is not None and pending:
-            self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
+        if self.metrics is not None and cp.states:
+            self.metrics.checkpoint_seconds.observe(time.perf_counter() - cp.started)
 
     def _restore(self, partition: int) -> None:
         """Load the saved state of ``partition`` unless this worker restored it already."""

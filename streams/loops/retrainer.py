@@ -15,8 +15,8 @@ records and clock ticks, and commit a record's offset when `RetrainerLoop.drift`
   ModelVersionEvent; the loop flushes pending events after every record and tick (and the
   shell at start-up) and the store marks them published once the broker confirmed.
 * **Labels that come back let the episode train.** An alarm SKIPPED for want of labels is
-  kept; on each tick, once ``selection.min_labelled_rows`` more labels have arrived (the
-  shell says how it counts them), it is handed to the retrainer again — until it trains or
+  kept; on each tick, once ``selection.min_labelled_rows`` more labels have been archived,
+  it is handed to the retrainer again — until it trains or
   a new champion ends its episode.
 
 ``run`` executes the retrainer's calls: inline for a replay, on a worker thread while the
@@ -58,7 +58,9 @@ def _inline(fn: Callable[..., T], *args: Any) -> T:
 class LoopStats:
     """What the loop did: drift events, invalid records, deployments, republished outbox rows.
 
-    ``outcomes`` counts trainings by status (and ``DUPLICATE``/``IGNORED``).
+    ``outcomes`` counts trainings by status (and ``DUPLICATE``/``IGNORED``/``REUSED``);
+    ``conflicting_duplicates`` is how many events the latest training selection left out
+    because they were archived in conflicting copies (one id, other features or time).
     """
 
     drift_events: int = 0
@@ -67,6 +69,7 @@ class LoopStats:
     deployed: int = 0
     republished: int = 0
     errors: int = 0
+    conflicting_duplicates: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
 
     def count(self, status: str) -> None:
@@ -83,8 +86,9 @@ class _WaitingForLabels:
 class RetrainerLoop:
     """Hand drift records and ticks of pipeline ``pipeline`` to ``retrainer``.
 
-    ``labels`` counts the labels available so far; ``send_dead_letter`` produces a dead
-    letter durably (raising if it cannot); ``on_outcome`` sees every outcome.
+    ``labels`` counts the labels available so far (default: the retrainer's count of archived
+    labels, `Retrainer.labels_total`); ``send_dead_letter`` produces a dead letter durably
+    (raising if it cannot); ``on_outcome`` sees every outcome.
     """
 
     def __init__(
@@ -95,7 +99,7 @@ class RetrainerLoop:
         pipeline: str,
         *,
         min_labelled_rows: int,
-        labels: Callable[[], int],
+        labels: Callable[[], int] | None = None,
         send_dead_letter: Callable[[DeadLetter], object],
         on_outcome: Callable[[TrainingOutcome], None] | None = None,
         run: Runner = _inline,
@@ -106,12 +110,17 @@ class RetrainerLoop:
         self.publisher = publisher
         self.pipeline = pipeline
         self.min_labelled_rows = min_labelled_rows
-        self.labels = labels
+        self.labels = retrainer.labels_total if labels is None else labels
         self.send_dead_letter = send_dead_letter
         self.on_outcome = on_outcome
         self.run = run
         self.stats = LoopStats() if stats is None else stats
         self._waiting: dict[str, _WaitingForLabels] = {}
+
+    @property
+    def waiting_for_labels(self) -> int:
+        """How many drift alarms wait for labels to come back."""
+        return len(self._waiting)
 
     def drift(self, message: RawMessage) -> TrainingOutcome | None:
         """One record of ``{p}.drift``; returns once its offset may be committed.
@@ -191,6 +200,16 @@ class RetrainerLoop:
     def _record(self, outcome: TrainingOutcome) -> None:
         self.stats.count(outcome.status)
         self.stats.deployed += int(outcome.deployed)
+        selection = outcome.metrics.get("selection") if outcome.metrics else None
+        if isinstance(selection, dict) and "conflicting_duplicates" in selection:
+            self.stats.conflicting_duplicates = int(selection["conflicting_duplicates"])
+            if self.stats.conflicting_duplicates:
+                log.warning(
+                    "training %s left out %d events archived twice with different features "
+                    "or time under one id",
+                    outcome.training_id,
+                    self.stats.conflicting_duplicates,
+                )
         log.info("training %s: %s %s", outcome.training_id, outcome.status, outcome.reason)
         if self.on_outcome is not None:
             self.on_outcome(outcome)

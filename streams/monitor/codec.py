@@ -1,7 +1,10 @@
 """Decode and validate input messages in bulk: valid rows as columns, the rest as dead letters.
 
 Every message on ``{p}.inputs`` is either a JSON `InferenceEvent` or an Arrow IPC
-`InferenceBatch` (``content-type`` header; JSON when the header is missing). A message that
+`InferenceBatch` (``content-type`` header; JSON when the header is missing), or, with no
+header, an `InferenceEvent` in the Confluent wire format (Avro or JSON Schema with a schema id:
+`registry.RegistryDecoder` decodes a fetch's such messages in one pass, and the mappings go
+through the same typed decoder as JSON). A message that
 cannot be used becomes a `DeadLetter` carrying its original bytes, headers and source
 offsets, with a reason code; nothing is dropped silently and nothing raises.
 
@@ -27,6 +30,7 @@ makes a decoder raise something unforeseen: reason ``poison``) never costs anoth
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -51,8 +55,11 @@ from driftline.schemas import (
 )
 from driftline.schemas.events import _TIMESTAMP, TIMESTAMP_PATTERN
 from driftline.streams.monitor.messages import RawMessage
+from driftline.streams.monitor.registry import RegistryDecoder, Rejected, wire_schema_id
 from driftline.streams.monitor.rows import TIMESTAMP_TYPE, Rows, strings
-from driftline.streams.monitor.wire import decode_event
+from driftline.streams.monitor.wire import WireEvent, decode_event
+
+_NO_REGISTRY = RegistryDecoder(None)
 
 __all__ = [
     "DecodedInputs",
@@ -65,6 +72,7 @@ __all__ = [
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _MICROSECOND = timedelta(microseconds=1)
 # A JSON event waiting to become columns.
 _Pending = tuple[RawMessage, Any]
@@ -160,6 +168,30 @@ class _Batch:
         except msgspec.DecodeError as exc:
             self.reject(message, DeadLetterReason.MALFORMED, f"not JSON: {exc}")
             return
+        self._accept(message, event)
+
+    def add_decoded(self, message: RawMessage, decoded: Any) -> None:
+        """A wire-format message decoded with its registered schema (a mapping, or why it
+        could not be): held to the JSON event's contract, by the same typed decoder."""
+        if isinstance(decoded, Rejected):
+            self.reject(message, decoded.reason, decoded.detail)
+            return
+        try:
+            event = msgspec.convert(_wire_mapping(decoded), WireEvent)
+        except msgspec.ValidationError as exc:
+            self.reject(
+                message, DeadLetterReason.SCHEMA_VIOLATION, f"invalid InferenceEvent: {exc}"
+            )
+            return
+        # JSON cannot carry NaN or infinities; Avro doubles can.
+        if not all(map(math.isfinite, event.features.values())) or not all(
+            map(math.isfinite, event.probabilities or ())
+        ):
+            self.reject(message, DeadLetterReason.NON_FINITE, "NaN or infinite features")
+            return
+        self._accept(message, event)
+
+    def _accept(self, message: RawMessage, event: WireEvent) -> None:
         if event.schema_version != 1:
             self.reject(
                 message,
@@ -337,19 +369,33 @@ def _valid_time(stamp: str) -> bool:
     return True
 
 
+def _content_kind(message: RawMessage) -> str | None:
+    """The media type of ``message``'s content-type header (None without one)."""
+    content_type = message.header(CONTENT_TYPE_HEADER)
+    return content_type.split(b";")[0].strip().decode("latin-1") if content_type else None
+
+
 def decode_inputs(
     messages: Sequence[RawMessage],
     *,
     pipeline: str,
     feature_names: Sequence[str] | None = None,
     max_message_bytes: int = 8 * 1024 * 1024,
+    registry: RegistryDecoder | None = None,
 ) -> DecodedInputs:
     """Decode ``messages`` of ``{pipeline}.inputs`` into valid rows and dead letters.
 
     ``feature_names`` are the pipeline's features; when None, the first valid message's
-    features are adopted (``result.rows.feature_names``).
+    features are adopted (``result.rows.feature_names``). Messages in the Confluent wire
+    format (no content-type header, magic byte 0 and a schema id) are decoded with
+    ``registry`` (`registry.RegistryDecoder`: one registry lookup per schema id new to it);
+    without one they are dead letters (``unknown_schema``). Raises
+    `registry.RegistryUnavailable` when the registry cannot be asked.
     """
     batch = _Batch(pipeline, tuple(feature_names) if feature_names is not None else None)
+    wire = _decode_wire(messages, registry, max_message_bytes)
+    # The headers of a fetch are mostly the same few tuples: each one's kind is read once.
+    kinds: dict[tuple[tuple[str, bytes], ...], str | None] = {}
     for message in messages:
         if len(message.value) > max_message_bytes:
             batch.reject(
@@ -359,9 +405,17 @@ def decode_inputs(
                 f"{max_message_bytes}; split it into smaller batches or raise the setting",
             )
             continue
-        content_type = message.header(CONTENT_TYPE_HEADER)
-        kind = content_type.split(b";")[0].strip().decode("latin-1") if content_type else None
-        if kind is None or kind == JSON_CONTENT_TYPE:
+        headers = message.headers
+        if headers in kinds:
+            kind = kinds[headers]
+        else:
+            kind = kinds[headers] = _content_kind(message)
+        if id(message) in wire:
+            try:
+                batch.add_decoded(message, wire[id(message)])
+            except Exception as exc:
+                batch.reject(message, DeadLetterReason.POISON, f"{type(exc).__name__}: {exc}")
+        elif kind is None or kind == JSON_CONTENT_TYPE:
             try:  # add_json changes nothing until its last step: no rollback needed
                 batch.add_json(message)
             except Exception as exc:
@@ -378,13 +432,26 @@ def decode_inputs(
     return batch.finish()
 
 
-def decode_labels(messages: Sequence[RawMessage], *, pipeline: str) -> DecodedLabels:
-    """Validate `LabelEvent` messages of ``{pipeline}.labels`` into an archive table."""
+def decode_labels(
+    messages: Sequence[RawMessage], *, pipeline: str, registry: RegistryDecoder | None = None
+) -> DecodedLabels:
+    """Validate `LabelEvent` messages of ``{pipeline}.labels`` into an archive table
+    (wire-format labels decoded with ``registry``, as in `decode_inputs`)."""
     dead: list[DeadLetter] = []
     good: list[tuple[RawMessage, LabelEvent]] = []
+    wire = _decode_wire(messages, registry)
     for message in messages:
         try:
-            event = LabelEvent.from_json(message.value)
+            decoded = wire.get(id(message), _NOT_WIRE)
+            if decoded is _NOT_WIRE:
+                event = LabelEvent.from_json(message.value)
+            elif isinstance(decoded, Rejected):
+                dead.append(dead_letter(message, pipeline, decoded.reason, decoded.detail))
+                continue
+            elif isinstance(decoded, dict):
+                event = LabelEvent.from_dict(decoded)
+            else:
+                raise SchemaError(f"a LabelEvent must be an object, got {type(decoded).__name__}")
         except SchemaError as exc:
             dead.append(dead_letter(message, pipeline, DeadLetterReason(exc.reason), str(exc)))
             continue
@@ -402,6 +469,15 @@ def decode_labels(messages: Sequence[RawMessage], *, pipeline: str) -> DecodedLa
                 )
             )
             continue
+        if isinstance(event.label, int) and not _INT64_MIN <= event.label <= _INT64_MAX:
+            # Valid JSON, but the archive holds class labels as int64: one such label made
+            # the whole fetch raise (and the labels agent stop).
+            detail = (
+                f"integer label {str(event.label)[:40]} does not fit in int64; send large "
+                "class ids as strings"
+            )
+            dead.append(dead_letter(message, pipeline, DeadLetterReason.SCHEMA_VIOLATION, detail))
+            continue
         good.append((message, event))
     if not good:
         return DecodedLabels(None, dead)
@@ -418,6 +494,38 @@ def decode_labels(messages: Sequence[RawMessage], *, pipeline: str) -> DecodedLa
         }
     )
     return DecodedLabels(table, dead)
+
+
+_NOT_WIRE = object()
+
+
+def _decode_wire(
+    messages: Sequence[RawMessage], registry: RegistryDecoder | None, max_bytes: int | None = None
+) -> dict[int, Any]:
+    """The wire-format messages among ``messages`` (by ``id``) decoded in one pass, so the
+    registry is asked once per schema id, not once per message (larger than ``max_bytes``:
+    left to the caller's size check, never decoded)."""
+    wire = [
+        m
+        for m in messages
+        if wire_schema_id(m.value) is not None  # first: one byte, false for JSON and Arrow
+        and m.header(CONTENT_TYPE_HEADER) is None
+        and (max_bytes is None or len(m.value) <= max_bytes)
+    ]
+    if not wire:
+        return {}
+    results = (registry or _NO_REGISTRY).decode(wire)
+    return {id(m): r for m, r in zip(wire, results, strict=True)}
+
+
+def _wire_mapping(decoded: Any) -> Any:
+    """An Avro ``timestamp-*`` logical type arrives as a datetime; the contract's timestamp
+    is RFC 3339 text, so an aware datetime becomes that text (a naive one stays and fails)."""
+    if isinstance(decoded, dict):
+        stamp = decoded.get("timestamp")
+        if isinstance(stamp, datetime) and stamp.tzinfo is not None:
+            return {**decoded, "timestamp": stamp.isoformat()}
+    return decoded
 
 
 def _label_array(labels: list[Any]) -> pa.Array:

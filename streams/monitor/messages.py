@@ -7,13 +7,15 @@ a Kafka client.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class RawMessage:
+class RawMessage(NamedTuple):
     """One message as read from a topic: the original bytes plus where they came from.
+
+    Immutable; a named tuple rather than a frozen dataclass because one is built for every
+    consumed record and a tuple is built in half the time.
 
     >>> m = RawMessage(b'{}', None, (("content-type", b"application/json"),), "fraud.inputs", 0, 7)
     >>> m.header("content-type"), m.header("missing")

@@ -79,6 +79,7 @@ import io
 import json
 import struct
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,9 +107,11 @@ from driftline.schemas import (
     Topics,
 )
 from driftline.streams.monitor.alarms import AlarmWindow, drift_event, from_us
+from driftline.streams.monitor.archiving import MessageKey, Segment, SegmentWriter
 from driftline.streams.monitor.codec import dead_letter, decode_inputs, decode_labels
 from driftline.streams.monitor.messages import RawMessage
 from driftline.streams.monitor.pool import PipelinePool
+from driftline.streams.monitor.registry import RegistryDecoder
 from driftline.streams.monitor.rows import Rows, strings
 from driftline.streams.monitor.summaries import (
     MAX_ROWS,
@@ -217,12 +220,20 @@ class MonitorStep:
     ``archive_rows`` > 0 collects valid rows and archives them as one segment once that many
     are pending (or at `flush`/`state_bytes`), which a high-rate transport uses to write a
     few large segments instead of one per micro-batch; 0 archives every batch at once.
+    ``background_archive`` writes those segments on a writer thread, overlapped with the
+    next batches (see `driftline.streams.monitor.archiving`); their messages stay held in
+    `next_offset` until the write is collected, and a transport that checkpoints without
+    waiting uses `submit_archive` / `collect_archive` (as `MonitorLoop` does).
 
     While a drift persists the detector, reset after each alarm, would alarm again within a
     window; an alarm of the same episode is therefore *emitted* again only after
     ``alarm_holdoff`` more rows of its partition (default ``ert``: the rate a false alarm
     comes at anyway). Alarms held back reset the detector all the same and are counted in
     ``MonitorOutput.suppressed_alarms``.
+
+    ``registry`` decodes inputs and labels in the Confluent wire format (see
+    `driftline.streams.monitor.registry`); when it raises `RegistryUnavailable`, `process`
+    and `process_labels` have changed nothing and may be called again with the same batch.
     """
 
     def __init__(
@@ -236,6 +247,8 @@ class MonitorStep:
         archive_rows: int = 0,
         alarm_holdoff: int | None = None,
         max_dead_letter_bytes: int = DEAD_LETTER_MAX_BYTES,
+        registry: RegistryDecoder | None = None,
+        background_archive: bool = False,
     ) -> None:
         if archive_rows < 0:
             raise ValueError(
@@ -249,6 +262,7 @@ class MonitorStep:
         self.emit_ood = emit_ood
         self.max_message_bytes = max_message_bytes
         self.max_dead_letter_bytes = max_dead_letter_bytes
+        self.registry = registry
         self.archive_rows = archive_rows
         self.alarm_holdoff = int(config.detector.ert) if alarm_holdoff is None else alarm_holdoff
         self._unarchived: list[Rows] = []
@@ -269,7 +283,12 @@ class MonitorStep:
         # skipped), and the offsets above which nothing may be committed yet: messages whose
         # rows wait for the archive, or whose poison dead letter is not handed out yet.
         self._folded: dict[tuple[str, int], int] = {}
-        self._sources: dict[tuple[str, int, int], RawMessage] = {}
+        self._sources: dict[MessageKey, RawMessage] = {}
+        # The held messages whose rows are in ``_unarchived`` (not submitted to the writer).
+        self._pending_sources: dict[MessageKey, RawMessage] = {}
+        self._writer = SegmentWriter(
+            self._archive, background=background_archive, attempts=ARCHIVE_ATTEMPTS
+        )
         self._held: list[DeadLetter] = []
         self._bootstrap: list[Rows] = []
         self._seen: dict[int, int] = {}
@@ -307,12 +326,15 @@ class MonitorStep:
         non-finite rows), or a count in ``empty_messages``; `next_offset` passes a message
         only once its rows are archived or its dead letter is in an output.
         """
+        if self._writer.background:
+            self.collect_archive()  # a failing store raises here, before anything changes
         messages = self._fresh(messages)
         decoded = decode_inputs(
             messages,
             pipeline=self.pipeline,
             feature_names=self.feature_names,
             max_message_bytes=self.max_message_bytes,
+            registry=self.registry,
         )
         rows = decoded.rows
         out = MonitorOutput(
@@ -323,15 +345,21 @@ class MonitorStep:
             self._hold_sources(messages, rows)
             self._unarchived.append(rows)
             if sum(len(r) for r in self._unarchived) >= self.archive_rows:
-                try:
-                    self.flush()
-                except Exception:
-                    # The store is failing: leave no trace of this call, the transport
-                    # delivers these messages again (their offsets did not advance).
-                    self._unarchived.pop()
-                    for m in messages:
-                        self._sources.pop((m.topic, m.partition, m.offset), None)
-                    raise
+                if self._writer.background:
+                    self._submit()
+                    self.collect_archive()
+                else:
+                    try:
+                        self.flush()
+                    except Exception:
+                        # The store is failing: leave no trace of this call, the transport
+                        # delivers these messages again (their offsets did not advance).
+                        self._unarchived.pop()
+                        for m in messages:
+                            key = (m.topic, m.partition, m.offset)
+                            self._sources.pop(key, None)
+                            self._pending_sources.pop(key, None)
+                        raise
         for m in messages:
             self._folded[(m.topic, m.partition)] = m.offset + 1
         if len(rows):
@@ -341,7 +369,7 @@ class MonitorStep:
                 rows = self._feed_bootstrap(rows)
             if len(rows) and self._template is not None:
                 self._monitor_rows(rows, out)
-        out.dead_letters.extend(self._release_held())
+        out.dead_letters.extend(self.release_dead_letters())
         out.dead_letters = [self._fit_for_dlq(d) for d in out.dead_letters]
         out.rows_seen = self.rows_seen
         return out
@@ -353,66 +381,91 @@ class MonitorStep:
         return min(waiting) if waiting else self._folded.get((topic, partition))
 
     def flush(self) -> None:
-        """Archive the rows still pending (see ``archive_rows``) as one segment.
+        """Archive the rows still pending (see ``archive_rows``) as one segment, and wait for
+        every segment under way.
 
-        If the segment cannot be written, each message's rows are tried on their own (a few
+        If a segment cannot be written, each message's rows are tried on their own (a few
         times): the ones that still fail become ``poison`` dead letters, handed out by the
-        next `process`, and hold their partition's `next_offset` until then. If no message
-        can be archived the store itself is failing: the error is raised, nothing is lost.
+        next `process` (or `release_dead_letters`), and hold their partition's `next_offset`
+        until then. If no message can be archived the store itself is failing: the error is
+        raised, nothing is lost (the rows wait for the next flush, their offsets held).
         """
-        if not self._unarchived:
-            return
-        assert self.feature_names is not None
-        rows = Rows.concat(self._unarchived, self.feature_names)
-        archive = self._archive()
-        try:
-            archive.append_rows(rows.to_table())
-            failed: list[tuple[str, int, int]] = []
-        except Exception as exc:
-            failed = self._archive_each(archive, rows, exc)
-        self._unarchived = []
-        # What is left waits for its poison dead letter to be handed out.
-        self._sources = {k: self._sources[k] for k in failed}
+        self._submit()
+        self._writer.wait()
+        self.collect_archive()
 
-    def _archive_each(
-        self, archive: Archive, rows: Rows, error: Exception
-    ) -> list[tuple[str, int, int]]:
-        """Archive ``rows`` message by message; dead-letter the messages that keep failing."""
-        failed = []
-        groups = _message_keys(rows)
-        for key, index in groups.items():
-            part = rows.take(index)
-            for _ in range(ARCHIVE_ATTEMPTS):
-                try:
-                    archive.append_rows(part.to_table())
-                    break
-                except Exception as exc:
-                    error = exc
-            else:
-                failed.append(key)
-        if len(failed) == len(groups):
-            raise error  # nothing archives: the store, not a message, is failing
-        for key in failed:
-            self._held.append(
-                dead_letter(
-                    self._sources[key],
-                    self.pipeline,
-                    DeadLetterReason.POISON,
-                    f"its rows passed validation but could not be archived in "
-                    f"{ARCHIVE_ATTEMPTS} attempts: {type(error).__name__}: {error}",
-                )
-            )
-        return failed
+    def submit_archive(self) -> Future[Any]:
+        """Hand the pending rows to the archive writer without waiting; the future is done
+        once every row submitted so far is written (or failed).
+
+        A checkpoint that does not wait for the archive: take ``submit_archive()``, then
+        ``state_bytes(partitions, flush=False)`` and the offsets of `covered_offset`; once
+        the future is done, `collect_archive` (raises if the store failed: drop the
+        checkpoint), send `release_dead_letters`, and only then save the state and commit.
+        """
+        self._submit()
+        return self._writer.barrier()
+
+    def collect_archive(self) -> None:
+        """Take the outcome of every finished segment write: its messages stop holding their
+        offsets, the ones it could not archive become held ``poison`` dead letters. Segments
+        the store refused whole go back to the pending rows (offsets still held) and the
+        store's error is raised."""
+        done = self._writer.completed()
+        if any(s.future.exception() is not None for s in done):
+            self._writer.wait()  # take every later outcome too, so the order is kept
+            done += self._writer.completed()
+        refused: list[Segment] = []
+        for segment in done:
+            if segment.future.exception() is not None:
+                refused.append(segment)
+                continue
+            outcome = segment.outcome()
+            failed = set(outcome.failed)
+            for key in segment.sources:
+                if key not in failed:
+                    self._sources.pop(key, None)
+                elif key in self._sources:  # not moved to another worker meanwhile
+                    self._held.append(
+                        dead_letter(
+                            self._sources[key],
+                            self.pipeline,
+                            DeadLetterReason.POISON,
+                            f"its rows passed validation but could not be archived in "
+                            f"{ARCHIVE_ATTEMPTS} attempts: "
+                            f"{type(outcome.error).__name__}: {outcome.error}",
+                        )
+                    )
+        if refused:
+            self._unarchived = [*(p for s in refused for p in s.parts), *self._unarchived]
+            waiting = {k: m for s in refused for k, m in s.sources.items() if k in self._sources}
+            self._pending_sources = {**waiting, **self._pending_sources}
+            raise refused[0].outcome_error()
+
+    def covered_offset(self, topic: str, partition: int) -> int | None:
+        """The next offset of ``topic``/``partition`` folded into the state, archived or
+        dead-lettered once every segment submitted so far is written and collected."""
+        return self._folded.get((topic, partition))
+
+    def _submit(self) -> Segment | None:
+        if not self._unarchived:
+            return None
+        parts, self._unarchived = self._unarchived, []
+        sources, self._pending_sources = self._pending_sources, {}
+        return self._writer.submit(parts, sources)
 
     def _hold_sources(self, messages: Sequence[RawMessage], rows: Rows) -> None:
         """Remember the messages whose rows wait for the archive (their offsets wait too)."""
         with_rows = set(zip(rows.partitions.tolist(), rows.offsets.tolist(), strict=True))
-        for m in messages:
-            if (m.partition, m.offset) in with_rows:
-                self._sources[(m.topic, m.partition, m.offset)] = m
+        held = {(m.topic, m.partition, m.offset): m for m in messages}
+        if len(with_rows) != len(held):  # some messages were dead letters or empty
+            held = {k: m for k, m in held.items() if (k[1], k[2]) in with_rows}
+        self._sources.update(held)
+        self._pending_sources.update(held)
 
-    def _release_held(self) -> list[DeadLetter]:
-        """The poison dead letters of archive failures; their offsets are free once out."""
+    def release_dead_letters(self) -> list[DeadLetter]:
+        """The held ``poison`` dead letters of archive failures, handed out once (`process`
+        includes them in its output); their offsets are free once they are out."""
         held, self._held = self._held, []
         for letter in held:
             key = (letter.source_topic, letter.source_partition, letter.source_offset)
@@ -442,7 +495,7 @@ class MonitorStep:
         archived with the first input rows (a transport that must not lose them on a crash
         commits their offsets only once `holds_labels` is false).
         """
-        decoded = decode_labels(messages, pipeline=self.pipeline)
+        decoded = decode_labels(messages, pipeline=self.pipeline, registry=self.registry)
         count = 0
         if decoded.table is not None:
             count = decoded.table.num_rows
@@ -504,15 +557,19 @@ class MonitorStep:
             self._seen.pop(p, None)
         self._folded = {k: v for k, v in self._folded.items() if k[1] not in gone}
         self._sources = {k: v for k, v in self._sources.items() if k[1] not in gone}
+        self._pending_sources = {k: v for k, v in self._pending_sources.items() if k[1] not in gone}
 
     # ------------------------------------------------------------------ state
-    def state_bytes(self, partitions: Iterable[int] | None = None) -> bytes:
+    def state_bytes(self, partitions: Iterable[int] | None = None, *, flush: bool = True) -> bytes:
         """Checkpoint of the step (or of the shared state plus ``partitions`` only).
 
         Pending rows are archived first, so a checkpoint never covers rows that are not in
         the archive: a transport that saves this before committing offsets is crash-safe.
+        ``flush=False`` takes the checkpoint without waiting: it covers what `covered_offset`
+        says, and may be saved only once `submit_archive`'s future is done and collected.
         """
-        self.flush()
+        if flush:
+            self.flush()
         chosen = sorted(self._monitors if partitions is None else set(partitions))
         blobs: list[bytes] = []
 
@@ -531,7 +588,7 @@ class MonitorStep:
             "template": None if self._template is None else add(self._template),
             "ood": None if self._ood is None else add(self._ood.to_bytes()),
             "next_offsets": [
-                [t, p, self.next_offset(t, p)]
+                [t, p, self.next_offset(t, p) if flush else self.covered_offset(t, p)]
                 for (t, p) in self._folded
                 if partitions is None or p in chosen
             ],
@@ -887,17 +944,6 @@ _NON_FEATURES = frozenset(
         "offset",
     }
 )
-
-
-def _message_keys(rows: Rows) -> dict[tuple[str, int, int], np.ndarray]:
-    """(topic, partition, offset) of each source message of ``rows`` -> its row positions."""
-    order = np.lexsort((rows.offsets, rows.partitions))
-    p, o = rows.partitions[order], rows.offsets[order]
-    starts = np.flatnonzero(np.r_[True, (p[1:] != p[:-1]) | (o[1:] != o[:-1])])
-    return {
-        (rows.topics[int(g[0])].as_py(), int(p[i]), int(o[i])): g
-        for i, g in zip(starts, np.split(order, starts[1:]), strict=True)
-    }
 
 
 def _rows_bytes(rows: Rows) -> bytes:

@@ -29,6 +29,14 @@ served model in one reference assignment: a ``predict`` already running keeps th
 started with. When anything fails the old model keeps serving, the reason is logged, counted in
 :attr:`ModelSubscriber.failures` and kept in :attr:`ModelSubscriber.last_error`, and
 :attr:`ModelSubscriber.healthy` turns False until a newer deployment is served.
+
+Metrics. Swaps, refusals by reason code, health and the served model version are Prometheus
+metrics (`driftline.streams.sdk.metrics`) in ``registry``, by default prometheus_client's
+global registry; the subscriber opens no port. Expose them with the service's own metrics::
+
+    prometheus_client.start_http_server(9100)   # or mount make_asgi_app() in the web app
+
+``registry=None`` turns them off.
 """
 
 from __future__ import annotations
@@ -46,9 +54,12 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+from prometheus_client import REGISTRY, CollectorRegistry
+
 from driftline.lifecycle_store.artifacts import ArtifactStore, sha256_hex
-from driftline.lifecycle_store.exceptions import ArtifactCorruptedError
+from driftline.lifecycle_store.exceptions import ArtifactCorruptedError, NotFoundError, StoreError
 from driftline.schemas import ModelVersionEvent, ModelVersionVerifier, SchemaError, Topics
+from driftline.streams.sdk.metrics import SubscriberMetrics
 
 if TYPE_CHECKING:
     from driftline.config.settings import Settings
@@ -93,11 +104,24 @@ class ServedModel:
 
 @dataclass(frozen=True)
 class SwapFailure:
-    """A deployment the subscriber could not serve, and why (the old model kept serving)."""
+    """A deployment the subscriber could not serve, and why (the old model kept serving).
+
+    ``code`` is the reason code of the refusal metric (`driftline.streams.sdk.metrics.REASONS`),
+    ``reason`` the message that was logged.
+    """
 
     event: ModelVersionEvent | None
     reason: str
+    code: str = "load_failed"
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+class _Refused(Exception):
+    """An artifact that cannot be served, with the reason code of the refusal."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 SwapCallback = Callable[[ServedModel, "ServedModel | None"], None]
@@ -119,6 +143,7 @@ class ModelSubscriber:
     the publisher's public keys, ``artifacts`` the artifact store models are read from (see
     the module docstring); `from_settings` takes both, and the Kafka security, from a
     driftline config. ``consumer_config`` adds or overrides confluent-kafka settings.
+    ``registry`` receives the subscriber's metrics (None: none are kept).
 
     >>> sub = ModelSubscriber("127.0.0.1:9092", "fraud", loader=lambda event, data: data)
     >>> sub.topic, sub.key, sub.current_version is None
@@ -138,6 +163,7 @@ class ModelSubscriber:
         max_artifact_bytes: int = MAX_ARTIFACT_BYTES,
         consumer_config: Mapping[str, Any] | None = None,
         poll_timeout_s: float = 0.2,
+        registry: CollectorRegistry | None = REGISTRY,
     ) -> None:
         if poll_timeout_s <= 0:
             raise ValueError(f"poll_timeout_s must be > 0, got {poll_timeout_s}")
@@ -169,6 +195,7 @@ class ModelSubscriber:
         self._newest_failed = False
         self.swaps = 0
         self.failures = 0
+        self._metrics = None if registry is None else SubscriberMetrics(pipeline, alias, registry)
 
     @classmethod
     def from_settings(cls, settings: Settings, alias: str = "champion", **options: Any) -> Self:
@@ -325,16 +352,21 @@ class ModelSubscriber:
         try:
             self._verifier.verify(event)
         except SchemaError as exc:
-            self._fail(event, f"{getattr(exc, 'reason', 'unverified')}: {exc}")
+            code = getattr(exc, "reason", "bad_signature")
+            self._fail(event, f"{code}: {exc}", code)
             return False
         if event.deployment_id in self._seen_deployments:
             return False
-        self._seen_deployments.add(event.deployment_id)
         previous = self._served
+        if previous is not None and _order(event) <= _order(previous.event):
+            self._refuse_stale(event, previous)
+            return False
+        self._seen_deployments.add(event.deployment_id)
         try:
             model = self._load(event, previous)
-        except Exception as exc:
-            self._fail(event, f"{type(exc).__name__}: {exc}")
+        except _Refused as exc:
+            cause = exc.__cause__ or exc
+            self._fail(event, f"{type(cause).__name__}: {cause}", exc.code)
             return False
         self._newest_failed = False
         served = ServedModel(event=event, model=model)
@@ -343,6 +375,8 @@ class ModelSubscriber:
             self._served = served
             self.swaps += 1
             self._changed.notify_all()
+        if self._metrics is not None:
+            self._metrics.swapped(event.model_version_id, event.deployment_id)
         log.info(
             "serving model version %s of %s (deployment %s, was %s)",
             event.model_version_id,
@@ -358,30 +392,61 @@ class ModelSubscriber:
         return True
 
     def _load(self, event: ModelVersionEvent, previous: ServedModel | None) -> Any:
+        try:
+            # Even for bytes already held: an event naming another store is never served.
+            key = self._artifacts.key_of(event.artifact_uri)
+        except StoreError as exc:
+            raise _Refused("outside_store", str(exc)) from exc
         if previous is not None and previous.event.content_hash == event.content_hash:
             # A rollback or re-deployment of the bytes we already hold: no reload needed.
             return previous.model
-        key = self._artifacts.key_of(event.artifact_uri)
-        data = self._artifacts.get(key, max_bytes=self._max_artifact_bytes)
+        try:
+            data = self._artifacts.get(key, max_bytes=self._max_artifact_bytes)
+        except NotFoundError as exc:
+            raise _Refused("not_found", str(exc)) from exc
+        except StoreError as exc:
+            raise _Refused("too_large", str(exc)) from exc
+        except Exception as exc:  # the object store is unreachable or denies access
+            raise _Refused("unreadable", str(exc)) from exc
         digest = sha256_hex(data)
         if digest != event.content_hash:
-            raise ArtifactCorruptedError(
+            raise _Refused("hash_mismatch", "") from ArtifactCorruptedError(
                 f"artifact {event.artifact_uri!r} has sha256 {digest}, the deployment says "
                 f"{event.content_hash}; the file was changed or replaced after registration"
             )
-        return self._loader(event, data)
+        try:
+            return self._loader(event, data)
+        except Exception as exc:
+            raise _Refused("load_failed", str(exc)) from exc
 
-    def _fail(self, event: ModelVersionEvent | None, reason: str) -> None:
+    def _fail(self, event: ModelVersionEvent | None, reason: str, code: str) -> None:
         self.failures += 1
         self._newest_failed = True
-        self.last_error = SwapFailure(event=event, reason=reason)
+        self.last_error = SwapFailure(event=event, reason=reason, code=code)
+        if self._metrics is not None:
+            self._metrics.refused(code)
         served = self._served
         log.warning(
-            "cannot serve %s: %s; keeping %s",
+            "cannot serve %s (refused: %s): %s; keeping %s",
             "a record" if event is None else f"model version {event.model_version_id}",
+            code,
             reason,
             "no model" if served is None else f"model version {served.model_version_id}",
         )
+
+    def _refuse_stale(self, event: ModelVersionEvent, served: ServedModel) -> None:
+        """A genuine but older deployment sent again (a replay): refused and counted; the
+        newest deployment is still the one served, so the subscriber stays healthy."""
+        self.failures += 1
+        reason = (
+            f"stale: deployment {event.deployment_id[:80]!r} (seq {event.deployment_seq}) is "
+            f"older than the served {served.event.deployment_id[:80]!r} (seq "
+            f"{served.event.deployment_seq}); a replayed event"
+        )
+        self.last_error = SwapFailure(event=event, reason=reason, code="stale")
+        if self._metrics is not None:
+            self._metrics.refused("stale", degraded=False)
+        log.warning("refusing model version %.80r: %s", event.model_version_id, reason)
 
     def _timeout_message(self, model_version_id: str | None, deployment_id: str | None) -> str:
         wanted = model_version_id or deployment_id or "any model version"
@@ -456,20 +521,33 @@ class ModelSubscriber:
                 continue
             if message.error() is None:
                 event = self._decode(message)
-                if event is not None:
+                if event is not None and self._trusted(event):
                     recent.append(event)
             end = ends.get(message.partition())
             if end is not None and message.offset() is not None and message.offset() + 1 >= end:
                 del ends[message.partition()]
-        # Serve the newest deployment; if it cannot be loaded, the newest one that can. After a
-        # reconnect the newest is one already applied (or tried): keep what is served.
-        for event in reversed(recent):
+        # Serve the newest deployment (by its signed order, not by where it was read: a
+        # replayed old one may come last); if it cannot be loaded, the newest one that can.
+        # After a reconnect the newest is one already applied (or tried): keep what is served.
+        for event in sorted(recent, key=_order, reverse=True):
             if event.deployment_id in self._seen_deployments or self.apply(event):
                 break
         self._ready.set()
         with self._changed:
             self._changed.notify_all()
         return not self._stop.is_set()
+
+    def _trusted(self, event: ModelVersionEvent) -> bool:
+        """Whether ``event`` is one of ours and verifies (junk must not push the genuine
+        deployments out of the few kept at start-up); refusals are counted by `apply`."""
+        if event.pipeline != self.pipeline or event.alias != self.alias:
+            return False
+        try:
+            self._verifier.verify(event)
+        except SchemaError:
+            self.apply(event)  # counted and logged as a refusal
+            return False
+        return True
 
     def _follow(self, consumer: Any) -> None:
         while not self._stop.is_set():
@@ -492,8 +570,16 @@ class ModelSubscriber:
         try:
             return ModelVersionEvent.from_json(value)
         except SchemaError as exc:
-            self._fail(None, f"undecodable record at offset {message.offset()}: {exc}")
+            self._fail(
+                None, f"undecodable record at offset {message.offset()}: {exc}", "undecodable"
+            )
             return None
+
+
+def _order(event: ModelVersionEvent) -> tuple[int, datetime]:
+    """Where ``event`` stands in its alias's history: the signed ``deployment_seq``, then
+    ``deployed_at`` (events of publishers older than the seq carry none: they come first)."""
+    return (event.deployment_seq or 0, event.deployed_at)
 
 
 def _matches(

@@ -3,11 +3,6 @@ with credentials and endpoint from the environment (the AWS provider chain), nev
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,35 +11,6 @@ import pytest
 from driftline.lifecycle_store.artifacts import ArtifactStore, content_key, sha256_hex
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[str]:
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("moto's S3 server did not start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 @pytest.fixture
@@ -76,3 +42,25 @@ def test_artifacts_round_trip_through_s3(s3_env: str) -> None:
     assert store.get_table("data/segment-0.parquet").equals(table)
     # A second store on the same URI (another process: worker, retrainer, subscriber) sees it.
     assert ArtifactStore(s3_env).get(key) == b"weights"
+
+
+def test_a_plain_s3_uri_takes_its_endpoint_from_the_environment(
+    s3_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``s3://bucket/prefix`` with ``AWS_ENDPOINT_URL_S3``: what every process of a deployment
+    sets; the URIs the store hands out (and events carry) name no endpoint."""
+    plain, query = s3_env.split("?", 1)
+    host = dict(p.split("=") for p in query.split("&"))["endpoint_override"]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://{host}")
+    store = ArtifactStore(plain)
+    key = content_key("models", sha256_hex(b"env"), ".bin")
+    uri = store.put(key, b"env")
+    assert uri == f"{plain}/{key}" and "127.0.0.1" not in uri
+    assert ArtifactStore(s3_env).get(key) == b"env"  # the same bucket as the explicit endpoint
+    assert store.key_of(uri) == key
+    # AWS_ENDPOINT_URL is the fallback; an endpoint in the configured URI wins over both.
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}")
+    assert ArtifactStore(plain).get(key) == b"env"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    assert ArtifactStore(s3_env).get(key) == b"env"

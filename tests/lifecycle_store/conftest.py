@@ -7,10 +7,7 @@ PostgreSQL schema (dropped afterwards), so tests never see each other's rows.
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,33 +20,10 @@ import sqlalchemy as sa
 
 from driftline.lifecycle_store import LifecycleStore
 
-REPO = Path(__file__).resolve().parents[2]
 FEATURES = ["f0", "f1", "f2"]
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 StoreFactory = Callable[[], LifecycleStore]
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> str:
-    url = os.environ.get("DRIFTLINE_TEST_POSTGRES_URL")
-    if url:
-        return url
-    result = subprocess.run(
-        ["bash", str(REPO / "scripts" / "postgres.sh"), "start"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    match = re.search(r"DRIFTLINE_TEST_POSTGRES_URL='([^']+)'", result.stdout)
-    if result.returncode != 0 or match is None:
-        pytest.fail(
-            "could not start PostgreSQL with scripts/postgres.sh (set "
-            f"DRIFTLINE_TEST_POSTGRES_URL to use another server):\n{result.stderr[-2000:]}"
-        )
-    os.environ["DRIFTLINE_TEST_POSTGRES_URL"] = match.group(1)
-    return match.group(1)
 
 
 @pytest.fixture(scope="session")

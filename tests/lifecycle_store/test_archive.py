@@ -76,6 +76,31 @@ def test_a_later_copy_claiming_an_earlier_time_does_not_replace_the_first(
     assert got.column("f0").to_pylist() == first.column("f0").to_pylist()
 
 
+def test_conflicting_copies_are_found_and_left_out_by_the_checked_read(
+    store: LifecycleStore, pipeline: str, rows: Rows
+) -> None:
+    """Re-delivered copies are no conflict; other features or another time under one id is."""
+    archive = store.archive(pipeline)
+    first = rows(20)
+    archive.append_rows(_with_source(first))
+    archive.append_rows(_with_source(first.slice(5, 10), partition=1))  # re-delivered as is
+    other_values = rows(2, seed=9, start=10)  # e10, e11 with other features, same times
+    archive.append_rows(_with_source(other_values, partition=2))
+    later = first.slice(15, 1)  # e15, same features, a minute later
+    moved = pa.array([T0 + timedelta(seconds=15, minutes=1)], pa.timestamp("us", tz="UTC"))
+    later = later.set_column(later.schema.get_field_index("timestamp"), "timestamp", moved)
+    archive.append_rows(_with_source(later, partition=3))
+
+    checked = archive.read_rows_checked()
+    assert checked.conflicting_ids == ["e10", "e11", "e15"]
+    kept = [f"e{i}" for i in range(20) if i not in (10, 11, 15)]
+    assert checked.table.column("event_id").to_pylist() == kept
+    # The unchecked read keeps the first copy of every event, as before.
+    assert archive.read_rows().column("event_id").to_pylist() == [f"e{i}" for i in range(20)]
+    newest = archive.read_rows_checked(last_n=6)
+    assert newest.table.column("event_id").to_pylist() == ["e13", "e14", "e16", "e17", "e18", "e19"]
+
+
 def test_rows_without_source_use_content_key(
     store: LifecycleStore, pipeline: str, rows: Rows
 ) -> None:

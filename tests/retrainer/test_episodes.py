@@ -108,7 +108,8 @@ def test_cooldown_defers_an_episode_and_tick_trains_it_later(
     store: LifecycleStore, feed_factory: Callable[[str], Feed]
 ) -> None:
     feed = feed_factory("cool")
-    r = make(store, "cool", triggers=[{"kind": "drift", "cooldown_s": 3600}])
+    # Without label-free reuse, which would answer the return of A before any training.
+    r = make(store, "cool", triggers=[{"kind": "drift", "cooldown_s": 3600, "reuse_alpha": None}])
     first = bootstrap(r, feed)
     xb, yb = concept("B", 800, 1)
     start, end, _ = feed.rows(xb, yb)

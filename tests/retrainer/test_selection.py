@@ -6,8 +6,11 @@ from datetime import timedelta
 import numpy as np
 import pyarrow as pa
 
-from driftline.config.pipeline import SelectionConfig
+from driftline.config.pipeline import PipelineConfig, SelectionConfig
+from driftline.retrainer.publisher import InMemoryPublisher
 from driftline.retrainer.selection import informative_event_ids, nearest_rows, select_training_data
+from driftline.retrainer.service import Retrainer
+from driftline.streams.loops.retrainer import RetrainerLoop
 from tests.retrainer.conftest import FEATURES, Feed, concept
 
 
@@ -74,6 +77,43 @@ def test_float_class_labels_become_ints(store, feed_factory: Callable[[str], Fee
         store.archive("floats"), FEATURES, SelectionConfig(), since=end + timedelta(seconds=1)
     )
     assert late.labelled == 0 and late.rows_considered == 0
+
+
+def test_conflicting_duplicates_are_left_out_and_counted(
+    store, feed_factory: Callable[[str], Feed]
+) -> None:  # type: ignore[no-untyped-def]
+    feed = feed_factory("dup")
+    xa, ya = concept("A", 600, 0)
+    feed.rows(xa, ya)
+    # A second file replayed with the same ids: other rows, other labels, under e0..e99.
+    feed.offset = 0
+    xb, yb = concept("B", 100, 1)
+    feed.rows(xb, yb)
+    sel = select_training_data(
+        store.archive("dup"), FEATURES, SelectionConfig(strategy="all"), since=None
+    )
+    ids = set(sel.table.column("event_id").to_pylist())
+    assert len(sel.conflicting) == 100 and not ids & set(sel.conflicting)
+    assert ids == {f"e{i}" for i in range(100, 600)}
+    assert sel.describe()["conflicting_duplicates"] == 100
+    # The trainer leaves them out and says so in the training record.
+    config = PipelineConfig(name="dup", feature_names=FEATURES, bootstrap_rows=300)
+    publisher = InMemoryPublisher()
+    loop = RetrainerLoop(
+        Retrainer(store, config, publisher),
+        store,
+        publisher,
+        "dup",
+        min_labelled_rows=config.selection.min_labelled_rows,
+        send_dead_letter=lambda letter: None,
+    )
+    [outcome] = loop.tick(feed.clock)
+    assert loop.stats.conflicting_duplicates == 100  # the service's status field
+    record = store.training(outcome.training_id)
+    assert record.metrics["selection"]["conflicting_duplicates"] == 100
+    assert "100 events left out" in record.reason
+    table = store.read_data_version(outcome.data_version_id)
+    assert min(int(e[1:]) for e in table.column("event_id").to_pylist()) >= 100
 
 
 def test_informative_ids_cover_the_window() -> None:

@@ -39,7 +39,9 @@ def test_recurring_concept_warm_starts_from_its_own_lifecycle(
 ) -> None:
     feed = feed_factory("aba")
     pub = InMemoryPublisher()
-    r = make(store, "aba", pub)
+    # The labelled path (label-free reuse, which would answer the return of A before any
+    # label, is tested in test_reuse).
+    r = make(store, "aba", pub, triggers=[{"kind": "drift", "reuse_alpha": None}])
     first = bootstrap(r, feed)
     assert first.parent is not None and first.parent.source == "scratch"
     assert first.trigger["kind"] == "bootstrap"

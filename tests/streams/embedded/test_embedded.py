@@ -61,14 +61,15 @@ def test_a_drift_is_detected_trained_on_labelled_new_rows_and_deployed(
     bootstrap, *retrained = [t for t in result.trainings if t.status == "COMPLETE"]
     assert bootstrap.trigger == "bootstrap" and bootstrap.deployed
     drift_training = next(t for t in retrained if t.trigger == "drift")
-    # Handed over only once 800 rows after the alarm had their labels, so the new data
-    # version holds rows of the new concept only.
-    assert drift_training.row >= first + 800 + LABEL_DELAY
+    # Handed over at once, the alarm trains once 800 rows from its change point on have
+    # their labels, so the new data version holds rows of the new concept only (the change
+    # point estimate may fall a few rows early; its accuracy is tested with the detectors).
+    assert drift_training.row >= SHIFT_AT + 800 + LABEL_DELAY
     assert drift_training.deployed
     assert drift_training.data_version_id is not None
     table = store.read_data_version(drift_training.data_version_id)
     rows = [int(e.split("-")[1]) for e in table.column("event_id").to_pylist()]
-    assert min(rows) >= first
+    assert min(rows) >= SHIFT_AT - 20
     # The store's champion history and the record agree, and the model-versions topic is
     # compacted down to the latest champion.
     history = store.history("shifted", "champion")

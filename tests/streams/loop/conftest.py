@@ -232,7 +232,10 @@ def loop_pipeline_factory(
 
     made: list[Settings] = []
 
-    def make(partitions: int = 1, **pipeline_overrides: Any) -> LoopPipeline:
+    def make(
+        partitions: int = 1, values: dict[str, Any] | None = None, **pipeline_overrides: Any
+    ) -> LoopPipeline:
+        """``values`` override top-level settings, ``pipeline_overrides`` the [pipeline]."""
         name = f"loop-{uuid.uuid4().hex[:10]}"
         root = tmp_path / name
         root.mkdir()
@@ -244,6 +247,7 @@ def loop_pipeline_factory(
             "state_dir": str(root / "state"),
             "metrics_port": 0,
             "signing_key": SIGNER.private_key_text(),
+            **(values or {}),
         }
         table = {"name": name, **PIPELINE_TABLE, **pipeline_overrides}
         config_file = write_config(root / "driftline.toml", values, table)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 
 from driftline.lifecycle_store.artifacts import sha256_hex
 from driftline.schemas import ModelVersionEvent, ModelVersionSigner
@@ -89,8 +90,15 @@ def test_forged_events_are_refused_and_the_trusted_model_keeps_serving(
 ) -> None:
     pipeline = pipeline_factory()
     good = event_factory(pipeline, 1.0)
+    registry = CollectorRegistry()
+    codes = {"outside the artifact store": "outside_store", "at most 4096 bytes": "too_large"}
     with ModelSubscriber(
-        kafka_bootstrap, pipeline, loader=constant_loader, max_artifact_bytes=4096, **trusted
+        kafka_bootstrap,
+        pipeline,
+        loader=constant_loader,
+        max_artifact_bytes=4096,
+        registry=registry,
+        **trusted,
     ) as sub:
         produce(good)
         assert sub.wait(good.model_version_id, timeout=20).model_version_id == "mv-1"
@@ -107,6 +115,14 @@ def test_forged_events_are_refused_and_the_trusted_model_keeps_serving(
             assert served is not None and served.deployment_id == good.deployment_id
             assert sub.predict(X).tolist() == [1.0, 1.0]
             assert not sub.healthy
+            code = codes.get(expected, expected)
+            assert sub.last_error.code == code
+            labels = {"pipeline": pipeline, "alias": "champion"}
+            assert registry.get_sample_value("driftline_subscriber_healthy", labels) == 0.0
+            refusals = registry.get_sample_value(
+                "driftline_subscriber_refusals_total", {**labels, "reason": code}
+            )
+            assert refusals is not None and refusals >= 1
         later = event_factory(pipeline, 5.0)
         produce(later)
         assert sub.wait(later.model_version_id, timeout=20).model_version_id == "mv-5"

@@ -24,6 +24,7 @@ from driftline.schemas import (
 )
 from driftline.streams.admin import deployment_event
 from driftline.streams.kafka.retrainer_service import RetrainerService
+from driftline.streams.metrics import RetrainerMetrics
 from driftline.streams.monitor.messages import RawMessage
 from driftline.streams.monitor.step import MonitorStep
 from driftline.streams.sdk.subscriber import ModelSubscriber
@@ -88,8 +89,13 @@ def test_drift_to_a_better_served_model_with_delayed_labels(
     topics = lp.settings.topics
     store = lp.open_store()
     step = MonitorStep(lp.settings.config, store, pipeline=lp.name)
-    service = RetrainerService(lp.settings, tick_interval_s=0.5)
+    metrics = RetrainerMetrics(lp.name)
+    service = RetrainerService(lp.settings, tick_interval_s=0.5, metrics=metrics)
     running(service)
+
+    def sample(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, {"pipeline": lp.name, **labels})
+
     with ModelSubscriber.from_settings(lp.settings) as sub:
         # Before the drift: labelled rows; the service's tick trains the first champion.
         inputs, labels, _, _ = lp.stream.events(1500, drifted=False)
@@ -108,6 +114,9 @@ def test_drift_to_a_better_served_model_with_delayed_labels(
         assert request.drift_id == drifts[0].drift_id
         assert set(request.event_ids) <= {e.event_id for e in inputs}
         assert sub.current_version == first
+        assert _until(lambda: sample("driftline_alarms_waiting_for_labels") == 1.0)
+        assert sample("driftline_label_requests_total") == 1.0
+        assert sample("driftline_trainings_total", outcome="SKIPPED", trigger="drift") == 1.0
 
         # The labels come back, and no other alarm: the service trains the episode anyway.
         feed(step, [], late_labels)
@@ -126,6 +135,11 @@ def test_drift_to_a_better_served_model_with_delayed_labels(
     while service.stats.deployed < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert service.stats.deployed == 2
+    assert sample("driftline_deployments_total") == 2.0
+    assert sample("driftline_gate_decisions_total", decision="deploy") == 2.0
+    assert sample("driftline_trainings_total", outcome="COMPLETE", trigger="drift") == 1.0
+    assert _until(lambda: sample("driftline_alarms_waiting_for_labels") == 0.0)
+    assert sample("driftline_training_seconds_count") == 2.0
     skipped = next(t for t in trainings if t.status == "SKIPPED")
     assert request.training_id == skipped.id
     # Attempts of one episode are keyed {episode}#{n}; the label wait was attempt 1.
@@ -133,6 +147,15 @@ def test_drift_to_a_better_served_model_with_delayed_labels(
         f"{drifts[0].episode_key}#2"
     )
     store.close()
+
+
+def _until(predicate: Any, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def second_training(store: Any, event: ModelVersionEvent) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from driftline.schemas import ModelVersionEvent
+from driftline.schemas import ModelVersionEvent, utcnow
 from driftline.streams.sdk.subscriber import ModelSubscriber, ServedModel
 
 pytestmark = pytest.mark.kafka
@@ -192,7 +192,10 @@ def test_rollback_to_known_bytes_swaps_without_reloading(
     loader = CountingLoader()
     with ModelSubscriber(kafka_bootstrap, pipeline, **trusted, loader=loader) as sub:
         sub.wait("mv-1", timeout=10)
-        redeploy = first.model_copy(update={"deployment_id": "again", "reason": "rollback"})
+        # A rollback is a new, later entry of the alias's history (seq and time).
+        redeploy = first.model_copy(
+            update={"deployment_id": "again", "reason": "rollback", "deployed_at": utcnow()}
+        )
         produce(redeploy)
         assert sub.wait(deployment_id="again", timeout=20).reason == "rollback"
         assert sub.swaps == 2
