@@ -304,9 +304,9 @@ class DriftDetector:
         with single_blas_thread():
             return PartialState(features=self._feature_map(x), rows=x)
 
-    def merge(self, partial: PartialState) -> DriftResult:
-        """Fold one summary from :meth:`partial_state` (of this or an identically fitted
-        detector) into the chart, in the order summaries arrive."""
+    def check_partial(self, partial: PartialState) -> None:
+        """Raise `InvalidInputError` unless :meth:`merge` can fold ``partial`` (its shapes
+        are those of this detector's rows and feature map)."""
         self._require_fitted()
         if (
             partial.features.shape != (len(partial), self._map_dim())
@@ -317,6 +317,11 @@ class DriftDetector:
                 f"{partial.rows.shape}; this detector expects ({self._map_dim()},) features "
                 "per row: merge only summaries from identically fitted detectors"
             )
+
+    def merge(self, partial: PartialState) -> DriftResult:
+        """Fold one summary from :meth:`partial_state` (of this or an identically fitted
+        detector) into the chart, in the order summaries arrive."""
+        self.check_partial(partial)
         with single_blas_thread():
             return self._update(partial.rows, partial.features)
 

@@ -48,6 +48,11 @@ class Topics:
     def label_requests(self) -> str:
         return f"{self.pipeline}.label-requests"
 
+    @property
+    def detector_summaries(self) -> str:
+        """Per-partition detector summaries, merged by one owner (one partition)."""
+        return f"{self.pipeline}.detector-summaries"
+
     def all(self) -> list[str]:
         return [
             self.inputs,
@@ -57,4 +62,5 @@ class Topics:
             self.ood,
             self.model_versions,
             self.label_requests,
+            self.detector_summaries,
         ]

@@ -150,6 +150,18 @@ class MonitorMetrics:
             self.threshold.labels(pipeline=p).set(out.threshold)
         self.batch_seconds.observe(seconds)
 
+    def observe_summaries(self, out: MonitorOutput) -> None:
+        """Count a merged batch of detector summaries (the pipeline chart's owner)."""
+        p = self.pipeline
+        for letter in out.dead_letters:
+            self.dead_letters.labels(pipeline=p, reason=letter.reason.value).inc()
+        self.drift_events.labels(pipeline=p).inc(len(out.drift_events))
+        self.suppressed.labels(pipeline=p).inc(out.suppressed_alarms)
+        if out.statistic is not None:
+            self.statistic.labels(pipeline=p).set(out.statistic)
+        if out.threshold is not None:
+            self.threshold.labels(pipeline=p).set(out.threshold)
+
     def observe_refused_model_version(self, reason: str) -> None:
         """Count a model-version event that was not trusted, by reason code."""
         self.refused_versions.labels(pipeline=self.pipeline, reason=reason).inc()

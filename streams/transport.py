@@ -19,6 +19,10 @@ What a transport guarantees, and the loops rely on:
 * **State beside its partition.** `Transport.save_state` keeps the bytes of a partition's step
   state where the partition's next owner finds them (`Transport.load_state`): a Faust
   table whose changelog is co-partitioned with the input, or memory for the bus.
+* **The pipeline chart beside its topic.** With pooled detection the owner of the
+  one-partition ``{p}.detector-summaries`` topic keeps the pipeline chart; `save_pool_state`
+  puts its bytes where that topic's next owner finds them (a one-partition Faust table, or
+  memory for the bus).
 * **Assignment callbacks.** When partitions are revoked the shell calls the loop's
   ``revoked`` so it drops their in-memory state (the table brings it back to the next owner).
 
@@ -76,3 +80,10 @@ class Transport(Protocol):
 
     def load_state(self, key: bytes) -> bytes | None:
         """The bytes last saved under ``key`` (after a restart: the recovered ones)."""
+
+    def save_pool_state(self, value: bytes) -> None:
+        """Keep the pipeline chart's bytes beside ``{p}.detector-summaries`` (durable by the
+        commit), where the next owner of that one-partition topic finds them."""
+
+    def load_pool_state(self) -> bytes | None:
+        """The pipeline chart's bytes last saved (after a restart: the recovered ones)."""

@@ -401,6 +401,14 @@ class PipelineConfig(_Section):
     gate: GateConfig = Field(default_factory=GateConfig)
     guard: GuardConfig = Field(default_factory=GuardConfig)
     bootstrap_rows: int = Field(default=500, ge=1)
+    detection: Literal["pooled", "per_partition"] = Field(
+        default="pooled",
+        description=(
+            "pooled: one drift chart for the whole pipeline, merged from every partition's "
+            "detector summaries by one owner (delay in total rows and DriftEvents per change "
+            "do not grow with the partitions); per_partition: one chart per input partition"
+        ),
+    )
 
     @field_validator("name")
     @classmethod

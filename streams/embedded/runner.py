@@ -68,7 +68,7 @@ from driftline.schemas import (
     Topics,
 )
 from driftline.streams.embedded.bus import InMemoryBus
-from driftline.streams.loops.monitor import MonitorLoop
+from driftline.streams.loops.monitor import POOL_STATE_KEY, MonitorLoop
 from driftline.streams.loops.retrainer import RetrainerLoop
 from driftline.streams.monitor.messages import RawMessage
 from driftline.streams.monitor.step import MonitorOutput, MonitorStep
@@ -286,6 +286,12 @@ class BusTransport:
     def load_state(self, key: bytes) -> bytes | None:
         return self._state.get(key)
 
+    def save_pool_state(self, value: bytes) -> None:
+        self._state[POOL_STATE_KEY] = value
+
+    def load_pool_state(self) -> bytes | None:
+        return self._state.get(POOL_STATE_KEY)
+
 
 class EmbeddedRunner:
     """One pipeline's monitor and retrainer on an in-process bus, over one lifecycle store.
@@ -315,6 +321,8 @@ class EmbeddedRunner:
         self.pipeline = config.name
         self.topics = Topics(config.name)
         self.bus = bus or InMemoryBus(partitions)
+        if self.topics.detector_summaries not in self.bus.topics():
+            self.bus.create_topic(self.topics.detector_summaries, partitions=1)
         self.batch_size = batch_size
         self.encoding = encoding
         self.policy = policy
@@ -337,6 +345,7 @@ class EmbeddedRunner:
         group = transport.group_id  # inputs and labels: one group, as in the Faust worker
         self._inputs = self.bus.consumer(group, [self.topics.inputs])
         self._labels = self.bus.consumer(group, [self.topics.labels])
+        self._summaries = self.bus.consumer(group, [self.topics.detector_summaries])
         self._drift = self.bus.consumer("driftline-retrainer", [self.topics.drift])
         self._versions = self.bus.consumer("driftline-monitor-models", [self.topics.model_versions])
         self._row = 0
@@ -374,9 +383,13 @@ class EmbeddedRunner:
         for batch in _by_partition(self._labels.poll()):
             await self.monitor_loop.labels(batch)
         outs = [await self.monitor_loop.inputs(b) for b in _by_partition(self._inputs.poll())]
-        if outs:
-            log.dead_letters += sum(len(o.dead_letters) for o in outs)
-            out = max(outs, key=_closeness)
+        # Pooled detection: the summaries the inputs produced, merged by the pipeline chart.
+        pooled = [
+            await self.monitor_loop.summaries(b) for b in _by_partition(self._summaries.poll())
+        ]
+        log.dead_letters += sum(len(o.dead_letters) for o in outs + pooled)
+        if outs or pooled:
+            out = max(outs + pooled, key=_closeness)
             log.points.append(
                 MonitorPoint(row=row, statistic=out.statistic, threshold=out.threshold)
             )

@@ -3,6 +3,13 @@
 ``{p}.inputs``  → ``monitor`` agent: one batch per fetch → `MonitorLoop.inputs`
 ``{p}.labels``  → ``labels`` agent: `MonitorLoop.labels`
 ``{p}.model-versions`` → ``model_versions`` agent: `MonitorStep.on_model_version`
+``{p}.detector-summaries`` → ``pool`` agent: `MonitorLoop.summaries` (pooled detection)
+
+With pooled detection (the default) the monitor agent publishes each partition's detector
+summaries instead of running a chart; the summaries topic has one partition, so the Faust
+assignor gives it — and the one-partition ``pipeline-chart`` table, whose changelog is in the
+same co-partitioned group — to exactly one worker, which merges them into the pipeline's one
+chart and publishes its DriftEvents. A rebalance moves the topic and the table together.
 
 What happens to a batch — the step, where its outputs go, when state is saved and which
 offsets are committed — lives in `driftline.streams.loops.monitor`; this module is the Kafka
@@ -39,7 +46,7 @@ from driftline.schemas import ModelVersionEvent, SchemaError
 from driftline.streams.exceptions import ConfigError
 from driftline.streams.kafka.clients import DLQ_MAX_MESSAGE_BYTES, faust_credentials
 from driftline.streams.kafka.faust_batches import BatchApp, deliver_batches
-from driftline.streams.loops.monitor import CHECKPOINT_INTERVAL_S, MonitorLoop
+from driftline.streams.loops.monitor import CHECKPOINT_INTERVAL_S, POOL_STATE_KEY, MonitorLoop
 from driftline.streams.metrics import MonitorMetrics
 from driftline.streams.monitor.messages import RawMessage
 from driftline.streams.monitor.registry import RegistryDecoder, RegistryUnavailable
@@ -49,13 +56,20 @@ from driftline.streams.transport import Offsets, Record
 if TYPE_CHECKING:
     from driftline.lifecycle_store import LifecycleStore
 
-__all__ = ["CHECKPOINT_INTERVAL_S", "REFERENCE_POLL_S", "FaustTransport", "create_app"]
+__all__ = [
+    "CHECKPOINT_INTERVAL_S",
+    "REFERENCE_POLL_S",
+    "FaustTransport",
+    "changelog_topics",
+    "create_app",
+]
 
 log = logging.getLogger(__name__)
 
 SESSION_TIMEOUT_S = 10.0
 REFERENCE_POLL_S = 5.0
 STATE_TABLE = "monitor-state"
+POOL_TABLE = "pipeline-chart"
 REGISTRY_RETRY_MAX_S = 30.0
 
 
@@ -67,9 +81,10 @@ def app_id(pipeline: str) -> str:
 class FaustTransport:
     """`driftline.streams.transport.Transport` on a Faust app and its state table."""
 
-    def __init__(self, app: BatchApp, table: Any) -> None:
+    def __init__(self, app: BatchApp, table: Any, pool_table: Any = None) -> None:
         self.app = app
         self.table = table
+        self.pool_table = pool_table
         self._topics: dict[str, Any] = {}
 
     async def send(self, records: Sequence[Record]) -> None:
@@ -103,6 +118,31 @@ class FaustTransport:
     def load_state(self, key: bytes) -> bytes | None:
         data: bytes | None = self.table.get(key)
         return data
+
+    def save_pool_state(self, value: bytes) -> None:
+        if self.pool_table is None:
+            raise RuntimeError("this transport has no table for the pipeline chart")
+        self.pool_table.send_changelog(0, POOL_STATE_KEY, value)
+        self.pool_table.data[POOL_STATE_KEY] = value
+
+    def load_pool_state(self) -> bytes | None:
+        if self.pool_table is None:
+            return None
+        data: bytes | None = self.pool_table.get(POOL_STATE_KEY)
+        return data
+
+
+def changelog_topics(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
+    """The state tables' changelog topics: name -> (partitions, config). The worker creates
+    them before Faust starts: a changelog Faust creates itself while joining the group can be
+    missing from the first assignment's metadata, and a worker stalled on that (seen with the
+    one-partition ``pipeline-chart`` table at 12 input partitions)."""
+    compact = {"cleanup.policy": "compact"}
+    prefix = app_id(settings.pipeline)
+    return {
+        f"{prefix}-{STATE_TABLE}-changelog": (settings.partitions, compact),
+        f"{prefix}-{POOL_TABLE}-changelog": (1, compact),
+    }
 
 
 async def _while_registry_down(
@@ -194,7 +234,10 @@ def create_app(
     labels = topic(topics.labels, settings.partitions, acks=False)
     versions = topic(topics.model_versions, settings.partitions)
     table = app.Table(STATE_TABLE, partitions=settings.partitions, key_type=bytes, value_type=bytes)
-    loop = MonitorLoop(step, FaustTransport(app, table), metrics=metrics, signer=signer)
+    # One partition, like the summaries topic: the same worker owns both (see above).
+    summaries = topic(topics.detector_summaries, 1, acks=False)
+    pool_table = app.Table(POOL_TABLE, partitions=1, key_type=bytes, value_type=bytes)
+    loop = MonitorLoop(step, FaustTransport(app, table, pool_table), metrics=metrics, signer=signer)
 
     @app.agent(deliver_batches(app, inputs), name="monitor")
     async def monitor(stream: Any) -> None:
@@ -205,6 +248,12 @@ def create_app(
                 continue
             if metrics is not None:
                 metrics.observe_lag(app, batch.messages[-1:])  # one partition per batch
+
+    @app.agent(deliver_batches(app, summaries), name="pool")
+    async def pool_agent(stream: Any) -> None:
+        async for batch in stream:
+            if not batch.stale(app):
+                await loop.summaries(batch.messages)
 
     @app.agent(deliver_batches(app, labels), name="labels")
     async def label_agent(stream: Any) -> None:
@@ -248,6 +297,8 @@ def create_app(
         mine = {tp.partition for tp in revoked if tp.topic == topics.inputs}
         if mine:
             loop.revoked(mine)
+        if any(tp.topic == topics.detector_summaries for tp in revoked):
+            loop.summaries_revoked()
 
     app.on_partitions_revoked.connect(cast(Any, on_revoked))
     return app

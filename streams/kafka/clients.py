@@ -10,6 +10,7 @@ be passed as keyword arguments (``linger_ms=50`` is ``linger.ms=50``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -114,12 +115,19 @@ def admin_client(settings: Settings, **overrides: Any) -> AdminClient:
     return AdminClient(_config(settings, {}, overrides))
 
 
-def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+def ensure_topics(
+    settings: Settings,
+    timeout: float = 30.0,
+    extra: Mapping[str, tuple[int, dict[str, str]]] | None = None,
+) -> list[str]:
     """Create every topic of the pipeline that does not exist yet; return the ones created.
 
-    All get ``settings.partitions`` partitions; ``{p}.model-versions`` is compacted (its last
-    record per key is the deployed model of an alias) and ``{p}.dlq`` accepts messages large
-    enough to carry any rejected input.
+    All get ``settings.partitions`` partitions but ``{p}.detector-summaries``, which has one
+    (so one worker of the group owns the pooled drift chart); ``{p}.model-versions`` is
+    compacted (its last record per key is the deployed model of an alias) and ``{p}.dlq``
+    accepts messages large enough to carry any rejected input. ``extra`` maps more topics to
+    their ``(partitions, config)`` (the worker's table changelogs, created up front so the
+    group's first assignment sees them).
     """
     topics = settings.topics
     special: dict[str, dict[str, str]] = {
@@ -130,8 +138,17 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     existing = set(admin.list_topics(timeout=timeout).topics)
     wanted = [
         # replication -1: the cluster's default.replication.factor, right for any cluster size
-        NewTopic(name, num_partitions=settings.partitions, config=special.get(name, {}))
+        NewTopic(
+            name,
+            num_partitions=1 if name == topics.detector_summaries else settings.partitions,
+            config=special.get(name, {}),
+        )
         for name in topics.all()
+        if name not in existing
+    ]
+    wanted += [
+        NewTopic(name, num_partitions=count, config=config)
+        for name, (count, config) in (extra or {}).items()
         if name not in existing
     ]
     if not wanted:

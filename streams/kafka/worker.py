@@ -22,7 +22,7 @@ def run_worker(settings: Settings, *, loglevel: str = "warning") -> None:
     """Block running the monitor worker for ``settings.pipeline``."""
     from faust.worker import Worker
 
-    from driftline.streams.kafka.app import create_app
+    from driftline.streams.kafka.app import changelog_topics, create_app
     from driftline.streams.kafka.clients import ensure_topics
     from driftline.streams.metrics import MonitorMetrics
     from driftline.streams.monitor.tuning import tune_process
@@ -30,7 +30,7 @@ def run_worker(settings: Settings, *, loglevel: str = "warning") -> None:
     metrics = MonitorMetrics(settings.pipeline)
     if settings.metrics_port:
         metrics.serve(settings.metrics_port)
-    created = ensure_topics(settings)
+    created = ensure_topics(settings, extra=changelog_topics(settings))
     if created:
         log.info("created topics %s", created)
     app = create_app(settings, metrics=metrics)

@@ -56,11 +56,22 @@ from driftline.streams.monitor.messages import RawMessage
 from driftline.streams.monitor.step import LabelOutput, MonitorOutput, MonitorStep
 from driftline.streams.transport import Record, Transport
 
-__all__ = ["CHECKPOINT_INTERVAL_S", "MonitorLoop", "dead_letter_records", "output_records"]
+__all__ = [
+    "CHECKPOINT_INTERVAL_S",
+    "POOL_STATE_KEY",
+    "SUMMARY_HEADERS",
+    "MonitorLoop",
+    "dead_letter_records",
+    "output_records",
+]
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL_S = 1.0
+POOL_STATE_KEY = b"pipeline-chart"
+SUMMARY_HEADERS: tuple[tuple[str, bytes], ...] = (
+    ("content-type", b"application/x-driftline-summary"),
+)
 
 
 def dead_letter_records(topic: str, letters: Iterable[DeadLetter]) -> list[Record]:
@@ -75,10 +86,15 @@ def output_records(
 
     Dead letters → ``{p}.dlq``; DriftEvents → ``{p}.drift`` keyed by the pipeline (one
     partition keeps a pipeline's alarms in order), signed by ``signer`` (the retrainer refuses
-    unsigned alarms); OODFlags → ``{p}.ood`` keyed by event.
+    unsigned alarms); OODFlags → ``{p}.ood`` keyed by event; detector summaries →
+    ``{p}.detector-summaries`` (one partition, one owner).
     """
     topics, key = step.topics, step.pipeline.encode()
-    records = dead_letter_records(topics.dlq, out.dead_letters)
+    records = [
+        Record(topics.detector_summaries, s, key=key, headers=SUMMARY_HEADERS)
+        for s in out.summaries
+    ]
+    records += dead_letter_records(topics.dlq, out.dead_letters)
     drift = out.drift_events if signer is None else [signer.sign(e) for e in out.drift_events]
     records += [Record(topics.drift, e.to_json(), key=key) for e in drift]
     records += [Record(topics.ood, f.to_json(), key=f.event_id.encode()) for f in out.ood_flags]
@@ -94,6 +110,7 @@ class _Checkpoint:
     offsets: dict[tuple[str, int], int]
     labels: dict[tuple[str, int], int]
     started: float
+    pool: tuple[bytes | None, dict[tuple[str, int], int]] | None = None
 
 
 class MonitorLoop:
@@ -118,6 +135,9 @@ class MonitorLoop:
         #: (labels topic, partition) -> the next offset to commit once labels are archived
         self._labels: dict[tuple[str, int], int] = {}
         self._restored: set[int] = set()
+        #: (summaries topic, 0) -> the next offset to commit once the chart is saved
+        self._summaries: dict[tuple[str, int], int] = {}
+        self._pool_restored = False
         self._last = time.monotonic()
         self._under_way: _Checkpoint | None = None
 
@@ -141,6 +161,41 @@ class MonitorLoop:
             self.metrics.observe_batch(out, messages, time.perf_counter() - started)
         await self.checkpoint_if_due()
         return out
+
+    async def summaries(self, messages: Sequence[RawMessage]) -> MonitorOutput:
+        """One batch of ``{p}.detector-summaries`` (this worker owns the pipeline chart):
+        merge, route the DriftEvents and refused summaries, checkpoint if due."""
+        if not self._pool_restored:
+            data = self.transport.load_pool_state()
+            if data:
+                self.step.restore_pool(data)
+                log.info("restored the pipeline chart (%d bytes)", len(data))
+            self._pool_restored = True
+        out = self.step.merge_summaries(messages)
+        await self.transport.send(output_records(self.step, out, self.signer))
+        for event in out.drift_events:
+            log.warning(
+                "drift %s (pipeline chart): statistic %.4g > %.4g",
+                event.drift_id,
+                event.statistic,
+                event.threshold,
+            )
+        for letter in out.dead_letters:
+            log.error("refused a detector summary: %s", letter.detail)
+        if out.skipped_summaries:
+            log.info("skipped %d summaries of another reference", out.skipped_summaries)
+        last = messages[-1]
+        self._summaries[(last.topic, last.partition)] = last.offset + 1
+        if self.metrics is not None:
+            self.metrics.observe_summaries(out)
+        await self.checkpoint_if_due()
+        return out
+
+    def summaries_revoked(self) -> None:
+        """The summaries topic moved to another worker: it restores the chart from there."""
+        self.step.drop_pool()
+        self._pool_restored = False
+        self._summaries = {}
 
     async def labels(self, messages: Sequence[RawMessage]) -> LabelOutput:
         """One batch of one labels partition; its offset is committed once archived."""
@@ -172,7 +227,7 @@ class MonitorLoop:
         self._labels = {k: v for k, v in self._labels.items() if k[1] not in gone}
 
     def due(self) -> bool:
-        waiting = self._pending or self._labels
+        waiting = self._pending or self._labels or self._summaries
         return bool(waiting) and time.monotonic() - self._last >= self.interval_s
 
     async def checkpoint_if_due(self) -> None:
@@ -203,9 +258,12 @@ class MonitorLoop:
             if covered is not None:
                 offsets[(topic, partition)] = covered
         labels: dict[tuple[str, int], int] = {}
+        pool: tuple[bytes | None, dict[tuple[str, int], int]] | None = None
+        if self._summaries:  # the pipeline chart and the summary offsets it covers
+            pool, self._summaries = (self.step.pool_state_bytes(), self._summaries), {}
         if not self.step.holds_labels:  # labels that came before their rows wait with them
             labels, self._labels = self._labels, {}
-        self._under_way = _Checkpoint(archived, states, offsets, labels, started)
+        self._under_way = _Checkpoint(archived, states, offsets, labels, started, pool)
 
     async def _finish(self, *, wait: bool) -> None:
         """Save and commit the checkpoint under way once its archive is written."""
@@ -219,6 +277,8 @@ class MonitorLoop:
             self.step.collect_archive()  # raises if the store refused: the snapshot is dropped
         except Exception:
             self._labels = {**cp.labels, **self._labels}
+            if cp.pool is not None:
+                self._summaries = {**cp.pool[1], **self._summaries}
             for partition, (topic, _) in cp.states.items():
                 self._pending.setdefault(partition, topic)
             raise
@@ -232,6 +292,11 @@ class MonitorLoop:
             held = self.step.next_offset(topic, partition)
             if covered is not None:
                 offsets[(topic, partition)] = covered if held is None else min(covered, held)
+        if cp.pool is not None:
+            chart, summaries = cp.pool
+            if chart is not None:
+                self.transport.save_pool_state(chart)
+            offsets.update(summaries)
         await self.transport.commit(offsets)
         if self.metrics is not None and cp.states:
             self.metrics.checkpoint_seconds.observe(time.perf_counter() - cp.started)

@@ -6,23 +6,29 @@ in the lifecycle store), update the sketch and the drift detectors, and return w
 publish (dead letters, drift events, OOD flags). The Faust agent and the embedded runner
 both call it; neither does any of this work itself.
 
-**One detector per partition, each with the user's ``ert``.** Inputs of ``P`` partitions are
-monitored per partition rather than merged into one stream, because a partition's state must
-live where the partition is processed: with ``W`` workers each one sees only its partitions,
-its state is checkpointed in a changelog partition next to the input partition, and a
-rebalance moves both together without any cross-worker coordination.
+**One pipeline chart (``detection = "pooled"``, the default).** A change that hits every
+partition must be caught in rows of the *pipeline*, whatever the number of partitions ``P``,
+and give one DriftEvent. A partition's state must live where the partition is processed (a
+rebalance moves both together), so each partition's step does only the costly, stateless half
+of a detector update — validation and the feature map (``partial_state``) — and sends the
+result as a detector summary to ``{p}.detector-summaries``. That topic has one partition, so
+exactly one worker of the group owns it (the assignor decides which, and moves it with its
+checkpoint on a rebalance); its step folds the summaries in arrival order into one
+`driftline.detectors.PooledDetector` (`merge_summaries`) and emits the DriftEvents. The chart
+runs over the pipeline's rows: its false-alarm rate is the requested ``ert`` and its delay in
+total rows does not grow with ``P`` (BENCHMARKS.md, "Pooling across partitions"). The owner's
+chart is checkpointed like a partition's state (`pool_state_bytes`, saved beside the summaries
+partition).
 
+**One chart per partition (``detection = "per_partition"``), each with the user's ``ert``.**
 Alarms of independent monitors add up, but ``ert`` counts *events*, not seconds: over ``N``
 pipeline events, partition ``i`` sees ``N_i`` of them and raises ``N_i / ert_i`` false
 alarms, so the pipeline raises ``sum(N_i / ert_i)``, which is ``N / ert`` exactly when every
 partition's detector keeps ``ert_i = ert`` — however unevenly the traffic is split and however
-the partitions are spread over workers. (Scaling each detector's ``ert`` by ``P`` would be
-right for a rate per unit of *time* of monitors that each see *all* events; here it would
-make the pipeline ``P`` times quieter than asked.) A test checks that ``P`` partition monitors
-raise as many false alarms on the same no-drift rows as one monitor does. The price is
-detection delay: each monitor sees ``1/P`` of the rows, so a drift that hits every partition
-is caught after about the same number of rows *per partition* as one pooled detector needs
-in total.
+the partitions are spread over workers. A test checks that ``P`` partition monitors raise as
+many false alarms on the same no-drift rows as one monitor does. The price is detection delay
+and duplicates: each monitor sees ``1/P`` of the rows, so a drift that hits every partition is
+caught after about ``P`` times as many total rows, and raises ``P`` DriftEvents.
 
 **Reference.** With a champion deployed, the reference is the data version it was trained on
 (read from the store). Before any champion exists, the first ``reference_rows`` valid rows
@@ -75,35 +81,47 @@ import struct
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from driftline.config.pipeline import PipelineConfig
-from driftline.detectors import Coreset, DriftDetector, OODScorer, make_detector
-from driftline.detectors.changepoint import estimate_change_point
+from driftline.detectors import (
+    Coreset,
+    DriftDetector,
+    InvalidInputError,
+    OODScorer,
+    PartialState,
+    make_detector,
+)
 from driftline.lifecycle_store import LifecycleStore
 from driftline.lifecycle_store.archive import Archive
 from driftline.lifecycle_store.exceptions import NotFoundError
 from driftline.schemas import (
-    ChangePoint,
     DeadLetter,
     DeadLetterReason,
     DriftEvent,
-    FeatureScore,
     ModelVersionEvent,
     OODFlag,
-    SourceRange,
     Topics,
 )
+from driftline.streams.monitor.alarms import AlarmWindow, drift_event, from_us
 from driftline.streams.monitor.archiving import MessageKey, Segment, SegmentWriter
 from driftline.streams.monitor.codec import dead_letter, decode_inputs, decode_labels
 from driftline.streams.monitor.early_labels import EarlyLabels
 from driftline.streams.monitor.label_pin import LabelKindPin
 from driftline.streams.monitor.messages import RawMessage
+from driftline.streams.monitor.pool import PipelinePool
 from driftline.streams.monitor.registry import RegistryDecoder
 from driftline.streams.monitor.rows import Rows, strings
+from driftline.streams.monitor.summaries import (
+    MAX_ROWS,
+    MAX_SUMMARY_BYTES,
+    Summary,
+    SummaryError,
+    decode_summary,
+    encode_summary,
+)
 
 __all__ = ["LabelOutput", "MonitorOutput", "MonitorStep"]
 
@@ -131,7 +149,10 @@ class MonitorOutput:
     ``statistic``/``threshold`` are the detector's latest values (of the partition closest
     to its threshold when several were updated), None before a reference exists;
     ``rows_seen`` counts every valid row the step has processed since it started, so a report
-    can plot the statistic against it.
+    can plot the statistic against it. With pooled detection `MonitorStep.process` returns
+    ``summaries`` (for ``{p}.detector-summaries``) instead of running a chart, and
+    `MonitorStep.merge_summaries` returns the DriftEvents (``rows`` then counts the rows it
+    folded, ``rows_seen`` those of the pipeline chart).
     """
 
     rows: int
@@ -143,6 +164,8 @@ class MonitorOutput:
     rows_seen: int = 0
     suppressed_alarms: int = 0
     empty_messages: int = 0
+    summaries: list[bytes] = field(default_factory=list)
+    skipped_summaries: int = 0
 
 
 @dataclass
@@ -153,65 +176,25 @@ class LabelOutput:
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
-# Rows per partition kept for the change-point search: enough to reach back past a detection
-# delay of hundreds of rows, small enough (2048 x d floats) to keep per partition.
-CHANGE_WINDOW = 2048
-
-
 @dataclass
 class _Partition:
-    """Monitoring state of one input partition: detector, sketch, the window since the last
-    reset, how many rows ago the last alarm of this episode was emitted, and the most recent
-    ``CHANGE_WINDOW`` rows (kept across resets) to estimate where a change began."""
+    """Monitoring state of one input partition: its detector (per-partition detection), the
+    sketch of its rows and the `AlarmWindow` of its chart."""
 
     detector: DriftDetector
     sketch: Coreset
-    window_start_offset: int | None = None
-    window_min_us: int | None = None
-    window_max_us: int | None = None
-    rows: int = 0
-    since_alarm: int | None = None
+    window: AlarmWindow = field(default_factory=AlarmWindow)
     pending: list[np.ndarray] = field(default_factory=list)
-    recent: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
-
-    def start_window(self) -> None:
-        self.window_start_offset = None
-        self.window_min_us = self.window_max_us = None
-        self.rows = 0
 
     def extend_window(self, rows: Rows, start: int, stop: int) -> None:
         """Rows ``start:stop`` of ``rows`` were monitored."""
-        if stop <= start:
-            return
-        if self.window_start_offset is None:
-            self.window_start_offset = int(rows.offsets[start])
-        stamps = rows.timestamps_us[start:stop]
-        lo, hi = int(stamps.min()), int(stamps.max())
-        self.window_min_us = lo if self.window_min_us is None else min(self.window_min_us, lo)
-        self.window_max_us = hi if self.window_max_us is None else max(self.window_max_us, hi)
-        self.rows += stop - start
-        if self.since_alarm is not None:
-            self.since_alarm += stop - start
-        self.recent.append((rows.features[start:stop], rows.offsets[start:stop], stamps))
-        if sum(len(r[1]) for r in self.recent) > 2 * CHANGE_WINDOW:
-            self.recent = [self._recent_arrays()]
-
-    def _recent_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The last ``CHANGE_WINDOW`` (features, offsets, timestamps) rows, oldest first."""
-        x, offsets, stamps = (
-            np.concatenate(c)[-CHANGE_WINDOW:] for c in zip(*self.recent, strict=True)
-        )
-        return x, offsets, stamps
-
-    def change_point(self) -> tuple[int, int, int, bool] | None:
-        """``(offset, timestamp_us, rows_before_alarm, confident)`` of the estimated first
-        drifted row among the recent rows (the last one is the alarm's), None without rows."""
-        if not self.recent:
-            return None
-        x, offsets, stamps = self._recent_arrays()
-        est = estimate_change_point(x)
-        i = est.index
-        return int(offsets[i]), int(stamps[i]), len(x) - 1 - i, est.confident
+        if stop > start:
+            self.window.extend(
+                rows.features[start:stop],
+                rows.partitions[start:stop],
+                rows.offsets[start:stop],
+                rows.timestamps_us[start:stop],
+            )
 
     def sample(self, x: np.ndarray) -> None:
         stride = max(1, len(x) // SKETCH_ROWS_PER_BATCH)
@@ -228,9 +211,12 @@ class _Partition:
 class MonitorStep:
     """Decode → validate → archive → sketch and detect → outputs, for one pipeline.
 
-    ``partitions`` is the number of partitions of ``{p}.inputs``; each partition that
-    carries rows gets its own detector with the pipeline's ``ert`` (see the module docstring
-    for why). ``emit_ood`` adds per-event OOD flags on ``{p}.ood``.
+    ``config.detection`` chooses the layout (see the module docstring): ``"pooled"`` (the
+    default) turns each partition's rows into detector summaries (``MonitorOutput.summaries``,
+    for ``{p}.detector-summaries``) and `merge_summaries` folds every partition's summaries
+    into the one pipeline chart — on the worker that owns that topic; ``"per_partition"``
+    gives each partition that carries rows its own detector with the pipeline's ``ert``.
+    ``emit_ood`` adds per-event OOD flags on ``{p}.ood``.
 
     ``archive_rows`` > 0 collects valid rows and archives them as one segment once that many
     are pending (or at `flush`/`state_bytes`), which a high-rate transport uses to write a
@@ -257,7 +243,6 @@ class MonitorStep:
         store: LifecycleStore,
         *,
         pipeline: str,
-        partitions: int = 1,
         emit_ood: bool = False,
         max_message_bytes: int = 8 * 1024 * 1024,
         archive_rows: int = 0,
@@ -266,8 +251,6 @@ class MonitorStep:
         registry: RegistryDecoder | None = None,
         background_archive: bool = False,
     ) -> None:
-        if partitions < 1:
-            raise ValueError(f"partitions must be >= 1, got {partitions}")
         if archive_rows < 0:
             raise ValueError(
                 f"archive_rows must be >= 0 (0 archives every batch), got {archive_rows}"
@@ -276,7 +259,7 @@ class MonitorStep:
         self.store = store
         self.pipeline = pipeline
         self.topics = Topics(pipeline)
-        self.partitions = partitions
+        self.pooled = config.detection == "pooled"
         self.emit_ood = emit_ood
         self.max_message_bytes = max_message_bytes
         self.max_dead_letter_bytes = max_dead_letter_bytes
@@ -295,6 +278,11 @@ class MonitorStep:
         self._template: bytes | None = None
         self._ood: OODScorer | None = None
         self._monitors: dict[int, _Partition] = {}
+        # Pooled detection: the detector that summarizes rows (stateless use), and the
+        # pipeline chart of this worker if it owns the summaries topic.
+        self._summarizer: DriftDetector | None = None
+        self._pool: PipelinePool | None = None
+        self._summary_rows = 0
         # Next offset per input partition folded into the state (re-deliveries below it are
         # skipped), and the offsets above which nothing may be committed yet: messages whose
         # rows wait for the archive, or whose poison dead letter is not handed out yet.
@@ -569,7 +557,9 @@ class MonitorStep:
             self._fit_reference_from_store(data_version_id)
         self.reference_deployment_id = deployment_id
         for monitor in self._monitors.values():
-            monitor.since_alarm = None
+            monitor.window.since_alarm = None
+        if self._pool is not None:
+            self._pool.new_episode()
 
     def drop_partitions(self, partitions: Iterable[int]) -> None:
         """Forget the monitors and offsets of ``partitions`` (moved to another worker)."""
@@ -601,7 +591,6 @@ class MonitorStep:
 
         header: dict[str, Any] = {
             "pipeline": self.pipeline,
-            "partitions": self.partitions,
             "feature_names": list(self.feature_names) if self.feature_names else None,
             "reference": self.reference_data_version,
             "reference_deployment": self.reference_deployment_id,
@@ -626,13 +615,7 @@ class MonitorStep:
             header["monitors"][str(p)] = {
                 "detector": add(m.detector.to_bytes()),
                 "sketch": add(m.sketch.to_bytes()),
-                "window": [
-                    m.window_start_offset,
-                    m.window_min_us,
-                    m.window_max_us,
-                    m.rows,
-                    m.since_alarm,
-                ],
+                "window": m.window.to_json(),
             }
         head = json.dumps(header).encode()
         sizes = [len(b) for b in blobs]
@@ -663,6 +646,7 @@ class MonitorStep:
             self.reference_data_version = header["reference"]
             self.reference_deployment_id = header.get("reference_deployment")
             self._template = None if header["template"] is None else blobs[header["template"]]
+            self._summarizer, self._summary_rows = None, 0
             self._ood = (
                 None if header["ood"] is None else OODScorer.from_bytes(blobs[header["ood"]])
             )
@@ -679,18 +663,11 @@ class MonitorStep:
             p = int(key)
             if wanted is not None and p not in wanted:
                 continue
-            monitor = _Partition(
+            self._monitors[p] = _Partition(
                 DriftDetector.from_bytes(blobs[m["detector"]]),
                 Coreset.from_bytes(blobs[m["sketch"]]),
+                AlarmWindow.from_json(m["window"], p),
             )
-            (
-                monitor.window_start_offset,
-                monitor.window_min_us,
-                monitor.window_max_us,
-                monitor.rows,
-                monitor.since_alarm,
-            ) = m["window"]
-            self._monitors[p] = monitor
 
     # ------------------------------------------------------------------ internals
     def _known_feature_names(self) -> tuple[str, ...] | None:
@@ -743,6 +720,7 @@ class MonitorStep:
         self.reference_data_version = data_version_id
         self._bootstrap = []
         self._monitors = {}
+        self._summarizer, self._summary_rows = None, 0
 
     def _feed_bootstrap(self, rows: Rows) -> Rows:
         """Collect rows until the bootstrap reference is full; return the rows left over."""
@@ -778,7 +756,6 @@ class MonitorStep:
 
     def _monitor_rows(self, rows: Rows, out: MonitorOutput) -> None:
         best: tuple[float, float, float] | None = None
-        holdoff = self.alarm_holdoff
         partitions = np.unique(rows.partitions)
         for p in partitions:
             part = rows.take(rows.partitions == p) if len(partitions) > 1 else rows
@@ -787,91 +764,165 @@ class MonitorStep:
             monitor.sample(part.features)
             if self._ood is not None:
                 out.ood_flags.extend(self._ood_flags(part))
-            x, start = part.features, 0
-            while start < len(part):
-                # Bounded chunks: after an alarm the rest of the chunk is fed again to the
-                # reset detector, so an alarm costs at most one chunk, not the whole batch.
-                stop = min(len(part), start + DETECT_CHUNK)
-                result = monitor.detector.update(x[start:stop])
-                ratio = result.statistic / result.threshold if result.threshold else 0.0
-                if best is None or ratio >= best[0]:
-                    best = (ratio, result.statistic, result.threshold)
-                if not result.drift or result.index is None:
-                    monitor.extend_window(part, start, stop)
-                    start = stop
-                    continue
-                end = start + result.index + 1
-                monitor.extend_window(part, start, end)
-                if monitor.since_alarm is None or monitor.since_alarm >= holdoff:
-                    out.drift_events.append(
-                        self._drift_event(int(p), monitor, part, end - 1, result)
-                    )
-                    monitor.since_alarm = 0
-                else:
-                    out.suppressed_alarms += 1
-                monitor.detector.reset()
-                monitor.start_window()
-                start = end
+            if self.pooled:
+                out.summaries.extend(self._summaries(int(p), part))
+                continue
+            ratio = self._detect(int(p), monitor, part, out)
+            if ratio is not None and (best is None or ratio[0] >= best[0]):
+                best = ratio
         if best is not None:
             out.statistic, out.threshold = best[1], best[2]
 
+    def _detect(
+        self, p: int, monitor: _Partition, part: Rows, out: MonitorOutput
+    ) -> tuple[float, float, float] | None:
+        """Per-partition detection of ``part``; returns the closest (ratio, stat, threshold)."""
+        best: tuple[float, float, float] | None = None
+        x, start = part.features, 0
+        while start < len(part):
+            # Bounded chunks: after an alarm the rest of the chunk is fed again to the
+            # reset detector, so an alarm costs at most one chunk, not the whole batch.
+            stop = min(len(part), start + DETECT_CHUNK)
+            result = monitor.detector.update(x[start:stop])
+            ratio = result.statistic / result.threshold if result.threshold else 0.0
+            if best is None or ratio >= best[0]:
+                best = (ratio, result.statistic, result.threshold)
+            if not result.drift or result.index is None:
+                monitor.extend_window(part, start, stop)
+                start = stop
+                continue
+            end = start + result.index + 1
+            monitor.extend_window(part, start, end)
+            window = monitor.window
+            if window.since_alarm is None or window.since_alarm >= self.alarm_holdoff:
+                row = end - 1
+                alarm = (p, int(part.offsets[row]), str(part.event_ids[row].as_py()))
+                out.drift_events.append(self._drift_event(window, alarm, result))
+                window.since_alarm = 0
+            else:
+                out.suppressed_alarms += 1
+            monitor.detector.reset()
+            window.start()
+            start = end
+        return best
+
+    def _summaries(self, p: int, part: Rows) -> list[bytes]:
+        """The detector summaries of ``part`` (rows of input partition ``p``), each within
+        the size a summary may have."""
+        if self._summarizer is None:
+            assert self._template is not None
+            self._summarizer = DriftDetector.from_bytes(self._template)
+        assert self.reference_data_version is not None
+        first_row = self._seen[p] - len(part)
+        if self._summary_rows == 0:  # rows per summary that stay under the size limit
+            one = self._summarizer.partial_state(part.features[:1])
+            per_row = one.features.nbytes + one.rows.nbytes + 16
+            self._summary_rows = max(1, min(MAX_ROWS, (MAX_SUMMARY_BYTES - 8192) // per_row))
+        out: list[bytes] = []
+        for start in range(0, len(part), self._summary_rows):
+            stop = min(len(part), start + self._summary_rows)
+            partial = self._summarizer.partial_state(part.features[start:stop])
+            summary = Summary(
+                self.pipeline,
+                self.reference_data_version,
+                p,
+                first_row + start,
+                partial.features,
+                partial.rows,
+                part.offsets[start:stop],
+                part.timestamps_us[start:stop],
+            )
+            out.append(encode_summary(summary))
+        return out
+
+    def merge_summaries(self, messages: Sequence[RawMessage]) -> MonitorOutput:
+        """Fold ``{p}.detector-summaries`` messages into the pipeline chart (pooled detection,
+        on the worker that owns that topic); return its DriftEvents.
+
+        Each message is validated on its own: one that is not a summary of this pipeline
+        (garbled, oversized, forged shapes, NaN) becomes a dead letter naming the reason, and
+        the chart goes on. Summaries of another reference than the one in force (sent before
+        a new champion's data became the reference) are skipped and counted in
+        ``skipped_summaries``, as are summaries that arrive before this worker has a
+        reference. Rows a summary repeats (re-sent after a restart) are folded once.
+        """
+        out = MonitorOutput(rows=0)
+        pool: PipelinePool | None = None
+        fitting: list[Summary] = []
+        for message in messages:
+            try:
+                summary = decode_summary(message.value, pipeline=self.pipeline)
+                pool = self._pool_for(summary.reference)
+                if pool is None:
+                    out.skipped_summaries += 1
+                    continue
+                pool.detector.check_partial(PartialState(summary.features, summary.rows))
+            except (SummaryError, InvalidInputError) as exc:
+                reason = getattr(exc, "reason", DeadLetterReason.SCHEMA_VIOLATION)
+                out.dead_letters.append(
+                    dead_letter(message, self.pipeline, reason, f"detector summary: {exc}")
+                )
+                continue
+            fitting.append(summary)
+        pool = self._pool
+        if pool is not None and fitting:
+            fitting = [s for s in fitting if s.reference == pool.reference]
+            before, held = pool.rows_seen, pool.held
+            for alarm in pool.merge_many(fitting):
+                key = (alarm.partition, alarm.offset, f"row-{alarm.row}")
+                out.drift_events.append(self._drift_event(alarm.window, key, alarm.result))
+            out.rows = pool.rows_seen - before
+            out.suppressed_alarms = pool.held - held
+            if pool.last is not None:
+                out.statistic, out.threshold = pool.last.statistic, pool.last.threshold
+        out.rows_seen = 0 if self._pool is None else self._pool.rows_seen
+        return out
+
+    def _pool_for(self, reference: str) -> PipelinePool | None:
+        """The pipeline chart that merges summaries of ``reference`` (None: skip them)."""
+        pool = self._pool
+        if self.reference_data_version is None or self._template is None:
+            # No reference here yet: only a restored chart of that reference can merge.
+            return pool if pool is not None and pool.reference == reference else None
+        if reference != self.reference_data_version:
+            return None
+        if pool is None or pool.reference != reference:
+            pool = self._pool = PipelinePool(
+                self._template, reference=reference, holdoff=self.alarm_holdoff
+            )
+        return pool
+
+    def pool_state_bytes(self) -> bytes | None:
+        """Checkpoint of the pipeline chart (None while this worker merged nothing)."""
+        return None if self._pool is None else self._pool.to_bytes()
+
+    def restore_pool(self, data: bytes) -> None:
+        """Load a pipeline chart saved by `pool_state_bytes` (this worker now owns it)."""
+        pool = PipelinePool.from_bytes(data)
+        if self.reference_data_version is None or pool.reference == self.reference_data_version:
+            self._pool = pool
+
+    def drop_pool(self) -> None:
+        """The summaries topic moved to another worker: forget the chart (it restores it)."""
+        self._pool = None
+
+    @property
+    def pool(self) -> PipelinePool | None:
+        """The pipeline chart this worker merges into (pooled detection), if any."""
+        return self._pool
+
     def _drift_event(
-        self, partition: int, monitor: _Partition, rows: Rows, row: int, result: Any
+        self, window: AlarmWindow, alarm: tuple[int, int, str], result: Any
     ) -> DriftEvent:
-        topic = rows.topics[row].as_py()
-        end_offset = int(rows.offsets[row])
-        start_offset = (
-            monitor.window_start_offset if monitor.window_start_offset is not None else end_offset
-        )
-        # Same alarm, same id: a re-delivered batch re-raises it and consumers dedupe by it.
-        drift_id = (
-            "drift-"
-            + hashlib.sha256(
-                f"{self.pipeline}\0{self.reference_deployment_id}\0{self.reference_data_version}\0"
-                f"{topic}\0{partition}\0"
-                f"{end_offset}\0{rows.event_ids[row].as_py()}".encode()
-            ).hexdigest()[:24]
-        )
-        change = monitor.change_point()
-        # Shares of the attribution (see FeatureScore): bounded whatever the detector's scale.
-        raw = np.array([max(float(s), 0.0) for _, s in result.features], dtype=np.float64)
-        raw = np.where(np.isfinite(raw), raw, 0.0)
-        shares = raw / raw.sum() if raw.sum() > 0 else raw
-        return DriftEvent(
-            drift_id=drift_id,
+        return drift_event(
             pipeline=self.pipeline,
             detector=self.config.detector.kind,
-            statistic=float(result.statistic),
-            threshold=float(result.threshold),
-            features=[
-                FeatureScore(name=n, score=float(min(v, 1.0)))
-                for (n, _), v in zip(result.features[:10], shares, strict=False)
-            ],
-            change_points=[]
-            if change is None
-            else [
-                ChangePoint(
-                    topic=topic,
-                    partition=partition,
-                    offset=change[0],
-                    timestamp=_from_us(change[1]),
-                    rows_before_alarm=change[2],
-                    confident=change[3],
-                )
-            ],
-            window_start=_from_us(monitor.window_min_us),
-            window_end=_from_us(monitor.window_max_us),
-            offsets=[
-                SourceRange(
-                    topic=topic,
-                    partition=partition,
-                    start_offset=start_offset,
-                    end_offset=end_offset,
-                )
-            ],
-            rows_seen=monitor.rows,
             reference_data_version=self.reference_data_version,
             reference_deployment_id=self.reference_deployment_id,
+            topic=self.topics.inputs,
+            window=window,
+            alarm=alarm,
+            result=result,
         )
 
     def _ood_flags(self, rows: Rows) -> list[OODFlag]:
@@ -886,7 +937,7 @@ class MonitorStep:
                 pipeline=self.pipeline,
                 score=float(scores[i]),
                 threshold=threshold,
-                timestamp=_from_us(int(rows.timestamps_us[i])),
+                timestamp=from_us(int(rows.timestamps_us[i])),
             )
             for i, event_id in zip(flagged, ids, strict=True)
         ]
@@ -905,14 +956,6 @@ _NON_FEATURES = frozenset(
         "offset",
     }
 )
-
-
-def _from_us(us: int | None) -> datetime:
-    return (
-        datetime.fromtimestamp(0, tz=UTC)
-        if us is None
-        else datetime.fromtimestamp(us / 1e6, tz=UTC)
-    )
 
 
 def _rows_bytes(rows: Rows) -> bytes:

@@ -14,6 +14,7 @@ from driftline.lifecycle_store import LifecycleStore
 from driftline.schemas import ARROW_CONTENT_TYPE, CONTENT_TYPE_HEADER, InferenceBatch
 from driftline.streams.monitor.messages import RawMessage
 from driftline.streams.monitor.step import MonitorStep
+from tests.streams.ingest.helpers import process
 
 ARROW = ((CONTENT_TYPE_HEADER, ARROW_CONTENT_TYPE.encode()),)
 
@@ -73,7 +74,7 @@ def test_drift_events_carry_the_change_point_of_their_partition() -> None:
         stamps = [t0 + timedelta(seconds=i) for i in range(lo, lo + 250)]
         batch = InferenceBatch.from_arrays("cp", ids, stamps, x[lo : lo + 250], names)
         msg = RawMessage(batch.to_ipc(), None, ARROW, topic="cp.inputs", offset=lo // 250)
-        events += step.process([msg]).drift_events
+        events += process(step, [msg]).drift_events
     store.close()
     first = next(e for e in events if e.window_end >= t0 + timedelta(seconds=change))
     assert all(e.window_end >= t0 + timedelta(seconds=change) for e in events)  # no false alarm

@@ -55,6 +55,7 @@ class PipelineRun:
         detector.update(options.pop("detector", {}))
         params = {"n_simulated": 100_000, "window": 100, "seed": 0}
         params.update(options.pop("params", {}))
+        detection = options.pop("detection", None)
         fields = {
             "kafka_bootstrap_servers": bootstrap,
             "partitions": 1,
@@ -67,7 +68,10 @@ class PipelineRun:
         }
         fields.update(options)
         lines = [f"{k} = {_toml(v)}" for k, v in fields.items()]
-        lines += ["[pipeline]", f'name = "{name}"', "[pipeline.detector]"]
+        lines += ["[pipeline]", f'name = "{name}"']
+        if detection is not None:
+            lines += [f"detection = {_toml(detection)}"]
+        lines += ["[pipeline.detector]"]
         lines += [f"{k} = {_toml(v)}" for k, v in detector.items()]
         lines += ["[pipeline.detector.params]"]
         lines += [f"{k} = {_toml(v)}" for k, v in params.items()]

@@ -12,6 +12,7 @@ from driftline.config.pipeline import PipelineConfig
 from driftline.lifecycle_store import LifecycleStore
 from driftline.schemas import CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE
 from driftline.streams.monitor.messages import RawMessage
+from driftline.streams.monitor.step import MonitorOutput, MonitorStep
 
 JSON_HEADERS = ((CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode()),)
 
@@ -60,14 +61,37 @@ def messages(
 
 
 def config(
-    pipeline: str, *, ert: int = 2000, reference_rows: int = 400, **detector: object
+    pipeline: str,
+    *,
+    ert: int = 2000,
+    reference_rows: int = 400,
+    detection: str = "pooled",
+    **detector: object,
 ) -> PipelineConfig:
     params = {"n_simulated": 50_000, "window": 100, "seed": 0}
     params.update(detector)
     return PipelineConfig(
         name=pipeline,
         detector={"kind": "mmd", "ert": ert, "reference_rows": reference_rows, "params": params},
+        detection=detection,
     )
+
+
+def process(step: MonitorStep, batch: Sequence[RawMessage]) -> MonitorOutput:
+    """``step.process(batch)``, with its detector summaries merged by the same step (the
+    owner of the pipeline chart, as a single worker is): the DriftEvents and the statistic
+    of the pooled chart are folded into the output."""
+    out = step.process(batch)
+    if out.summaries:
+        topic = step.topics.detector_summaries
+        merged = step.merge_summaries(
+            [RawMessage(s, None, (), topic, 0, i) for i, s in enumerate(out.summaries)]
+        )
+        assert merged.dead_letters == [], merged.dead_letters
+        out.drift_events += merged.drift_events
+        out.suppressed_alarms += merged.suppressed_alarms
+        out.statistic, out.threshold = merged.statistic, merged.threshold
+    return out
 
 
 def open_store(tmp_path: Path) -> LifecycleStore:

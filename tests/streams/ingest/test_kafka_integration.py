@@ -32,9 +32,10 @@ from driftline.schemas import (
 from driftline.streams.kafka.app import app_id
 from driftline.streams.kafka.clients import make_consumer, make_producer
 from driftline.streams.kafka.replay import replay
+from driftline.streams.monitor.pool import PipelinePool
 from driftline.streams.monitor.step import MonitorStep
 from tests.streams.ingest.conftest import PipelineRun, free_port, wait_for
-from tests.streams.ingest.helpers import JSON_HEADERS, event_bytes, messages
+from tests.streams.ingest.helpers import JSON_HEADERS, event_bytes, messages, process
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -315,10 +316,14 @@ def test_sigkill_mid_replay_loses_nothing_and_restores_the_detector(
     whole.restore(last_state(run))
     clean = MonitorStep(run.settings.config, _scratch_store(tmp_path), pipeline=run.name)
     for lo in range(0, n, 1000):
-        clean.process(messages(run.name, x[lo : lo + 1000], first=lo))
+        process(clean, messages(run.name, x[lo : lo + 1000], first=lo))
     assert whole.rows_seen == clean.rows_seen == n
-    a, b = whole.detector(0), clean.detector(0)
-    assert a is not None and b is not None and a.n_seen == b.n_seen
+    # The pipeline chart (pooled detection), from its own table's changelog.
+    chart = f"driftline-monitor-{run.name}-pipeline-chart-changelog"
+    restored = PipelinePool.from_bytes(run.read(chart, quiet_s=2.0)[-1].value())
+    assert clean.pool is not None and restored.rows_seen == clean.pool.rows_seen == n - 1000
+    a, b = restored.detector, clean.pool.detector
+    assert a.n_seen == b.n_seen
     # Equal up to float32 rounding (batches were cut differently); one row missing or counted
     # twice would move the state by about lam * |row| ~ 1e-2.
     np.testing.assert_allclose(a._state, b._state, rtol=0, atol=1e-5)

@@ -7,7 +7,7 @@ import pytest
 
 from driftline.schemas import ModelVersionEvent
 from driftline.streams.monitor.step import MonitorStep
-from tests.streams.ingest.helpers import batches, config, messages, open_store
+from tests.streams.ingest.helpers import batches, config, messages, open_store, process
 
 P = "mon"
 
@@ -19,7 +19,7 @@ def gaussian(n: int, d: int = 3, seed: int = 0) -> np.ndarray:
 def run(step: MonitorStep, msgs: list, size: int = 250) -> list:
     outs = []
     for batch in batches(msgs, size):
-        outs.append(step.process(batch))
+        outs.append(process(step, batch))
     return outs
 
 
@@ -70,25 +70,36 @@ def test_batch_boundaries_do_not_change_the_result(tmp_path: Path) -> None:
     assert ea == eb and len(ea) == 1
 
 
-def test_restore_plus_redelivery_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("detection", ["pooled", "per_partition"])
+def test_restore_plus_redelivery_equals_an_uninterrupted_run(
+    tmp_path: Path, detection: str
+) -> None:
     x = gaussian(3000)
     x[2200:, 2] *= 3.0
     msgs = messages(P, x)
-    whole = MonitorStep(config(P, ert=100_000), open_store(tmp_path / "w"), pipeline=P)
+    cfg = config(P, ert=100_000, detection=detection)
+    whole = MonitorStep(cfg, open_store(tmp_path / "w"), pipeline=P)
     drift_whole = [e.drift_id for o in run(whole, msgs) for e in o.drift_events]
 
     store = open_store(tmp_path / "c")
-    first = MonitorStep(config(P, ert=100_000), store, pipeline=P)
+    first = MonitorStep(cfg, store, pipeline=P)
     run(first, msgs[:1500])
-    saved = first.state_bytes()
+    saved, chart = first.state_bytes(), first.pool_state_bytes()
     run(first, msgs[1500:1800])  # processed but never checkpointed: lost in the crash
-    second = MonitorStep(config(P, ert=100_000), store, pipeline=P)
+    second = MonitorStep(cfg, store, pipeline=P)
     second.restore(saved)
+    if chart is not None:
+        second.restore_pool(chart)
     # At-least-once: the transport re-delivers everything after the checkpoint.
     drift_second = [e.drift_id for o in run(second, msgs[1500:]) for e in o.drift_events]
     assert drift_second == drift_whole and len(drift_whole) == 1
     assert second.rows_seen == whole.rows_seen == 3000
-    dw, ds = whole.detector(0), second.detector(0)
+    if detection == "pooled":
+        assert whole.pool is not None and second.pool is not None
+        assert whole.pool.rows_seen == second.pool.rows_seen == 2600  # after 400 reference
+        dw, ds = whole.pool.detector, second.pool.detector
+    else:
+        dw, ds = whole.detector(0), second.detector(0)  # type: ignore[assignment]
     assert dw is not None and ds is not None
     np.testing.assert_allclose(ds._state, dw._state)
     # Re-delivered rows are archived again but read back once.
@@ -109,9 +120,10 @@ def test_redelivered_batches_are_not_counted_twice(tmp_path: Path) -> None:
 
 def test_state_of_one_partition_restores_only_that_partition(tmp_path: Path) -> None:
     msgs = messages(P, gaussian(2000), partitions=2)
-    step = MonitorStep(config(P), open_store(tmp_path), pipeline=P, partitions=2)
+    cfg = config(P, detection="per_partition")
+    step = MonitorStep(cfg, open_store(tmp_path), pipeline=P)
     run(step, msgs)
-    fresh = MonitorStep(config(P), open_store(tmp_path), pipeline=P, partitions=2)
+    fresh = MonitorStep(cfg, open_store(tmp_path), pipeline=P)
     fresh.restore(step.state_bytes([1]), partitions=[1])
     d1, f1 = step.detector(1), fresh.detector(1)
     assert d1 is not None and f1 is not None and d1.n_seen == f1.n_seen > 0
@@ -121,18 +133,28 @@ def test_state_of_one_partition_restores_only_that_partition(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-def test_partition_monitors_keep_the_pipeline_false_alarm_rate(tmp_path: Path) -> None:
+@pytest.mark.parametrize("detection", ["per_partition", "pooled"])
+def test_partition_monitors_keep_the_pipeline_false_alarm_rate(
+    tmp_path: Path, detection: str
+) -> None:
     """P monitors, each with the user's ert over its share of the rows, raise as many false
-    alarms as one monitor over all rows (ert counts events, so alarms add up to N/ert)."""
+    alarms as one monitor over all rows (ert counts events, so alarms add up to N/ert); the
+    pooled chart over P partitions raises as many as over one."""
     n, ert = 48_000, 1000
     x = gaussian(n + 2000, d=2, seed=3)
     counts = {}
     for parts in (1, 4):
         step = MonitorStep(
-            config(P, ert=ert, reference_rows=2000, window=50, n_simulated=200_000),
+            config(
+                P,
+                ert=ert,
+                reference_rows=2000,
+                window=50,
+                n_simulated=200_000,
+                detection=detection,
+            ),
             open_store(tmp_path / str(parts)),
             pipeline=P,
-            partitions=parts,
             alarm_holdoff=0,
         )
         msgs = messages(P, x[:2000]) + messages(P, x[2000:], first=2000, partitions=parts)

@@ -29,6 +29,7 @@ from driftline.streams.monitor.messages import RawMessage
 from driftline.streams.monitor.step import MonitorStep
 from driftline.streams.sdk.subscriber import ModelSubscriber
 from tests.streams.loop.conftest import SIGNER
+from tests.streams.ingest.helpers import process
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -36,13 +37,14 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 def feed(
     step: MonitorStep, inputs: list[InferenceEvent], labels: list[LabelEvent] | None = None
 ) -> list[DriftEvent]:
-    """What the worker does with {p}.inputs and {p}.labels, in process."""
+    """What the worker does with {p}.inputs and {p}.labels, in process (with pooled detection
+    the same step also merges its detector summaries, as the summaries' owner)."""
     topics = step.topics
     # Offsets follow the stream's event numbers, as on a single-partition topic.
     messages = [
         RawMessage(e.to_json(), topic=topics.inputs, offset=int(e.event_id[1:])) for e in inputs
     ]
-    drifts = step.process(messages).drift_events if messages else []
+    drifts = process(step, messages).drift_events if messages else []
     if labels:
         step.process_labels(
             [

@@ -1,0 +1,142 @@
+"""Pooled detection in process: hostile summaries are refused with a reason, the pipeline
+chart survives a restart of its owner, and P partitions give one DriftEvent per change."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from driftline.schemas import DeadLetterReason
+from driftline.streams.embedded.bus import InMemoryBus
+from driftline.streams.embedded.runner import BusTransport
+from driftline.streams.loops.monitor import MonitorLoop
+from driftline.streams.monitor.messages import RawMessage
+from driftline.streams.monitor.step import MonitorStep
+from driftline.streams.monitor.summaries import (
+    MAX_SUMMARY_BYTES,
+    decode_summary,
+    encode_summary,
+)
+from tests.streams.ingest.helpers import batches, config, messages, open_store, process
+
+P = "pooled"
+
+
+def gaussian(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, 3))
+
+
+def summaries_of(step: MonitorStep, x: np.ndarray, partitions: int) -> list[bytes]:
+    out = []
+    for batch in batches(messages(P, x, partitions=partitions), 200):
+        out += step.process(batch).summaries
+    return out
+
+
+def as_messages(step: MonitorStep, values: list[bytes]) -> list[RawMessage]:
+    topic = step.topics.detector_summaries
+    return [RawMessage(v, None, (), topic, 0, i) for i, v in enumerate(values)]
+
+
+def _forge(valid: bytes, **changes: object) -> bytes:
+    """``valid`` with header fields changed (arrays kept)."""
+    n = struct.unpack(">I", valid[8:12])[0]
+    header = json.loads(valid[12 : 12 + n])
+    header.update(changes)
+    head = json.dumps(header).encode()
+    return valid[:8] + struct.pack(">I", len(head)) + head + valid[12 + n :]
+
+
+def test_hostile_summaries_are_dead_lettered_with_a_reason_and_the_chart_goes_on(
+    tmp_path: Path,
+) -> None:
+    step = MonitorStep(config(P), open_store(tmp_path), pipeline=P)
+    valid = summaries_of(step, gaussian(1000), 1)
+    assert valid and step.pool is None  # summaries are sent, not merged, by process()
+    good = valid[0]
+    parsed = decode_summary(good, pipeline=P)
+    nan = encode_summary(replace(parsed, rows=np.full_like(parsed.rows, np.nan)))
+    forged = [
+        b"garbage",
+        b"\x00" * (MAX_SUMMARY_BYTES + 1),
+        _forge(good, pipeline="someone-else"),
+        _forge(good, rows=10**9),  # a shape that would allocate gigabytes
+        _forge(good, rows=1),  # arrays longer than the header says
+        _forge(good, map_dim=2, rows=1),  # wrong width for this detector
+        _forge(good, partition=-1),
+        good[:12] + b"{not json" + good[21:],
+        nan,
+    ]
+    out = step.merge_summaries(as_messages(step, [*forged, *valid]))
+    reasons = [d.reason for d in out.dead_letters]
+    assert len(reasons) == len(forged), out.dead_letters
+    assert reasons[:3] == [
+        DeadLetterReason.MALFORMED,
+        DeadLetterReason.OVERSIZED,
+        DeadLetterReason.WRONG_PIPELINE,
+    ]
+    assert reasons[-1] == DeadLetterReason.NON_FINITE
+    assert all(d.source_topic == step.topics.detector_summaries for d in out.dead_letters)
+    assert all(d.detail.startswith("detector summary") for d in out.dead_letters)
+    # Every valid summary after them was merged: 1000 rows minus the 400 reference rows.
+    assert step.pool is not None and step.pool.rows_seen == 600 == out.rows
+
+
+def test_a_repeated_summary_is_folded_once_and_another_reference_is_skipped(
+    tmp_path: Path,
+) -> None:
+    step = MonitorStep(config(P), open_store(tmp_path), pipeline=P)
+    valid = summaries_of(step, gaussian(1000), 2)
+    step.merge_summaries(as_messages(step, valid + valid))
+    assert step.pool is not None and step.pool.rows_seen == 600
+    stale = step.merge_summaries(as_messages(step, [_forge(valid[0], reference="dv-old")]))
+    assert stale.skipped_summaries == 1 and stale.dead_letters == []
+
+
+@pytest.mark.parametrize("partitions", [1, 4, 12])
+def test_one_change_over_p_partitions_gives_one_drift_event(
+    tmp_path: Path, partitions: int
+) -> None:
+    x = gaussian(6000, seed=4)
+    x[3000:, 0] += 1.0
+    step = MonitorStep(config(P, ert=50_000), open_store(tmp_path), pipeline=P)
+    events = []
+    for batch in batches(messages(P, x, partitions=partitions), 40 * partitions):
+        by_partition = [[m for m in batch if m.partition == p] for p in range(partitions)]
+        for part in by_partition:
+            if part:
+                events += process(step, part).drift_events
+    (event,) = events
+    assert event.features[0].name == "f0"
+    assert {r.partition for r in event.offsets} == set(range(partitions))
+    # After the change (row 3000 is offset 3000 // P of each partition), within 600 rows.
+    assert max(r.end_offset for r in event.offsets) >= 3000 // partitions
+    assert sum(r.end_offset + 1 for r in event.offsets) <= 3600
+
+
+def test_the_owner_restores_the_pipeline_chart_after_a_restart(tmp_path: Path) -> None:
+    bus = InMemoryBus()
+    bus.create_topic(f"{P}.detector-summaries", partitions=1)
+    transport = BusTransport(bus)
+    store = open_store(tmp_path)
+    step = MonitorStep(config(P), store, pipeline=P)
+    loop = MonitorLoop(step, transport, interval_s=0)
+    values = summaries_of(step, gaussian(1000), 1)
+    asyncio.run(loop.summaries(as_messages(step, values)))
+    assert step.pool is not None and step.pool.rows_seen == 600
+
+    # A new owner (restart or rebalance) with the same transport: the chart comes back, and
+    # the summaries re-delivered after it are not counted twice.
+    fresh = MonitorStep(config(P), store, pipeline=P)
+    fresh.restore(step.state_bytes())
+    again = MonitorLoop(fresh, transport, interval_s=0)
+    asyncio.run(again.summaries(as_messages(fresh, values)))
+    assert fresh.pool is not None and fresh.pool.rows_seen == 600
+    np.testing.assert_allclose(fresh.pool.detector._state, step.pool.detector._state)
+    assert bus.committed("driftline-monitor", f"{P}.detector-summaries") == [len(values)]
