@@ -28,8 +28,8 @@ from driftline.streams.metrics import RetrainerMetrics
 from driftline.streams.monitor.messages import RawMessage
 from driftline.streams.monitor.step import MonitorStep
 from driftline.streams.sdk.subscriber import ModelSubscriber
-from tests.streams.loop.conftest import SIGNER
 from tests.streams.ingest.helpers import process
+from tests.streams.loop.conftest import SIGNER
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
