@@ -279,6 +279,9 @@ class DeadLetterReason(StrEnum):
     """One of the oldest labels held before any input, dropped past the limit."""
     LABEL_TYPE_MISMATCH = "label_type_mismatch"
     """A label of another kind (number or string) than the pipeline's labels."""
+    UNSIGNED = "unsigned"
+    """An internal record (a detector summary) without a valid signature of the pipeline's
+    workers: unsigned, signed with an unknown key, or altered."""
     POISON = "poison"
     """Passed validation yet made the step fail (archive or decode) on every attempt."""
 

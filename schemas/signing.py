@@ -81,6 +81,10 @@ __all__ = [
 _RAW = serialization.Encoding.Raw
 
 SignedEvent = ModelVersionEvent | DriftEvent
+
+_SEAL = b"DLSIG1"
+_KEY_ID_BYTES = 16  # `key_id`: 16 hex digits
+_SEAL_BYTES = len(_SEAL) + _KEY_ID_BYTES + 64  # an Ed25519 signature is 64 bytes
 """The event types that carry a ``signature`` and a ``key_id``."""
 E = TypeVar("E", ModelVersionEvent, DriftEvent)
 
@@ -159,6 +163,17 @@ class EventSigner:
         )
         return base64.b64encode(seed).decode()
 
+    def seal(self, data: bytes) -> bytes:
+        """``data`` followed by this key's id and its signature (`EventVerifier.unseal`).
+
+        For binary records driftline writes and reads itself (detector summaries).
+
+        >>> signer = EventSigner.generate()
+        >>> EventVerifier([signer.public_key]).unseal(signer.seal(b"chart")) == b"chart"
+        True
+        """
+        return b"".join([data, _SEAL, self.key_id.encode(), self._key.sign(data)])
+
     def sign(self, event: E) -> E:
         """A copy of ``event`` carrying this key's id and signature."""
         unsigned = event.model_copy(update={"signature": None, "key_id": None})
@@ -198,31 +213,51 @@ class EventVerifier:
     def __repr__(self) -> str:
         return f"EventVerifier(key_ids={list(self._keys)!r})"
 
+    def unseal(self, sealed: bytes) -> bytes:
+        """The data of a record sealed by `EventSigner.seal` with a trusted key; raise
+        `SignatureError` (``no_keys``, ``unsigned``, ``unknown_key``, ``bad_signature``)."""
+        if len(sealed) < _SEAL_BYTES or sealed[-_SEAL_BYTES : -_SEAL_BYTES + len(_SEAL)] != _SEAL:
+            self._check_configured()
+            raise SignatureError("unsigned", "the record carries no signature")
+        data, trailer = sealed[:-_SEAL_BYTES], sealed[-_SEAL_BYTES + len(_SEAL) :]
+        kid = trailer[:_KEY_ID_BYTES].decode("latin-1")
+        self._check(kid, trailer[_KEY_ID_BYTES:], data, "the record")
+        return data
+
     def verify(self, event: SignedEvent) -> None:
         """Return if ``event`` is signed by a trusted key; raise `SignatureError` otherwise."""
+        self._check_configured()
+        if not event.signature or not event.key_id:
+            raise SignatureError("unsigned", f"the {_describe(event)} carries no signature")
+        try:
+            signature = base64.b64decode(event.signature, validate=True)
+        except (binascii.Error, ValueError):
+            signature = b""
+        self._check(event.key_id, signature, _canonical(event), _describe(event))
+
+    def _check_configured(self) -> None:
         if not self._keys:
             raise SignatureError(
                 "no_keys",
                 "no verify key configured: set DRIFTLINE_VERIFY_KEYS to the publisher's public "
                 "key (`driftline keys generate` prints both)",
             )
-        if not event.signature or not event.key_id:
-            raise SignatureError("unsigned", f"the {_describe(event)} carries no signature")
-        key = self._keys.get(event.key_id)
+
+    def _check(self, kid: str, signature: bytes, data: bytes, what: str) -> None:
+        self._check_configured()
+        key = self._keys.get(kid)
         if key is None:
             raise SignatureError(
                 "unknown_key",
-                f"the event is signed with key {event.key_id!r}, which is not among the "
-                f"trusted keys {sorted(self._keys)}",
+                f"{what} is signed with key {kid[:32]!r}, which is not among the trusted "
+                f"keys {sorted(self._keys)}",
             )
         try:
-            signature = base64.b64decode(event.signature, validate=True)
-            key.verify(signature, _canonical(event))
-        except (InvalidSignature, binascii.Error, ValueError):
+            key.verify(signature, data)
+        except (InvalidSignature, ValueError):
             raise SignatureError(
                 "bad_signature",
-                f"the signature of {_describe(event)} does not match its "
-                "content: the event was altered or forged",
+                f"the signature of {what} does not match its content: it was altered or forged",
             ) from None
 
 

@@ -50,8 +50,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from driftline.schemas import DeadLetter, EventSigner
+from driftline.schemas import DeadLetter, DeadLetterReason, EventSigner, EventVerifier, SchemaError
 from driftline.streams.metrics import MonitorMetrics
+from driftline.streams.monitor.codec import dead_letter
 from driftline.streams.monitor.messages import RawMessage
 from driftline.streams.monitor.step import LabelOutput, MonitorOutput, MonitorStep
 from driftline.streams.transport import Record, Transport
@@ -87,11 +88,13 @@ def output_records(
     Dead letters → ``{p}.dlq``; DriftEvents → ``{p}.drift`` keyed by the pipeline (one
     partition keeps a pipeline's alarms in order), signed by ``signer`` (the retrainer refuses
     unsigned alarms); OODFlags → ``{p}.ood`` keyed by event; detector summaries →
-    ``{p}.detector-summaries`` (one partition, one owner).
+    ``{p}.detector-summaries`` (one partition, one owner), sealed by ``signer``: the owner
+    folds only summaries of the pipeline's workers, who share its signing key.
     """
     topics, key = step.topics, step.pipeline.encode()
+    seal = (lambda s: s) if signer is None else signer.seal
     records = [
-        Record(topics.detector_summaries, s, key=key, headers=SUMMARY_HEADERS)
+        Record(topics.detector_summaries, seal(s), key=key, headers=SUMMARY_HEADERS)
         for s in out.summaries
     ]
     records += dead_letter_records(topics.dlq, out.dead_letters)
@@ -127,6 +130,8 @@ class MonitorLoop:
     ) -> None:
         self.step = step
         self.signer = signer
+        #: summaries are sealed by the workers' shared key; with no signer, none are sealed
+        self._sealed_by = None if signer is None else EventVerifier([signer.public_key])
         self.transport = transport
         self.metrics = metrics
         self.interval_s = interval_s
@@ -171,7 +176,9 @@ class MonitorLoop:
                 self.step.restore_pool(data)
                 log.info("restored the pipeline chart (%d bytes)", len(data))
             self._pool_restored = True
+        messages, refused = self._unseal(messages)
         out = self.step.merge_summaries(messages)
+        out.dead_letters[:0] = refused
         await self.transport.send(output_records(self.step, out, self.signer))
         for event in out.drift_events:
             log.warning(
@@ -190,6 +197,23 @@ class MonitorLoop:
             self.metrics.observe_summaries(out)
         await self.checkpoint_if_due()
         return out
+
+    def _unseal(self, messages: Sequence[RawMessage]) -> tuple[list[RawMessage], list[DeadLetter]]:
+        """The summaries sealed by this pipeline's workers, and a dead letter for each other
+        record on the topic (a forged summary would steer the pipeline's chart)."""
+        if self._sealed_by is None:
+            return list(messages), []
+        kept, refused = [], []
+        for m in messages:
+            try:
+                kept.append(m._replace(value=self._sealed_by.unseal(m.value)))
+            except SchemaError as exc:
+                reason = getattr(exc, "reason", "unsigned")
+                detail = f"detector summary not sealed by this pipeline's workers ({reason}): {exc}"
+                refused.append(
+                    dead_letter(m, self.step.pipeline, DeadLetterReason.UNSIGNED, detail)
+                )
+        return kept, refused
 
     def summaries_revoked(self) -> None:
         """The summaries topic moved to another worker: it restores the chart from there."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from driftline.schemas import DeadLetterReason
+from driftline.schemas import DeadLetterReason, EventSigner
 from driftline.streams.embedded.bus import InMemoryBus
 from driftline.streams.embedded.runner import BusTransport
 from driftline.streams.loops.monitor import MonitorLoop
@@ -140,3 +140,28 @@ def test_the_owner_restores_the_pipeline_chart_after_a_restart(tmp_path: Path) -
     assert fresh.pool is not None and fresh.pool.rows_seen == 600
     np.testing.assert_allclose(fresh.pool.detector._state, step.pool.detector._state)
     assert bus.committed("driftline-monitor", f"{P}.detector-summaries") == [len(values)]
+
+
+def test_the_owner_folds_only_summaries_sealed_by_the_pipelines_workers(tmp_path: Path) -> None:
+    """The summaries topic is writable by anyone; a well-formed summary that the workers did
+    not seal would steer the pipeline's chart (raise or hide an alarm)."""
+    bus = InMemoryBus()
+    bus.create_topic(f"{P}.detector-summaries", partitions=1)
+    worker_key, stranger = EventSigner.generate(), EventSigner.generate()
+    step = MonitorStep(config(P), open_store(tmp_path), pipeline=P)
+    loop = MonitorLoop(step, BusTransport(bus), interval_s=0, signer=worker_key)
+    plain = summaries_of(step, gaussian(1000), 1)
+    sealed = [worker_key.seal(v) for v in plain]
+    tampered = bytearray(sealed[0])
+    tampered[200] ^= 0xFF
+    forged = [plain[0], stranger.seal(plain[0]), bytes(tampered)]
+    out = asyncio.run(loop.summaries(as_messages(step, [*forged, *sealed])))
+    assert [d.reason for d in out.dead_letters] == [DeadLetterReason.UNSIGNED] * 3
+    details = [d.detail for d in out.dead_letters]
+    assert "(unsigned)" in details[0]
+    assert "(unknown_key)" in details[1]
+    assert "(bad_signature)" in details[2]
+    assert all(d.payload == f for d, f in zip(out.dead_letters, forged, strict=True))
+    # Only the sealed summaries were folded: 1000 rows minus the 400 reference rows.
+    assert step.pool is not None and step.pool.rows_seen == 600
+    assert bus.end_offsets(f"{P}.dlq") == [3]
