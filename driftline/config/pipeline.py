@@ -402,11 +402,14 @@ class PipelineConfig(_Section):
     guard: GuardConfig = Field(default_factory=GuardConfig)
     bootstrap_rows: int = Field(default=500, ge=1)
     detection: Literal["pooled", "per_partition"] = Field(
-        default="pooled",
+        default="per_partition",
         description=(
-            "pooled: one drift chart for the whole pipeline, merged from every partition's "
-            "detector summaries by one owner (delay in total rows and DriftEvents per change "
-            "do not grow with the partitions); per_partition: one chart per input partition"
+            "per_partition: one chart per input partition; pooled (opt-in, newer): one drift "
+            "chart for the whole pipeline, merged from every partition's sealed detector "
+            "summaries by one owner (one DriftEvent per change; its delay in total rows is "
+            "meant not to grow with the partitions, but a worker that lags can still dilute "
+            "a change, and workers that start together before any reference exists each "
+            "bootstrap their own, whose summaries the owner skips)"
         ),
     )
 

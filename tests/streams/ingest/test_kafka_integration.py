@@ -290,7 +290,7 @@ def test_sigkill_mid_replay_loses_nothing_and_restores_the_detector(
 ) -> None:
     n = 30_000
     file = data_file(tmp_path / "stream.parquet", n, seed=5)
-    run = pipeline_run("sigkill")
+    run = pipeline_run("sigkill", detection="pooled")
     first = run.start_worker()
     killed = []
 
