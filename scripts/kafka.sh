@@ -40,9 +40,8 @@ scram_users=()
 
 say() { echo "[kafka.sh] $*" >&2; }
 
-port_open() {  # host port
-    (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && exec 3>&- 3<&-
-}
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 free_ports() {  # the first of 4 consecutive ports nothing listens on
     local p i
@@ -268,24 +267,7 @@ launch() {  # run the broker in the background on $state and wait until it serve
     exit 1
 }
 
-stop() {
-    if [[ ! -f "$pidfile" ]]; then
-        say "no broker started by this script"
-        return
-    fi
-    local pid
-    pid="$(cat "$pidfile")"
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid"
-        for _ in $(seq 1 60); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.5
-        done
-        kill -0 "$pid" 2>/dev/null && { say "broker did not stop in 30 s; killing it"; kill -KILL "$pid"; }
-        say "broker stopped (pid $pid)"
-    fi
-    rm -f "$pidfile"
-}
+stop() { stop_pidfile broker "$pidfile" 30; }
 
 status() {
     local target="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$port}"

@@ -31,9 +31,8 @@ log="$state/registry.log"
 
 say() { echo "[registry.sh] $*" >&2; }
 
-port_open() {  # host port
-    (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && exec 3>&- 3<&-
-}
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 free_port() {
     local p
@@ -123,24 +122,7 @@ url() {
     echo "export DRIFTLINE_TEST_SCHEMA_REGISTRY_URL=$(url_of "$(cat "$state/port")")"
 }
 
-stop() {
-    if [[ ! -f "$pidfile" ]]; then
-        say "no registry started by this script"
-        return
-    fi
-    local pid
-    pid="$(cat "$pidfile")"
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid"
-        for _ in $(seq 1 40); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.5
-        done
-        kill -0 "$pid" 2>/dev/null && { say "registry did not stop in 20 s; killing it"; kill -KILL "$pid"; }
-        say "registry stopped (pid $pid)"
-    fi
-    rm -f "$pidfile"
-}
+stop() { stop_pidfile registry "$pidfile" 20; }
 
 status() {
     local target="${DRIFTLINE_TEST_SCHEMA_REGISTRY_URL:-}"

@@ -408,8 +408,9 @@ class PipelineConfig(_Section):
             "chart for the whole pipeline, merged from every partition's sealed detector "
             "summaries by one owner (one DriftEvent per change; its delay in total rows is "
             "meant not to grow with the partitions, but a worker that lags can still dilute "
-            "a change, and workers that start together before any reference exists each "
-            "bootstrap their own, whose summaries the owner skips)"
+            "a change, a rebalance has caused a false alarm, and workers that start together "
+            "before any reference exists each bootstrap their own, whose summaries the owner "
+            "skips)"
         ),
     )
 
