@@ -419,12 +419,16 @@ class ModelSubscriber:
         except Exception as exc:
             raise _Refused("load_failed", str(exc)) from exc
 
-    def _fail(self, event: ModelVersionEvent | None, reason: str, code: str) -> None:
+    def _fail(
+        self, event: ModelVersionEvent | None, reason: str, code: str, *, degraded: bool = True
+    ) -> None:
+        """Count, record and log a refusal; ``degraded=False`` when the newest deployment is
+        still the one served (a replay of an older one)."""
         self.failures += 1
-        self._newest_failed = True
+        self._newest_failed = self._newest_failed or degraded
         self.last_error = SwapFailure(event=event, reason=reason, code=code)
         if self._metrics is not None:
-            self._metrics.refused(code)
+            self._metrics.refused(code, degraded=degraded)
         served = self._served
         # %r and !r: the event (unverified, maybe forged) and the reason quoting it are
         # untrusted text; a newline in them must not start a forged log line.
@@ -439,16 +443,12 @@ class ModelSubscriber:
     def _refuse_stale(self, event: ModelVersionEvent, served: ServedModel) -> None:
         """A genuine but older deployment sent again (a replay): refused and counted; the
         newest deployment is still the one served, so the subscriber stays healthy."""
-        self.failures += 1
         reason = (
             f"stale: deployment {event.deployment_id[:80]!r} (seq {event.deployment_seq}) is "
             f"older than the served {served.event.deployment_id[:80]!r} (seq "
             f"{served.event.deployment_seq}); a replayed event"
         )
-        self.last_error = SwapFailure(event=event, reason=reason, code="stale")
-        if self._metrics is not None:
-            self._metrics.refused("stale", degraded=False)
-        log.warning("refusing model version %.80r: %s", event.model_version_id, reason)
+        self._fail(event, reason, "stale", degraded=False)
 
     def _timeout_message(self, model_version_id: str | None, deployment_id: str | None) -> str:
         wanted = model_version_id or deployment_id or "any model version"
