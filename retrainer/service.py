@@ -32,7 +32,7 @@ import numpy as np
 from driftline.config.pipeline import DriftTriggerConfig, PipelineConfig
 from driftline.detectors.similarity import similarity
 from driftline.lifecycle_store.exceptions import ConcurrentUpdateError, NotFoundError
-from driftline.lifecycle_store.records import OutboxMessage
+from driftline.lifecycle_store.records import OutboxMessage, Training
 from driftline.retrainer.adapters import Budget, load_adapter, make_adapter
 from driftline.retrainer.clock import RetrainerClock
 from driftline.retrainer.exceptions import TrainingError, WarmStartError
@@ -229,6 +229,18 @@ class Retrainer:
             champion_metric=self._champion_metric,
         )
 
+    def _begin_training(
+        self, episode_key: str, trigger: dict[str, Any], latest: DriftEvent
+    ) -> tuple[Training, bool]:
+        """The store's training record of ``episode_key`` and whether this call created it."""
+        return self.store.begin_training(
+            self.pipeline,
+            episode_key=episode_key,
+            trigger=trigger,
+            config=self._config_json,
+            drift_ids=[latest.drift_id],
+        )
+
     def _trigger_record(
         self, decision: TriggerDecision, now: datetime, ctx: TriggerContext
     ) -> dict[str, Any]:
@@ -373,13 +385,7 @@ class Retrainer:
             )
         trigger = self._trigger_record(decision, now, ctx)
         trigger["attempt"] = len(attempts) + 1
-        training, created = self.store.begin_training(
-            self.pipeline,
-            episode_key=f"{episode}#{len(attempts) + 1}",
-            trigger=trigger,
-            config=self._config_json,
-            drift_ids=[latest.drift_id],
-        )
+        training, created = self._begin_training(f"{episode}#{len(attempts) + 1}", trigger, latest)
         if not created:
             return TrainingOutcome(
                 "DUPLICATE",
@@ -490,7 +496,7 @@ class Retrainer:
         rows = self.store.archive(self.pipeline).read_rows(since=since, last_n=CANDIDATE_ROWS // 2)
         if len(rows) < cfg.reuse_min_rows:
             return None  # decided on a later alarm or tick, once enough rows are archived
-        now = latest.window_end
+        now = self._clock.clamp(latest.window_end)
         trigger = {
             "kind": "reuse",
             "fired": True,
@@ -500,13 +506,7 @@ class Retrainer:
             "rows_total": self.store.archive(self.pipeline).row_count(),
             "labels_total": self.labels_total(),
         }
-        training, created = self.store.begin_training(
-            self.pipeline,
-            episode_key=f"{episode}/reuse",
-            trigger=trigger,
-            config=self._config_json,
-            drift_ids=[latest.drift_id],
-        )
+        training, created = self._begin_training(f"{episode}/reuse", trigger, latest)
         if not created:
             return None
         started = time.perf_counter()
