@@ -28,7 +28,7 @@ from scipy import stats
 
 from driftline.config.pipeline import GateConfig
 
-__all__ = ["GateDecision", "compare", "holdout_mask", "per_row_loss"]
+__all__ = ["GateBound", "GateDecision", "compare", "gate_bound", "holdout_mask", "per_row_loss"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,59 @@ class GateDecision:
             "losses": self.losses,
             "test": self.test,
         }
+
+
+@dataclass(frozen=True)
+class GateBound:
+    """Whether *any* challenger could pass the gate on a holdout, before training one.
+
+    Under McNemar's exact test a challenger can win at most the rows the champion gets wrong
+    (``champion_errors``); with ``wins`` wins and no loss the p-value is ``0.5 ** wins``, so
+    at least ``wins_needed`` champion errors are required (and ``margin * holdout_rows`` for
+    the gain). Below that even a perfect challenger is rejected: training it is wasted.
+    """
+
+    possible: bool
+    champion_errors: int
+    holdout_rows: int
+    wins_needed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able record for the training's metrics."""
+        return {
+            "possible": self.possible,
+            "champion_errors": self.champion_errors,
+            "holdout_rows": self.holdout_rows,
+            "wins_needed": self.wins_needed,
+        }
+
+    def rows_to_possible(self) -> int:
+        """Holdout rows at which the champion's errors could reach ``wins_needed``, at its
+        error rate estimated optimistically for a challenger, ``(errors + 1) / (rows + 1)``.
+
+        >>> GateBound(False, 1, 99, 4).rows_to_possible()
+        200
+        """
+        rate = (self.champion_errors + 1) / (self.holdout_rows + 1)
+        return math.ceil(self.wins_needed / rate)
+
+
+def gate_bound(config: GateConfig, metric: str, champion_loss: np.ndarray) -> GateBound | None:
+    """The :class:`GateBound` of a champion's per-row 0/1 loss on the holdout; None for
+    regression metrics (a paired t-test has no such bound: any nonzero loss can be beaten).
+
+    >>> b = gate_bound(GateConfig(confidence=0.9), "accuracy", np.r_[np.ones(3), np.zeros(97)])
+    >>> b.possible, b.champion_errors, b.wins_needed
+    (False, 3, 4)
+    """
+    if metric not in ("accuracy", "f1_macro"):
+        return None
+    loss = np.asarray(champion_loss, np.float64)
+    n, errors = len(loss), int((loss > 0).sum())
+    alpha = 1.0 - config.confidence
+    needed = max(1, math.ceil(math.log(alpha) / math.log(0.5) - 1e-9))
+    needed = max(needed, math.ceil(config.margin * n - 1e-9))
+    return GateBound(errors >= needed, errors, n, needed)
 
 
 def holdout_mask(

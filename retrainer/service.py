@@ -21,6 +21,7 @@ monitor keeps a core. For isolation across machines, run retrainers as separate 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import uuid
@@ -30,13 +31,14 @@ from typing import Any
 import numpy as np
 
 from driftline.config.pipeline import DriftTriggerConfig, PipelineConfig
+from driftline.detectors.changepoint import estimate_change_point
 from driftline.detectors.similarity import similarity
 from driftline.lifecycle_store.exceptions import ConcurrentUpdateError, NotFoundError
 from driftline.lifecycle_store.records import OutboxMessage, Training
 from driftline.retrainer.adapters import Budget, load_adapter, make_adapter
 from driftline.retrainer.clock import RetrainerClock
 from driftline.retrainer.exceptions import TrainingError, WarmStartError
-from driftline.retrainer.gate import compare, holdout_mask, per_row_loss
+from driftline.retrainer.gate import GateBound, compare, gate_bound, holdout_mask, per_row_loss
 from driftline.retrainer.guard import GuardFeatures, WastedComputationGuard, history_from_trainings
 from driftline.retrainer.outcome import TrainingOutcome
 from driftline.retrainer.publisher import Publisher, deployment_event, flush_outbox
@@ -81,6 +83,10 @@ logger = logging.getLogger(__name__)
 _HISTORY = 200
 _ACTIVE = ("NEW", "RUNNING", "COMPLETE")
 _COOLDOWN_CODE = COOLDOWN
+# The re-estimated change point searches this many of the newest rows since the reference
+# was installed; a segment on either side of the split has at least _CHANGE_MIN_SEGMENT.
+_CHANGE_SEARCH_ROWS = 4096
+_CHANGE_MIN_SEGMENT = 20
 
 
 class Retrainer:
@@ -259,6 +265,25 @@ class Retrainer:
         except NotFoundError:
             return 0
 
+    def waiting_for_labels(self) -> int:
+        """Drift episodes waiting for post-change labels (0 or 1: only the newest alarm's
+        episode can be open), retried by :meth:`tick` as labels are archived."""
+        if not self._drift_policies():
+            return 0
+        latest = None
+        for rec in self.store.drift_events(self.pipeline, limit=1):
+            try:
+                latest = DriftEvent.from_dict(rec.payload)
+            except SchemaError:
+                return 0
+        if latest is None:
+            return 0
+        attempts = self._attempts(latest.episode_key)
+        if not attempts or attempts[0].metrics.get("code") != "labels":
+            return 0
+        closed = self._closed(latest.episode_key, latest, attempts, self._episode_config())
+        return int(closed is None)
+
     def _bootstrap(self, now: datetime) -> list[TrainingOutcome]:
         labels = self.labels_total()
         if labels < self.config.bootstrap_rows:
@@ -385,6 +410,10 @@ class Retrainer:
             )
         trigger = self._trigger_record(decision, now, ctx)
         trigger["attempt"] = len(attempts) + 1
+        events = self._episode_events(episode) or [latest]
+        since = min(e.change_start for e in events)
+        if decision.fired:
+            since, trigger["change_point"] = self._change_start(events, since)
         training, created = self._begin_training(f"{episode}#{len(attempts) + 1}", trigger, latest)
         if not created:
             return TrainingOutcome(
@@ -400,10 +429,40 @@ class Retrainer:
                 training.id, status="SKIPPED", reason=reason, metrics={"code": code}
             )
             return TrainingOutcome("SKIPPED", reason, training_id=training.id, trigger=trigger)
-        events = self._episode_events(episode) or [latest]
-        since = min(e.change_start for e in events)
         ratio = latest.statistic / latest.threshold if latest.threshold > 0 else None
         return self._run(training.id, trigger, since=since, ratio=ratio, drift=latest)
+
+    def _change_start(
+        self, events: list[DriftEvent], at_alarm: datetime
+    ) -> tuple[datetime, dict[str, Any]]:
+        """Where the episode's change began, re-estimated on the rows archived since its
+        reference was installed (up to ``_CHANGE_SEARCH_ROWS`` of the newest).
+
+        The alarm's own estimate is made when the detector fires, often a few rows after
+        the change, when the post-change side of the split is too short to place it (a
+        sudden change seen 8 rows after it began was placed 860 rows early, so the first
+        training mixed both concepts). By the time the episode trains, more rows arrived;
+        the same estimator (`estimate_change_point`) runs again on them. Its answer is used
+        when it clears its no-change bound, else the alarm's estimate stays.
+        """
+        origin = min(e.window_start for e in events)
+        note: dict[str, Any] = {"source": "alarm", "at": at_alarm.isoformat()}
+        rows = self.store.archive(self.pipeline).read_rows(since=origin, last_n=_CHANGE_SEARCH_ROWS)
+        if len(rows) < 2 * _CHANGE_MIN_SEGMENT:
+            return at_alarm, note
+        est = estimate_change_point(
+            feature_matrix(rows, self.feature_names()), min_segment=_CHANGE_MIN_SEGMENT
+        )
+        note.update(rows_searched=len(rows), statistic=est.statistic, confident=est.confident)
+        if not est.confident:
+            return at_alarm, note
+        found = _parse_time(rows.column("timestamp")[est.index].as_py())
+        if found is None:
+            return at_alarm, note
+        if found.tzinfo is None:
+            found = found.replace(tzinfo=at_alarm.tzinfo)
+        note.update(source="refined", at=found.isoformat(), rows_after=len(rows) - est.index)
+        return found, note
 
     def _closed(
         self, episode: str, latest: DriftEvent, attempts: list[Any], cfg: DriftTriggerConfig
@@ -457,6 +516,14 @@ class Retrainer:
         grown = labels_now - int(last.trigger.get("labels_total", 0))
         new = int(last.metrics.get("selection", {}).get("labelled_new", 0))
         need_min = self.config.selection.min_labelled_rows
+        if code == "unbeatable":
+            # Retry once the post-change holdout could hold enough champion errors.
+            bound = last.metrics.get("gate_bound", {})
+            rows = max(1, int(bound.get("holdout_rows", 0)))
+            wanted = GateBound(
+                False, int(bound.get("champion_errors", 0)), rows, int(bound.get("wins_needed", 1))
+            ).rows_to_possible()
+            return grown >= max(1, math.ceil(max(new, 1) * (wanted / rows - 1.0)))
         if code == "labels":
             # Ask again once a tenth of what was missing (at least one row) came in.
             return grown >= max(1, (need_min - new) // 10)
@@ -681,6 +748,16 @@ class Retrainer:
         x_fit, y_fit = x_all[~hold], y_all[~hold]
         champ_model = None if champion is None else self._champion_adapter(champion)
         champ_metrics = None if champ_model is None else champ_model.evaluate(x_hold, y_hold)
+        if drift is not None and champ_model is not None:
+            bound = gate_bound(
+                cfg.gate,
+                cfg.metric,
+                per_row_loss(cfg.metric, y_hold, np.asarray(champ_model.predict(x_hold))),
+            )
+            if bound is not None and not bound.possible:
+                return self._skip_unbeatable(
+                    training_id, trigger, sel, bound, dv.id, conflicts, timings, started
+                )
 
         guard_record = self._guard_check(dv.id, champion, champ_metrics, ratio)
         lap("guard_s")
@@ -865,6 +942,44 @@ class Retrainer:
             timings=timings,
             trigger=trigger,
             label_request=request,
+        )
+
+    def _skip_unbeatable(
+        self,
+        training_id: str,
+        trigger: dict[str, Any],
+        sel: Selection,
+        bound: GateBound,
+        dv_id: str,
+        conflicts: str,
+        timings: dict[str, float],
+        started: float,
+    ) -> TrainingOutcome:
+        """SKIPPED (code ``unbeatable``): the champion makes too few errors on the post-change
+        holdout for any challenger to pass the gate, so no model is trained (nor counted as an
+        attempt); the episode is tried again once the holdout could hold enough errors."""
+        reason = (
+            f"champion wrong on {bound.champion_errors} of {bound.holdout_rows} post-change "
+            f"holdout rows: no challenger can pass the gate (it needs >= {bound.wins_needed} "
+            f"wins at confidence {self.config.gate.confidence:g}); not trained{conflicts}"
+        )
+        timings["total_s"] = time.perf_counter() - started
+        metrics = {"code": "unbeatable", "gate_bound": bound.to_dict(), "selection": sel.describe()}
+        self.store.update_training(
+            training_id,
+            status="SKIPPED",
+            reason=reason,
+            metrics=metrics,
+            resources={"timings": timings},
+        )
+        return TrainingOutcome(
+            "SKIPPED",
+            reason,
+            training_id=training_id,
+            data_version_id=dv_id,
+            metrics=metrics,
+            timings=timings,
+            trigger=trigger,
         )
 
     def _guard_check(

@@ -337,7 +337,6 @@ class EmbeddedRunner:
             store,
             self.publisher,
             self.pipeline,
-            min_labelled_rows=config.selection.min_labelled_rows,
             send_dead_letter=lambda d: self.bus.produce(self.topics.dlq, d.to_json()),
             verifier=self._verifier,
             on_outcome=lambda outcome: self._log.add(outcome, self._row),

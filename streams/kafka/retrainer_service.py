@@ -151,7 +151,6 @@ class RetrainerService:
                 self.store,
                 self.publisher,
                 self.pipeline,
-                min_labelled_rows=self.settings.config.selection.min_labelled_rows,
                 send_dead_letter=self._send_dead_letter,
                 verifier=self.settings.model_version_verifier(),
                 run=self._off_loop,

@@ -20,9 +20,9 @@ records and clock ticks, and commit a record's offset when `RetrainerLoop.drift`
   ModelVersionEvent; the loop flushes pending events after every record and tick (and the
   shell at start-up) and the store marks them published once the broker confirmed.
 * **Labels that come back let the episode train.** An alarm SKIPPED for want of labels is
-  kept; on each tick, once ``selection.min_labelled_rows`` more labels have been archived,
-  it is handed to the retrainer again — until it trains or
-  a new champion ends its episode.
+  retried by `Retrainer.tick` (the one place that owns the retry rules of a drift episode,
+  for both runtimes) as labels come in — until it trains or a new champion ends its
+  episode. The loop only ticks it and reports ``waiting_for_labels``.
 
 ``run`` executes the retrainer's calls: inline for a replay, on a worker thread while the
 consumer keeps polling for the Kafka service.
@@ -85,18 +85,10 @@ class LoopStats:
         self.outcomes[status] = self.outcomes.get(status, 0) + 1
 
 
-@dataclass(frozen=True)
-class _WaitingForLabels:
-    event: DriftEvent
-    champion_id: str | None
-    labels_at_skip: int
-
-
 class RetrainerLoop:
     """Hand drift records and ticks of pipeline ``pipeline`` to ``retrainer``.
 
-    ``labels`` counts the labels available so far (default: the retrainer's count of archived
-    labels, `Retrainer.labels_total`); ``send_dead_letter`` produces a dead letter durably
+    ``send_dead_letter`` produces a dead letter durably
     (raising if it cannot); ``on_outcome`` sees every outcome; ``verifier`` holds the monitor
     keys drift events must be signed with; ``on_refused`` sees the reason code of every drift
     event refused or ignored as stale.
@@ -109,8 +101,6 @@ class RetrainerLoop:
         publisher: Publisher,
         pipeline: str,
         *,
-        min_labelled_rows: int,
-        labels: Callable[[], int] | None = None,
         send_dead_letter: Callable[[DeadLetter], object],
         verifier: EventVerifier,
         on_outcome: Callable[[TrainingOutcome], None] | None = None,
@@ -122,20 +112,19 @@ class RetrainerLoop:
         self.store = store
         self.publisher = publisher
         self.pipeline = pipeline
-        self.min_labelled_rows = min_labelled_rows
-        self.labels = retrainer.labels_total if labels is None else labels
         self.send_dead_letter = send_dead_letter
         self.verifier = verifier
         self.on_outcome = on_outcome
         self.on_refused = on_refused
         self.run = run
         self.stats = LoopStats() if stats is None else stats
-        self._waiting: dict[str, _WaitingForLabels] = {}
+        self._waiting = 0
 
     @property
     def waiting_for_labels(self) -> int:
-        """How many drift alarms wait for labels to come back."""
-        return len(self._waiting)
+        """How many drift episodes waited for labels after the last event or tick
+        (`Retrainer.waiting_for_labels`)."""
+        return self._waiting
 
     def drift(self, message: RawMessage) -> TrainingOutcome | None:
         """One record of ``{p}.drift``; returns once its offset may be committed.
@@ -161,26 +150,23 @@ class RetrainerLoop:
         return outcome
 
     def event(self, event: DriftEvent) -> TrainingOutcome:
-        """Hand one decoded DriftEvent to the retrainer; keep it if it waits for labels."""
+        """Hand one decoded DriftEvent to the retrainer (which keeps its episode if it waits
+        for labels, and retries it on `tick`)."""
         outcome: TrainingOutcome = self.run(self.retrainer.handle_drift, event)
         self._record(outcome)
-        if outcome.status == "SKIPPED" and outcome.label_request is not None:
-            self._waiting[event.episode_key] = _WaitingForLabels(
-                event, self._champion(), self.labels()
-            )
-        else:
-            self._waiting.pop(event.episode_key, None)
+        self._waiting = self.retrainer.waiting_for_labels()
         return outcome
 
     def tick(self, now: datetime) -> list[TrainingOutcome]:
-        """Retry alarms whose labels came back, run the time/amount triggers, flush."""
+        """Advance the retrainer's clock (a drift episode whose labels came back trains, the
+        time/amount triggers run), then flush."""
         self.stats.ticks += 1
-        outcomes = self._retry_waiting()
         ticked: list[TrainingOutcome] = self.run(self.retrainer.tick, now)
         for outcome in ticked:
             self._record(outcome)
+        self._waiting = self.retrainer.waiting_for_labels()
         self.flush()
-        return outcomes + ticked
+        return ticked
 
     def flush(self) -> int:
         """Publish the store's pending outbox; a failure leaves it pending for the next flush."""
@@ -192,24 +178,6 @@ class RetrainerLoop:
             return 0
         self.stats.republished += sent
         return sent
-
-    def _retry_waiting(self) -> list[TrainingOutcome]:
-        # The monitor re-emits an alarm of a lasting drift only every ``ert`` rows; without
-        # this, labels that come back soon after a skip would wait for that next alarm.
-        if not self._waiting:
-            return []
-        champion, labels = self._champion(), self.labels()
-        outcomes = []
-        for key, waiting in list(self._waiting.items()):
-            if champion != waiting.champion_id:
-                del self._waiting[key]  # a deployment started a new episode: this one is over
-            elif labels - waiting.labels_at_skip >= self.min_labelled_rows:
-                outcomes.append(self.event(waiting.event))
-        return outcomes
-
-    def _champion(self) -> str | None:
-        champion = self.store.current(self.pipeline)
-        return None if champion is None else champion.id
 
     def _reject(self, message: RawMessage, reason: DeadLetterReason, detail: str) -> None:
         log.warning("drift record at offset %s rejected: %s", message.offset, detail)

@@ -33,6 +33,17 @@ def store(tmp_path: Path) -> Iterator[LifecycleStore]:
     s.close()
 
 
+def noisy(
+    x: np.ndarray, y: np.ndarray, seed: int, rate: float = 0.2
+) -> tuple[np.ndarray, np.ndarray]:
+    """``y`` with a fraction ``rate`` of labels replaced by random classes."""
+    rng = np.random.default_rng(seed)
+    flip = rng.random(len(y)) < rate
+    y = y.copy()
+    y[flip] = rng.integers(0, 3, int(flip.sum()))
+    return x, y
+
+
 def concept(name: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows of a named concept: its own input region and its own labelling rule.
 

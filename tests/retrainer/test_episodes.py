@@ -14,7 +14,7 @@ from driftline.lifecycle_store import LifecycleStore
 from driftline.retrainer.publisher import InMemoryPublisher
 from driftline.retrainer.service import Retrainer
 from driftline.schemas import ChangePoint, DriftEvent
-from tests.retrainer.conftest import FEATURES, Feed, concept, drift_event
+from tests.retrainer.conftest import FEATURES, Feed, concept, drift_event, noisy
 
 
 def make(store: LifecycleStore, name: str, **overrides: Any) -> Retrainer:
@@ -86,22 +86,59 @@ def test_a_losing_challenger_retries_with_more_labels_up_to_max_attempts(
         guard={"enabled": False},
     )
     first = bootstrap(r, feed)
-    x, y = concept("A", 300, 7)  # a false alarm: the champion is as good as any challenger
+    # A false alarm on rows whose labels are 20% noise: the champion errs often enough that a
+    # challenger *could* pass the gate, but none is better than it.
+    x, y = noisy(*concept("A", 300, 7), seed=7)
     start, end, _ = feed.rows(x, y)
     event = with_change(drift_event("lose", first.data_version_id, start, end), start)
     lost = r.handle_drift(event)
-    assert lost.status == "COMPLETE" and not lost.deployed
+    assert lost.status == "COMPLETE" and not lost.deployed, lost.reason
     assert r.tick(end) == []  # labels have not grown yet
-    x, y = concept("A", 350, 8)
+    x, y = noisy(*concept("A", 350, 8), seed=8)
     _, end, _ = feed.rows(x, y)
     [again] = r.tick(end)
     assert again.status == "COMPLETE" and again.trigger["attempt"] == 2
-    x, y = concept("A", 900, 9)
+    x, y = noisy(*concept("A", 900, 9), seed=9)
     _, end, _ = feed.rows(x, y)
     assert r.tick(end) == []  # max_attempts used: the champion stays
     done = r.handle_drift(event)
     assert done.status == "DUPLICATE" and "max_attempts=2" in done.reason
     assert store.current("lose").id == first.model_version_id
+
+
+def test_no_challenger_is_trained_against_a_champion_it_cannot_beat(
+    store: LifecycleStore, feed_factory: Callable[[str], Feed]
+) -> None:
+    feed = feed_factory("sure")
+    r = make(
+        store,
+        "sure",
+        triggers=[{"kind": "drift", "max_attempts": 1, "reuse_alpha": None}],
+        selection={"min_labelled_rows": 200},
+        guard={"enabled": False},
+    )
+    first = bootstrap(r, feed)
+    x, y = concept("A", 300, 7)  # a false alarm on clean labels: the champion is ~always right
+    start, end, _ = feed.rows(x, y)
+    event = with_change(drift_event("sure", first.data_version_id, start, end), start)
+    skipped = r.handle_drift(event)
+    assert skipped.status == "SKIPPED" and skipped.model_version_id is None, skipped.reason
+    record = store.training(skipped.training_id)
+    bound = record.metrics["gate_bound"]
+    assert record.metrics["code"] == "unbeatable" and not bound["possible"]
+    assert bound["champion_errors"] < bound["wins_needed"] == 4  # confidence 0.9: 0.5**4 < 0.1
+    assert r.tick(end) == []  # nothing changed: not even the check runs again
+    # Many more labels: the holdout could now hold enough errors, so the episode is tried
+    # again; the skip was no attempt, so max_attempts=1 still allows this one training.
+    x, y = concept("A", 1200, 8)
+    _, end, _ = feed.rows(x, y)
+    [again] = r.tick(end)
+    assert again.trigger["attempt"] == 2
+    if again.status == "COMPLETE":  # trained only because the champion erred often enough
+        gate = again.metrics["gate"]
+        assert round((1 - gate["champion"]) * gate["holdout_rows"]) >= 4, gate
+    else:
+        assert "no challenger can pass" in again.reason
 
 
 def test_cooldown_defers_an_episode_and_tick_trains_it_later(

@@ -105,7 +105,6 @@ def test_conflicting_duplicates_are_left_out_and_counted(
         store,
         publisher,
         "dup",
-        min_labelled_rows=config.selection.min_labelled_rows,
         send_dead_letter=lambda letter: None,
         verifier=EventVerifier([]),  # only ticks here, no drift records
     )

@@ -17,7 +17,7 @@ from driftline.retrainer.adapters.torch_mlp import TorchMLP
 from driftline.retrainer.publisher import InMemoryPublisher
 from driftline.retrainer.service import Retrainer
 from driftline.schemas import LabelRequest, ModelVersionEvent
-from tests.retrainer.conftest import FEATURES, Feed, concept, drift_event
+from tests.retrainer.conftest import FEATURES, Feed, concept, drift_event, noisy
 
 
 def make(store: LifecycleStore, name: str, publisher: Any = None, **overrides: Any) -> Retrainer:
@@ -201,8 +201,9 @@ def test_gate_keeps_a_champion_the_challenger_does_not_beat_and_guard_learns(
     first = bootstrap(r, feed)
     outcomes = []
     for i in range(4):
-        # The same concept again: a false alarm, nothing to gain from retraining.
-        x, y = concept("A", 600, 10 + i)
+        # The same concept again: a false alarm, nothing to gain from retraining. Its labels
+        # are 20% noise, so the champion errs often enough that the gate *could* be passed.
+        x, y = noisy(*concept("A", 600, 10 + i), seed=10 + i)
         start, end, _ = feed.rows(x, y)
         outcomes.append(
             r.handle_drift(drift_event("gate", f"dv-ref{i}", start, end, statistic=1.1))
@@ -210,7 +211,7 @@ def test_gate_keeps_a_champion_the_challenger_does_not_beat_and_guard_learns(
     kept, second, third, guarded = outcomes
     assert kept.status == "COMPLETE" and not kept.deployed
     assert "not shown better" in kept.reason and kept.model_version_id is not None
-    assert kept.metrics["gate"]["champion"] > 0.9
+    assert kept.metrics["gate"]["champion"] > 0.7
     assert store.model_version(kept.model_version_id)  # registered for the record
     assert third.status == "COMPLETE" and not third.deployed, third.metrics["guard"]
     assert "nearby past runs" in third.metrics["guard"]["reason"]  # too little evidence yet
