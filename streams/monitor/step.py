@@ -56,7 +56,7 @@ is in an output: rows waiting for the next archive segment, or a ``poison`` dead
 rows the archive refused, hold their partition's offset back until then.
 
 >>> import tempfile, numpy as np
->>> from datetime import UTC, datetime
+>>> from datetime import datetime, timezone
 >>> from driftline.lifecycle_store import LifecycleStore
 >>> from driftline.config.pipeline import PipelineConfig
 >>> from driftline.schemas import InferenceEvent
