@@ -84,6 +84,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import logging
 import struct
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
@@ -104,7 +105,11 @@ from driftline.detectors import (
 )
 from driftline.lifecycle_store import LifecycleStore
 from driftline.lifecycle_store.archive import Archive
-from driftline.lifecycle_store.exceptions import NotFoundError
+from driftline.lifecycle_store.exceptions import (
+    ArtifactCorruptedError,
+    NotFoundError,
+    StoreError,
+)
 from driftline.schemas import (
     DeadLetter,
     DeadLetterReason,
@@ -133,6 +138,8 @@ from driftline.streams.monitor.summaries import (
 )
 
 __all__ = ["LabelOutput", "MonitorOutput", "MonitorStep"]
+
+log = logging.getLogger(__name__)
 
 # Rows per partition and batch fed to the sketch: a strided sample keeps its cost (O(k·d) per
 # row) a small, bounded share of a batch whatever the traffic, and stays uniform over time.
@@ -393,7 +400,7 @@ class MonitorStep:
             if self._template is None:
                 rows = self._feed_bootstrap(rows)
             elif self._extension is not None and self.rows_seen >= self._extension.next_at:
-                self._extend_reference()
+                self._try_extend_reference()
             if len(rows) and self._template is not None:
                 self._monitor_rows(rows, out)
         out.dead_letters.extend(self.release_dead_letters())
@@ -567,7 +574,7 @@ class MonitorStep:
             deployment = self.store.history(self.pipeline, "champion")[-1]
             self._install_reference(deployment.id, champion.data_version_id, champion.id)
         if self._extension is not None:
-            self._extend_reference()
+            self._try_extend_reference()
 
     def _install_reference(
         self, deployment_id: str, data_version_id: str | None, model_version_id: str
@@ -773,6 +780,20 @@ class MonitorStep:
         self._bootstrap = []
         self._monitors = {}
         self._summarizer, self._summary_rows = None, 0
+
+    def _try_extend_reference(self) -> None:
+        """`_extend_reference`, retried later if the store fails meanwhile: the short
+        reference stays in force, and the rows of this batch are still monitored."""
+        try:
+            self._extend_reference()
+        except ArtifactCorruptedError as exc:  # the champion's rows no longer hash: stop here
+            self._extension = None
+            log.error("not growing the reference: %s", exc)
+        except (StoreError, OSError) as exc:
+            ext = self._extension
+            if ext is not None:
+                self._extension = dataclasses.replace(ext, next_at=self.rows_seen + 1)
+            log.warning("could not grow the reference yet, retrying later: %s", exc)
 
     def _extend_reference(self) -> None:
         """Grow the short reference toward ``reference_rows`` rows from the archive; install
