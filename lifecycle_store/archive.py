@@ -106,19 +106,21 @@ class Archive:
         since: datetime | None = None,
         until: datetime | None = None,
         last_n: int | None = None,
+        first_n: int | None = None,
     ) -> pa.Table:
         """Archived rows with ``since <= timestamp < until``, one per ``event_id``, by time.
 
         A re-delivered event keeps its first archived copy. ``last_n`` keeps only the newest
-        ``n`` rows (reading only the newest segments it needs).
+        ``n`` rows (reading only the newest segments it needs), ``first_n`` only the oldest.
         """
-        return self._read_rows(since, until, last_n, drop_conflicts=False).table
+        return self._read_rows(since, until, last_n, drop_conflicts=False, first_n=first_n).table
 
     def read_rows_checked(
         self,
         since: datetime | None = None,
         until: datetime | None = None,
         last_n: int | None = None,
+        first_n: int | None = None,
     ) -> CheckedRows:
         """As :meth:`read_rows`, less every event archived with conflicting copies (the same
         ``event_id`` with another timestamp or other feature values), whose ids it returns.
@@ -144,7 +146,7 @@ class Archive:
         (['a'], ['b'])
         >>> store.close()
         """
-        return self._read_rows(since, until, last_n, drop_conflicts=True)
+        return self._read_rows(since, until, last_n, drop_conflicts=True, first_n=first_n)
 
     def _read_rows(
         self,
@@ -153,21 +155,29 @@ class Archive:
         last_n: int | None,
         *,
         drop_conflicts: bool,
+        first_n: int | None = None,
     ) -> CheckedRows:
-        if last_n is not None and last_n < 0:
-            raise StoreError(f"last_n must be >= 0, got {last_n}")
+        for name, n in (("last_n", last_n), ("first_n", first_n)):
+            if n is not None and n < 0:
+                raise StoreError(f"{name} must be >= 0, got {n}")
+        if last_n is not None and first_n is not None:
+            raise StoreError("pass last_n or first_n, not both")
         segments = self._segments(_ROWS, since, until)
-        if last_n is None:
+        wanted = last_n if first_n is None else first_n
+        if wanted is None:
             return self._rows_of(segments, since, until, drop_conflicts)
-        want = last_n
+        covering = _newest_covering if first_n is None else _oldest_covering
+        want = wanted
         while True:
-            picked = _newest_covering(segments, want)
+            picked = covering(segments, want)
             read = self._rows_of(picked, since, until, drop_conflicts)
-            if len(read.table) >= last_n or len(picked) == len(segments):
+            if len(read.table) >= wanted or len(picked) == len(segments):
                 break
-            # Duplicates or rows outside [since, until) made us short: reach further back.
-            want += last_n - len(read.table)
-        return CheckedRows(read.table.slice(max(0, len(read.table) - last_n)), read.conflicting_ids)
+            # Duplicates or rows outside [since, until) made us short: reach further.
+            want += wanted - len(read.table)
+        if first_n is not None:
+            return CheckedRows(read.table.slice(0, first_n), read.conflicting_ids)
+        return CheckedRows(read.table.slice(max(0, len(read.table) - wanted)), read.conflicting_ids)
 
     def _rows_of(
         self,
@@ -446,4 +456,26 @@ def _newest_covering(segments: list[orm.ArchiveSegmentRow], n: int) -> list[orm.
         rows += seg.row_count
         if seg.min_time is not None and (oldest_start is None or seg.min_time < oldest_start):
             oldest_start = seg.min_time
+    return picked
+
+
+def _oldest_covering(segments: list[orm.ArchiveSegmentRow], n: int) -> list[orm.ArchiveSegmentRow]:
+    # The mirror of _newest_covering: oldest min_time first, until n rows are covered and
+    # every segment left starts after the newest of them ends.
+    if n == 0:
+        return []
+    ordered = sorted(segments, key=lambda s: (s.min_time is None, s.min_time))
+    picked: list[orm.ArchiveSegmentRow] = []
+    rows = 0
+    newest_end: datetime | None = None
+    for seg in ordered:
+        starts_after = (
+            newest_end is not None and seg.min_time is not None and seg.min_time > newest_end
+        )
+        if rows >= n and starts_after:
+            break
+        picked.append(seg)
+        rows += seg.row_count
+        if seg.max_time is not None and (newest_end is None or seg.max_time > newest_end):
+            newest_end = seg.max_time
     return picked

@@ -33,8 +33,14 @@ caught after about ``P`` times as many total rows, and raises ``P`` DriftEvents.
 **Reference.** With a champion deployed, the reference is the data version it was trained on
 (read from the store). Before any champion exists, the first ``reference_rows`` valid rows
 form a bootstrap reference, snapshotted as a root data version so every DriftEvent names its
-reference. After a DriftEvent the detector is reset and monitoring continues against the same
-reference (one drift *episode* per reference; the retrainer debounces by episode).
+reference. A champion trained on fewer than ``reference_rows`` rows (a drift training uses
+only rows from the change point on) is installed at once, with the detector's conservative
+small-reference threshold, and then grown from the archive into a full reference — its rows
+plus the next archived rows of its concept, a data version appended to the champion's — as
+soon as the archive holds them (`driftline.streams.monitor.reference`); DriftEvents keep
+naming the champion's data version. After a DriftEvent the detector is reset and monitoring
+continues against the same reference (one drift *episode* per reference; the retrainer
+debounces by episode).
 
 **Exactly-once effect on state under at-least-once delivery.** The step remembers the next
 offset of every input partition it has folded into its state; messages re-delivered after a
@@ -74,13 +80,16 @@ rows the archive refused, hold their partition's offset back until then.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
+import logging
 import struct
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -96,7 +105,11 @@ from driftline.detectors import (
 )
 from driftline.lifecycle_store import LifecycleStore
 from driftline.lifecycle_store.archive import Archive
-from driftline.lifecycle_store.exceptions import NotFoundError
+from driftline.lifecycle_store.exceptions import (
+    ArtifactCorruptedError,
+    NotFoundError,
+    StoreError,
+)
 from driftline.schemas import (
     DeadLetter,
     DeadLetterReason,
@@ -112,6 +125,7 @@ from driftline.streams.monitor.early_labels import EarlyLabels
 from driftline.streams.monitor.label_pin import LabelKindPin
 from driftline.streams.monitor.messages import RawMessage
 from driftline.streams.monitor.pool import PipelinePool
+from driftline.streams.monitor.reference import Extension, extended_table
 from driftline.streams.monitor.registry import RegistryDecoder
 from driftline.streams.monitor.rows import Rows, strings
 from driftline.streams.monitor.summaries import (
@@ -124,6 +138,8 @@ from driftline.streams.monitor.summaries import (
 )
 
 __all__ = ["LabelOutput", "MonitorOutput", "MonitorStep"]
+
+log = logging.getLogger(__name__)
 
 # Rows per partition and batch fed to the sketch: a strided sample keeps its cost (O(k·d) per
 # row) a small, bounded share of a batch whatever the traffic, and stays uniform over time.
@@ -237,6 +253,11 @@ class MonitorStep:
     and `process_labels` have changed nothing and may be called again with the same batch.
     """
 
+    extend_references: bool = True
+    """Grow a champion's data version of fewer than ``reference_rows`` rows into a full
+    reference from the archive (see `driftline.streams.monitor.reference`); False keeps the
+    short reference for the whole deployment (the behaviour before; for comparisons)."""
+
     def __init__(
         self,
         config: PipelineConfig,
@@ -298,6 +319,12 @@ class MonitorStep:
         self._seen: dict[int, int] = {}
         self._registered = False
         self._archive_handle: Archive | None = None
+        # A champion's data version too small to be the whole reference, being grown from
+        # the archive (see `driftline.streams.monitor.reference`).
+        self._extension: Extension | None = None
+        # The champion's data version a grown reference was built from: DriftEvents name it,
+        # the episode's reference (the retrainer admits alarms against the champion's data).
+        self._reference_base: str | None = None
         self.sync_reference()
 
     # ------------------------------------------------------------------ properties
@@ -372,6 +399,8 @@ class MonitorStep:
                 self._seen[int(p)] = self._seen.get(int(p), 0) + int(count)
             if self._template is None:
                 rows = self._feed_bootstrap(rows)
+            elif self._extension is not None and self.rows_seen >= self._extension.next_at:
+                self._try_extend_reference()
             if len(rows) and self._template is not None:
                 self._monitor_rows(rows, out)
         out.dead_letters.extend(self.release_dead_letters())
@@ -543,18 +572,39 @@ class MonitorStep:
             return
         if champion is not None:
             deployment = self.store.history(self.pipeline, "champion")[-1]
-            self._install_reference(deployment.id, champion.data_version_id)
+            self._install_reference(deployment.id, champion.data_version_id, champion.id)
+        if self._extension is not None:
+            self._try_extend_reference()
 
-    def _install_reference(self, deployment_id: str, data_version_id: str | None) -> None:
+    def _install_reference(
+        self, deployment_id: str, data_version_id: str | None, model_version_id: str
+    ) -> None:
         """Make the champion deployment's training data the reference; a new episode begins.
 
         A redeployed model (a recurring concept, a rollback) may bring back the reference in
-        force already: no refit then, but still a new episode, so its alarms are heard.
+        force already: no refit then, but still a new episode, so its alarms are heard. A
+        data version of fewer than ``reference_rows`` rows is installed at once and grown
+        from the archive (`_extend_reference`) as rows of its concept come in.
         """
         if deployment_id == self.reference_deployment_id:
             return
-        if data_version_id and data_version_id != self.reference_data_version:
+        self._extension = None
+        in_force = (self.reference_data_version, self._reference_base)
+        if data_version_id and data_version_id not in in_force:
             self._fit_reference_from_store(data_version_id)
+        if self.extend_references and data_version_id == self.reference_data_version:
+            assert data_version_id is not None
+            version = self.store.data_version(data_version_id)
+            wanted = int(self.config.detector.reference_rows)
+            if version.row_count < wanted and version.event_time_min is not None:
+                self._extension = Extension(
+                    data_version_id,
+                    deployment_id,
+                    model_version_id,
+                    _utc(version.event_time_min),
+                    version.row_count,
+                    next_at=0,
+                )
         self.reference_deployment_id = deployment_id
         for monitor in self._monitors.values():
             monitor.window.since_alarm = None
@@ -594,6 +644,7 @@ class MonitorStep:
             "feature_names": list(self.feature_names) if self.feature_names else None,
             "reference": self.reference_data_version,
             "reference_deployment": self.reference_deployment_id,
+            "reference_base": self._reference_base,
             "rows_seen": {
                 str(p): n for p, n in self._seen.items() if partitions is None or p in chosen
             },
@@ -605,6 +656,7 @@ class MonitorStep:
                 if partitions is None or p in chosen
             ],
             "bootstrap": [add(_rows_bytes(r)) for r in self._bootstrap],
+            "extension": None if self._extension is None else self._extension.to_json(),
             "monitors": {},
         }
         for p in chosen:
@@ -645,6 +697,7 @@ class MonitorStep:
                 self.feature_names = tuple(header["feature_names"])
             self.reference_data_version = header["reference"]
             self.reference_deployment_id = header.get("reference_deployment")
+            self._reference_base = header.get("reference_base")
             self._template = None if header["template"] is None else blobs[header["template"]]
             self._summarizer, self._summary_rows = None, 0
             self._ood = (
@@ -653,6 +706,11 @@ class MonitorStep:
             self._bootstrap = [_rows_from_bytes(blobs[i]) for i in header["bootstrap"]]
         if header["reference"] != self.reference_data_version:
             return  # monitors fitted on another reference are of no use now
+        if header.get("reference_deployment") == self.reference_deployment_id:
+            # The same short reference: resume its extension where the checkpoint left it
+            # (bounded by the alarms it saw, or given up).
+            saved = header.get("extension")
+            self._extension = None if saved is None else Extension.from_json(saved)
         for topic, p, offset in header["next_offsets"]:
             if wanted is None or p in wanted:
                 self._folded[(topic, int(p))] = int(offset)
@@ -718,9 +776,73 @@ class MonitorStep:
         self._template = detector.to_bytes()
         self._ood = OODScorer().fit(x, list(self.feature_names or ())) if self.emit_ood else None
         self.reference_data_version = data_version_id
+        self._reference_base = None
         self._bootstrap = []
         self._monitors = {}
         self._summarizer, self._summary_rows = None, 0
+
+    def _try_extend_reference(self) -> None:
+        """`_extend_reference`, retried later if the store fails meanwhile: the short
+        reference stays in force, and the rows of this batch are still monitored."""
+        try:
+            self._extend_reference()
+        except ArtifactCorruptedError as exc:  # the champion's rows no longer hash: stop here
+            self._extension = None
+            log.error("not growing the reference: %s", exc)
+        except (StoreError, OSError) as exc:
+            ext = self._extension
+            if ext is not None:
+                self._extension = dataclasses.replace(ext, next_at=self.rows_seen + 1)
+            log.warning("could not grow the reference yet, retrying later: %s", exc)
+
+    def _extend_reference(self) -> None:
+        """Grow the short reference toward ``reference_rows`` rows from the archive; install
+        the full one (a data version appended to the champion's) once the archive holds it.
+
+        Deterministic given the archive: the champion's rows, then the oldest archived rows
+        from its first event time on, up to the earliest change an alarm of this model's
+        reference placed after that (the store's drift events and this step's own). Gives up,
+        keeping the short reference, when fewer rows than needed lie before such a change.
+        """
+        ext = self._extension
+        assert ext is not None
+        for event in self._recorded_alarms(ext):
+            ext = ext.bound(event.change_start)
+        wanted = int(self.config.detector.reference_rows)
+        base = self.store.read_data_version(ext.base, verify=True)
+        names = list(self.feature_names or ())
+        assert self._template is not None
+        # Rows the shortest chart must watch after a row before it may enter the reference:
+        # time for a sharp change that began there to raise its alarm.
+        lag = DriftDetector.from_bytes(self._template).windows[-1]
+        table, missing = extended_table(base, self._archive(), ext, wanted, names, lag)
+        if table is None:
+            # Rows before a known change are all archived already: they will not grow.
+            self._extension = (
+                None
+                if ext.until is not None
+                else dataclasses.replace(ext, next_at=self.rows_seen + missing)
+            )
+            return
+        version = self.store.snapshot(self.pipeline, table, parents=[ext.base], combine="append")
+        x = np.column_stack([table.column(n).to_numpy() for n in names]).astype(np.float64)
+        self._fit_reference(x, version.id)
+        self._reference_base = ext.base
+        self._extension = None
+
+    def _recorded_alarms(self, ext: Extension) -> list[DriftEvent]:
+        """The stored drift events raised while ``ext``'s model's data was the reference."""
+        deployments = {d.id for d in self.store.deployments_of(ext.model_version)}
+        deployments.add(ext.deployment)
+        events = []
+        for record in self.store.drift_events(self.pipeline, limit=_RECORDED_ALARMS):
+            if record.payload.get("reference_deployment_id") not in deployments:
+                continue
+            try:
+                events.append(DriftEvent.model_validate(record.payload))
+            except ValueError:
+                continue  # not an event this version can read: it bounds nothing
+        return events
 
     def _feed_bootstrap(self, rows: Rows) -> Rows:
         """Collect rows until the bootstrap reference is full; return the rows left over."""
@@ -914,16 +1036,19 @@ class MonitorStep:
     def _drift_event(
         self, window: AlarmWindow, alarm: tuple[int, int, str], result: Any
     ) -> DriftEvent:
-        return drift_event(
+        event = drift_event(
             pipeline=self.pipeline,
             detector=self.config.detector.kind,
-            reference_data_version=self.reference_data_version,
+            reference_data_version=self._reference_base or self.reference_data_version,
             reference_deployment_id=self.reference_deployment_id,
             topic=self.topics.inputs,
             window=window,
             alarm=alarm,
             result=result,
         )
+        if self._extension is not None:  # the reference's concept ends where this change began
+            self._extension = self._extension.bound(event.change_start)
+        return event
 
     def _ood_flags(self, rows: Rows) -> list[OODFlag]:
         assert self._ood is not None
@@ -941,6 +1066,14 @@ class MonitorStep:
             )
             for i, event_id in zip(flagged, ids, strict=True)
         ]
+
+
+_RECORDED_ALARMS = 1000
+"""Newest stored drift events searched for alarms that end a reference's concept."""
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 _NON_FEATURES = frozenset(
