@@ -214,3 +214,36 @@ def test_workers_that_bootstrap_together_converge_on_one_reference(tmp_path: Pat
         decode_summary(s, pipeline=P).reference != first.reference_data_version for s in summaries
     )
     assert first.pool is not None and set(first.pool.next_row) == {0, 1, 2, 3}, kept
+
+
+def test_a_partition_revoked_while_its_outputs_are_sent_keeps_its_saved_state(
+    tmp_path: Path,
+) -> None:
+    """A rebalance can revoke a partition while its batch's outputs are being sent; the
+    batch must not mark it for the next checkpoint, which would save the dropped (empty)
+    state over its checkpoint — the new owner would restore a partition whose rows are
+    numbered from 0 again."""
+    bus = InMemoryBus()
+    bus.create_topic(f"{P}.detector-summaries", partitions=1)
+    transport = BusTransport(bus)
+    step = MonitorStep(config(P), open_store(tmp_path), pipeline=P)
+    loop = MonitorLoop(step, transport, interval_s=0)
+    msgs = messages(P, gaussian(1000))
+    asyncio.run(loop.inputs(msgs[:600]))
+    asyncio.run(loop.checkpoint())
+    saved = transport.load_state(loop.state_key(0))
+    assert saved is not None
+
+    send = transport.send
+
+    async def send_during_a_rebalance(records: object) -> None:
+        loop.revoked({0})
+        await send(records)  # type: ignore[arg-type]
+
+    transport.send = send_during_a_rebalance  # type: ignore[method-assign]
+    asyncio.run(loop.inputs(msgs[600:]))
+    asyncio.run(loop.checkpoint())
+    assert transport.load_state(loop.state_key(0)) == saved
+    restored = MonitorStep(config(P), open_store(tmp_path), pipeline=P)
+    restored.restore(saved, partitions=[0])
+    assert restored.rows_seen == 600
