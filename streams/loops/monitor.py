@@ -143,6 +143,8 @@ class MonitorLoop:
         #: (summaries topic, 0) -> the next offset to commit once the chart is saved
         self._summaries: dict[tuple[str, int], int] = {}
         self._pool_restored = False
+        #: counts revocations of the summaries topic (a batch merged before one is not ours)
+        self._owner = 0
         self._last = time.monotonic()
         self._under_way: _Checkpoint | None = None
 
@@ -161,7 +163,8 @@ class MonitorLoop:
             log.warning(
                 "drift %s: statistic %.4g > %.4g", event.drift_id, event.statistic, event.threshold
             )
-        self._pending[last.partition] = last.topic
+        if last.partition in self._restored:  # not revoked while the outputs were sent
+            self._pending[last.partition] = last.topic
         if self.metrics is not None:
             self.metrics.observe_batch(out, messages, time.perf_counter() - started)
         await self.checkpoint_if_due()
@@ -176,6 +179,7 @@ class MonitorLoop:
                 self.step.restore_pool(data)
                 log.info("restored the pipeline chart (%d bytes)", len(data))
             self._pool_restored = True
+        owner = self._owner
         messages, refused = self._unseal(messages)
         out = self.step.merge_summaries(messages)
         out.dead_letters[:0] = refused
@@ -192,7 +196,8 @@ class MonitorLoop:
         if out.skipped_summaries:
             log.info("skipped %d summaries of another reference", out.skipped_summaries)
         last = messages[-1]
-        self._summaries[(last.topic, last.partition)] = last.offset + 1
+        if owner == self._owner:  # not revoked while the outputs were sent
+            self._summaries[(last.topic, last.partition)] = last.offset + 1
         if self.metrics is not None:
             self.metrics.observe_summaries(out)
         await self.checkpoint_if_due()
@@ -220,6 +225,9 @@ class MonitorLoop:
         self.step.drop_pool()
         self._pool_restored = False
         self._summaries = {}
+        self._owner += 1
+        if self._under_way is not None:  # the new owner restores the chart saved before
+            self._under_way.pool = None
 
     async def labels(self, messages: Sequence[RawMessage]) -> LabelOutput:
         """One batch of one labels partition; its offset is committed once archived."""

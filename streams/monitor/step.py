@@ -120,6 +120,12 @@ from driftline.schemas import (
 )
 from driftline.streams.monitor.alarms import AlarmWindow, drift_event, from_us
 from driftline.streams.monitor.archiving import MessageKey, Segment, SegmentWriter
+from driftline.streams.monitor.bootstrap import (
+    BootstrapWatch,
+    canonical_order,
+    marker,
+    pipeline_bootstrap,
+)
 from driftline.streams.monitor.codec import dead_letter, decode_inputs, decode_labels
 from driftline.streams.monitor.early_labels import EarlyLabels
 from driftline.streams.monitor.label_pin import LabelKindPin
@@ -316,6 +322,7 @@ class MonitorStep:
         )
         self._held: list[DeadLetter] = []
         self._bootstrap: list[Rows] = []
+        self._bootstrap_watch = BootstrapWatch()
         self._seen: dict[int, int] = {}
         self._registered = False
         self._archive_handle: Archive | None = None
@@ -397,6 +404,8 @@ class MonitorStep:
         if len(rows):
             for p, count in zip(*np.unique(rows.partitions, return_counts=True), strict=True):
                 self._seen[int(p)] = self._seen.get(int(p), 0) + int(count)
+            if self._bootstrap_watch.due():
+                self._adopt_bootstrap()
             if self._template is None:
                 rows = self._feed_bootstrap(rows)
             elif self._extension is not None and self.rows_seen >= self._extension.next_at:
@@ -573,6 +582,8 @@ class MonitorStep:
         if champion is not None:
             deployment = self.store.history(self.pipeline, "champion")[-1]
             self._install_reference(deployment.id, champion.data_version_id, champion.id)
+        else:
+            self._adopt_bootstrap()
         if self._extension is not None:
             self._try_extend_reference()
 
@@ -852,9 +863,31 @@ class MonitorStep:
             return rows.take(np.zeros(0, np.int64))
         self._bootstrap.append(rows.take(np.arange(need)))
         reference = Rows.concat(self._bootstrap, rows.feature_names)
-        version = self.store.snapshot(self.pipeline, reference.to_table(), combine="root")
-        self._fit_reference(reference.features, version.id)
+        # The same rows give the same reference and fit, whatever order the fetches came in;
+        # the oldest bootstrap of the pipeline's workers is the one they all use.
+        ref = reference.take(
+            canonical_order(reference.timestamps_us, reference.partitions, reference.offsets)
+        )
+        mark = marker(self.topics.inputs, ref.partitions, ref.offsets)
+        version = self.store.snapshot(
+            self.pipeline, ref.to_table(), combine="root", source_offsets=mark
+        )
+        self._fit_reference(ref.features, version.id)
+        self._bootstrap_watch.start()
+        self._adopt_bootstrap()
         return rows.take(np.arange(need, len(rows)))
+
+    def _adopt_bootstrap(self) -> None:
+        """Refit to the pipeline's bootstrap reference (the oldest of its workers') unless a
+        champion's data is the reference or it is this worker's already."""
+        if self.reference_deployment_id is not None:
+            return
+        try:
+            chosen = pipeline_bootstrap(self.store, self.pipeline)
+        except NotFoundError:
+            return
+        if chosen is not None and chosen != self.reference_data_version:
+            self._fit_reference_from_store(chosen)
 
     def _monitor(self, partition: int) -> _Partition | None:
         if self._template is None:

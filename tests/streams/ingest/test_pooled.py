@@ -165,3 +165,85 @@ def test_the_owner_folds_only_summaries_sealed_by_the_pipelines_workers(tmp_path
     # Only the sealed summaries were folded: 1000 rows minus the 400 reference rows.
     assert step.pool is not None and step.pool.rows_seen == 600
     assert bus.end_offsets(f"{P}.dlq") == [3]
+
+
+def _by_partition(x: np.ndarray, partitions: int, order: list[int], size: int) -> list[list]:
+    """The round-robin messages of ``x`` in per-partition blocks of ``size``, the partitions
+    of each round in ``order`` (how a worker's fetches hand it the same rows)."""
+    msgs = messages(P, x, partitions=partitions)
+    per = [[m for m in msgs if m.partition == p] for p in range(partitions)]
+    out = []
+    for start in range(0, max(len(m) for m in per), size):
+        out += [per[p][start : start + size] for p in order if per[p][start:]]
+    return out
+
+
+def test_the_bootstrap_reference_does_not_depend_on_the_order_partitions_were_fetched(
+    tmp_path: Path,
+) -> None:
+    """The same rows in other fetch orders give the same reference and the same fit. (The
+    fit splits the reference by a seeded permutation of row *positions*: taken in fetch
+    order, a P = 12 broker run got a threshold that caught a change after 501 rows where the
+    time-ordered rows catch it after 129.)"""
+    x = gaussian(1200, seed=5)
+    fits = []
+    for i, order in enumerate([[0, 1, 2, 3], [3, 1, 0, 2]]):
+        step = MonitorStep(config(P), open_store(tmp_path / str(i)), pipeline=P)
+        for batch in _by_partition(x, 4, order, size=50):
+            step.process(batch)
+        fits.append((step.reference_data_version, step._template))
+    assert fits[0][0] is not None and fits[0] == fits[1]
+
+
+def test_workers_that_bootstrap_together_converge_on_one_reference(tmp_path: Path) -> None:
+    """Two workers with no reference yet, each with half the partitions, each bootstrap from
+    their own rows: both end on the oldest bootstrap, so the owner folds both's summaries."""
+    store = open_store(tmp_path)
+    x = gaussian(2400, seed=6)
+    first, second = (MonitorStep(config(P), store, pipeline=P) for _ in range(2))
+    blocks = _by_partition(x, 4, [0, 1, 2, 3], size=50)
+    summaries: list[bytes] = []
+    for batch in blocks:
+        step = first if batch[0].partition < 2 else second
+        summaries += step.process(batch).summaries
+    assert first.reference_data_version == second.reference_data_version is not None
+    assert first._template == second._template
+    out = first.merge_summaries(as_messages(first, summaries))
+    kept = {decode_summary(s, pipeline=P).reference for s in summaries}
+    assert out.skipped_summaries == sum(
+        decode_summary(s, pipeline=P).reference != first.reference_data_version for s in summaries
+    )
+    assert first.pool is not None and set(first.pool.next_row) == {0, 1, 2, 3}, kept
+
+
+def test_a_partition_revoked_while_its_outputs_are_sent_keeps_its_saved_state(
+    tmp_path: Path,
+) -> None:
+    """A rebalance can revoke a partition while its batch's outputs are being sent; the
+    batch must not mark it for the next checkpoint, which would save the dropped (empty)
+    state over its checkpoint — the new owner would restore a partition whose rows are
+    numbered from 0 again."""
+    bus = InMemoryBus()
+    bus.create_topic(f"{P}.detector-summaries", partitions=1)
+    transport = BusTransport(bus)
+    step = MonitorStep(config(P), open_store(tmp_path), pipeline=P)
+    loop = MonitorLoop(step, transport, interval_s=0)
+    msgs = messages(P, gaussian(1000))
+    asyncio.run(loop.inputs(msgs[:600]))
+    asyncio.run(loop.checkpoint())
+    saved = transport.load_state(loop.state_key(0))
+    assert saved is not None
+
+    send = transport.send
+
+    async def send_during_a_rebalance(records: object) -> None:
+        loop.revoked({0})
+        await send(records)  # type: ignore[arg-type]
+
+    transport.send = send_during_a_rebalance  # type: ignore[method-assign]
+    asyncio.run(loop.inputs(msgs[600:]))
+    asyncio.run(loop.checkpoint())
+    assert transport.load_state(loop.state_key(0)) == saved
+    restored = MonitorStep(config(P), open_store(tmp_path), pipeline=P)
+    restored.restore(saved, partitions=[0])
+    assert restored.rows_seen == 600
