@@ -45,18 +45,49 @@ def lam_for_window(window: int) -> float:
     return 2.0 / (window + 1.0)
 
 
-def ewma(z: np.ndarray, m0: np.ndarray, lam: float) -> np.ndarray:
+def ewma(
+    z: np.ndarray, m0: np.ndarray, lam: float | np.ndarray, decay: np.ndarray | None = None
+) -> np.ndarray:
     """All states ``m_t`` for the rows of ``z`` ``(n, dim)``, starting after ``m0``.
 
-    Computed in blocks of ``_BLOCK`` rows: inside a block the recursion is one small
-    triangular matrix product and only block ends are chained, several times faster than a
-    row-by-row filter for batches of ~1000 rows.
+    ``m_t = decay * m_{t-1} + lam * z_t`` per column; ``decay`` defaults to ``1 - lam``
+    (an exponentially weighted mean). ``lam`` and ``decay`` may give one value per column
+    (columns sharing a pair are filtered together). Computed in blocks of ``_BLOCK`` rows:
+    inside a block the recursion is one small triangular matrix product and only block ends
+    are chained, several times faster than a row-by-row filter for batches of ~1000 rows.
     """
+    gains = np.broadcast_to(np.asarray(lam, dtype=np.float64), (z.shape[1],))
+    decays = 1.0 - gains if decay is None else np.broadcast_to(decay, (z.shape[1],))
+    pairs = _column_groups(gains, decays)
+    if len(pairs) == 1:
+        (gain, dec, _), = pairs
+        return _ewma_one(z, m0, gain, dec)
+    out = np.empty_like(z)
+    for gain, dec, cols in pairs:
+        out[:, cols] = _ewma_one(z[:, cols], m0[cols], gain, dec)
+    return out
+
+
+def _column_groups(
+    gains: np.ndarray, decays: np.ndarray
+) -> list[tuple[float, float, slice | np.ndarray]]:
+    """Columns sharing one ``(gain, decay)`` pair: contiguous runs become slices."""
+    out: list[tuple[float, float, slice | np.ndarray]] = []
+    start = 0
+    n = len(gains)
+    for end in range(1, n + 1):
+        if end == n or gains[end] != gains[start] or decays[end] != decays[start]:
+            out.append((float(gains[start]), float(decays[start]), slice(start, end)))
+            start = end
+    return out
+
+
+def _ewma_one(z: np.ndarray, m0: np.ndarray, lam: float, decay_one: float) -> np.ndarray:
     n, dim = z.shape
     n_blocks = -(-n // _BLOCK)
     if n_blocks * _BLOCK != n:
         z = np.concatenate([z, np.zeros((n_blocks * _BLOCK - n, dim), dtype=z.dtype)])
-    tri, powers = _block_operators(lam, np.dtype(z.dtype).str)
+    tri, powers = _block_operators(lam, decay_one, np.dtype(z.dtype).str)
     local = np.matmul(tri, z.reshape(n_blocks, _BLOCK, dim))
     decay = float(powers[-1])
     ends, _ = lfilter([1.0], [1.0, -decay], local[:, -1, :], axis=0, zi=(decay * m0)[None, :])
@@ -66,12 +97,12 @@ def ewma(z: np.ndarray, m0: np.ndarray, lam: float) -> np.ndarray:
 
 
 @lru_cache(maxsize=32)
-def _block_operators(lam: float, dtype: str) -> tuple[np.ndarray, np.ndarray]:
-    """Lower-triangular EWMA operator of one block, and the decay of the start state."""
+def _block_operators(lam: float, decay: float, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """Lower-triangular operator of one block, and the decay of the start state."""
     steps = np.arange(_BLOCK)
     lag = steps[:, None] - steps[None, :]
-    tri = np.where(lag >= 0, lam * (1.0 - lam) ** np.maximum(lag, 0), 0.0)
-    return tri.astype(dtype), ((1.0 - lam) ** (steps + 1)).astype(dtype)
+    tri = np.where(lag >= 0, lam * decay ** np.maximum(lag, 0), 0.0)
+    return tri.astype(dtype), (decay ** (steps + 1)).astype(dtype)
 
 
 def ewma_weights(n: int, lam: float) -> np.ndarray:
@@ -87,14 +118,17 @@ def calibrate_threshold(
     n_simulated: int,
     rng: np.random.Generator,
     n_population: int,
+    decay: np.ndarray | None = None,
 ) -> float:
     """Threshold whose simulated mean run length without drift is ``ert`` events.
 
     ``z_hold`` are centered held-out features; see :func:`simulated_states` for how runs
-    are drawn from them. ``lam`` may give one weight per column (several charts at once,
-    calibrated jointly through one statistic over all of them).
+    are drawn from them. ``lam`` (and ``decay``, see :func:`ewma`) may give one value per
+    column (several charts at once, calibrated jointly through one statistic over all of them).
     """
-    runmax = simulate_running_max(z_hold, statistic, lam, n_simulated, rng, n_population)
+    runmax = simulate_running_max(
+        z_hold, statistic, lam, n_simulated, rng, n_population, decay=decay
+    )
     length = runmax.shape[1]
 
     def mean_run_length(h: float) -> tuple[float, int]:
@@ -132,15 +166,18 @@ def simulate_running_max(
     n_simulated: int,
     rng: np.random.Generator,
     n_population: int,
+    decay: np.ndarray | None = None,
 ) -> np.ndarray:
     """Running maximum of the statistic over bootstrap no-drift runs, shape ``(runs, length)``."""
-    window = 2.0 / float(np.min(lam)) - 1.0
+    # the slowest column's effective window (a decay d has the window of gain 1 - d)
+    slow_gain = float(np.min(lam) if decay is None else 1.0 - np.max(decay))
+    window = 2.0 / slow_gain - 1.0
     length = int(min(max(_RUN_WINDOWS * window, 1000), max(n_simulated // _MIN_RUNS, 100)))
     n_runs = max(n_simulated // length, _MIN_RUNS)
     best = np.full(n_runs, -np.inf)
     runmax = np.empty((length, n_runs))
     start = 0
-    for m in simulated_states(z_hold, lam, n_runs, length, rng, n_population):
+    for m in simulated_states(z_hold, lam, n_runs, length, rng, n_population, decay=decay):
         stats = statistic(m)
         np.maximum.accumulate(stats, axis=0, out=stats)
         np.maximum(stats, best[None, :], out=stats)
@@ -157,6 +194,7 @@ def simulated_states(
     length: int,
     rng: np.random.Generator,
     n_population: int,
+    decay: np.ndarray | None = None,
 ) -> Iterator[np.ndarray]:
     """EWMA states of ``n_runs`` bootstrap runs from ``m = 0``, in time-major chunks.
 
@@ -174,7 +212,7 @@ def simulated_states(
     runs = np.arange(n_runs)
     state = np.zeros((n_runs, dim), dtype=z_hold.dtype)
     scaled = z_hold * np.asarray(lam, dtype=z_hold.dtype)
-    decay = np.asarray(1.0 - lam, dtype=z_hold.dtype)
+    decay = np.asarray(1.0 - np.asarray(lam) if decay is None else decay, dtype=z_hold.dtype)
     for begin in range(0, length, step):
         picks = rng.integers(0, n_pop, size=(min(step, length - begin), n_runs))
         chunk = scaled[populations[runs, picks]]

@@ -9,12 +9,13 @@ import numpy as np
 _EIG_FLOOR = 1e-2
 
 
-def whitening(z: np.ndarray) -> np.ndarray:
-    """Symmetric inverse square root of the covariance of the rows of ``z`` (regularized)."""
+def whitening(z: np.ndarray, floor: float = _EIG_FLOOR) -> np.ndarray:
+    """Symmetric inverse square root of the covariance of the rows of ``z``: eigenvalues are
+    held at or above ``floor`` times the largest (regularized)."""
     cov = np.atleast_2d(np.cov(z, rowvar=False))
     vals, vecs = np.linalg.eigh(cov)
     top = float(vals.max()) if vals.size and vals.max() > 0 else 1.0
-    vals = np.maximum(vals, _EIG_FLOOR * top)
+    vals = np.maximum(vals, floor * top)
     return np.asarray((vecs / np.sqrt(vals)) @ vecs.T)
 
 

@@ -195,14 +195,17 @@ class DriftDetector:
         order = rng.permutation(x.shape[0])
         half = x.shape[0] // 2
         self._fit_map(x[order[:half]] if self._hold_out else x, rng)
-        self._center = np.zeros(self._map_dim(), dtype=np.float32)
-        self._center = _mean_rows(self._feature_map, x).astype(np.float32)
+        self._fit_center(x)
         hold = self._feature_map(x[order[half:]] if self._hold_out else x)
         hold = hold - hold.mean(axis=0)
         self._prepare_statistic(hold, rng)
         hold32 = hold.astype(np.float32)
         target = self._target_ert(x.shape[0])
-        lams = np.repeat([lam_for_window(w) for w in self.windows], hold.shape[1])
+        recursions = [self._recursion(w) for w in self.windows]
+        lams = np.concatenate([g for g, _ in recursions])
+        decays = None
+        if any(d is not None for _, d in recursions):
+            decays = np.concatenate([1.0 - g if d is None else d for g, d in recursions])
         tiled = np.tile(hold32, len(self.windows))
         self._scale_norm = np.ones(len(self.windows))
         if len(self.windows) > 1:
@@ -215,10 +218,24 @@ class DriftDetector:
             int(self.n_simulated),
             rng,
             x.shape[0],
+            decay=decays,
         )
         self._fitted = True
         self.reset()
         return self
+
+    def _fit_center(self, x: np.ndarray) -> None:
+        """``self._center``: the reference mean of the raw feature map."""
+        self._center = np.zeros(self._map_dim(), dtype=np.float32)
+        self._center = _mean_rows(self._feature_map, x).astype(np.float32)
+
+    def _recursion(self, window: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Per-column gain and decay of the chart with this window (None: ``1 - gain``)."""
+        lam = lam_for_window(window)
+        special = self._column_recursion(lam)
+        if special is None:
+            return np.full(self._map_dim(), lam), None
+        return special
 
     def _target_ert(self, n_rows: int) -> int:
         """``ert`` to calibrate for: inflated, with a warning, when the reference is small."""
@@ -274,7 +291,11 @@ class DriftDetector:
                 return np.asarray(self._statistic(m) * factor)
 
             budget = max(int(self.n_simulated) // 2, 1)
-            h = calibrate_threshold(hold, one, lam, ert, budget, rng, n_rows)
+            gains, decays = self._recursion(w)
+            h = calibrate_threshold(
+                hold, one, gains if decays is not None else lam, ert, budget, rng, n_rows,
+                decay=decays,
+            )
             out.append(h if h > 0 else 1.0)
         return np.array(out)
 
@@ -325,11 +346,17 @@ class DriftDetector:
         with single_blas_thread():
             return self._update(partial.rows, partial.features)
 
+    def _chart(self, z: np.ndarray, state: np.ndarray, window: int) -> np.ndarray:
+        gains, decays = self._recursion(window)
+        if decays is None:
+            return ewma(z, state, lam_for_window(window))
+        return ewma(z, state, gains, decays)
+
     def _update(self, x: np.ndarray, z: np.ndarray) -> DriftResult:
-        m = ewma(z, self._state, self.lam)
+        m = self._chart(z, self._state, self.windows[0])
         short = None
         if len(self.windows) > 1:
-            short = ewma(z, self._state_short, lam_for_window(self.windows[1]))
+            short = self._chart(z, self._state_short, self.windows[1])
             stats = self._joint(np.concatenate([m, short], axis=-1))
         else:
             stats = self._statistic(m)
@@ -387,6 +414,11 @@ class DriftDetector:
 
     def _map_dim(self) -> int:
         raise NotImplementedError
+
+    def _column_recursion(self, lam: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per-column ``(gain, decay)`` of the chart of weight ``lam``, or None for an
+        exponentially weighted mean of every column (gain ``lam``, decay ``1 - lam``)."""
+        return None
 
     def _prepare_statistic(self, z_hold: np.ndarray, rng: np.random.Generator) -> None:
         """Fit anything the statistic needs from held-out features (default: nothing)."""

@@ -90,8 +90,13 @@ def test_no_alarm_storm_on_reference_data(case: Case) -> None:
             alarms += 1
             det.reset()
     assert alarms <= 10  # at most one per batch: a storm would hit nearly every batch
-    det.reset()
-    assert not det.update(case.reference[:100]).drift
+    # Its own reference is no drift either: ~5% of 100-row slices may alarm by chance (ert
+    # 2000), a detector that mistook the reference for a change would alarm on most.
+    fired = 0
+    for start in range(0, 3000, 100):
+        det.reset()
+        fired += det.update(case.reference[start : start + 100]).drift
+    assert fired <= 4
 
 
 def test_detects_clear_shift_at_the_right_row(case: Case, fitted: DriftDetector) -> None:
