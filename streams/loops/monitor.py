@@ -180,8 +180,11 @@ class MonitorLoop:
                 log.info("restored the pipeline chart (%d bytes)", len(data))
             self._pool_restored = True
         owner = self._owner
-        messages, refused = self._unseal(messages)
-        out = self.step.merge_summaries(messages)
+        # The offset to commit is the batch's last, whether or not its last record was sealed
+        # (a batch of forged records only must not stop the chart's agent).
+        last = messages[-1]
+        kept, refused = self._unseal(messages)
+        out = self.step.merge_summaries(kept)
         out.dead_letters[:0] = refused
         await self.transport.send(output_records(self.step, out, self.signer))
         for event in out.drift_events:
@@ -195,7 +198,6 @@ class MonitorLoop:
             log.error("refused a detector summary: %s", letter.detail)
         if out.skipped_summaries:
             log.info("skipped %d summaries of another reference", out.skipped_summaries)
-        last = messages[-1]
         if owner == self._owner:  # not revoked while the outputs were sent
             self._summaries[(last.topic, last.partition)] = last.offset + 1
         if self.metrics is not None:
