@@ -1,7 +1,7 @@
-"""Pooled detection on the real broker: one change, one DriftEvent, a delay bounded across the
-partitions, no alarm without drift, with one worker. (With a second worker joining mid-stream
-the pooled chart has raised a false alarm right after the rebalance; until that is fixed,
-pooled detection is opt-in and has no two-worker test.)
+"""Pooled detection on the real broker: one change, one DriftEvent, a delay in total rows that
+does not grow with the partitions, no alarm without drift — with one worker, with a second
+worker joining mid-stream (a rebalance), and with two workers that start together before any
+reference exists (they must end on one reference).
 
 The stream: ``REFERENCE`` rows (the bootstrap reference), ``STEADY`` rows without drift, then
 a mean shift of ``SHIFT`` standard deviations in one feature, produced live at ``RATE`` rows
@@ -41,11 +41,6 @@ CHANGE = REFERENCE + STEADY
 SHIFT = 0.75
 DETECTOR = {"ert": 200_000, "reference_rows": REFERENCE}
 PARAMS = {"window": 200}
-BATCH = 100
-"""Records per fetch (``batch_size``). The chart merges summaries in arrival order, so a
-worker that falls behind hands it each partition in blocks of up to a fetch, and rows of
-partitions that lag arrive after newer rows of others; small fetches keep those blocks small
-against the delay (see BENCHMARKS.md)."""
 
 
 def stream(seed: int = 11) -> np.ndarray:
@@ -164,11 +159,59 @@ def test_one_change_gives_one_drift_event_and_a_delay_that_does_not_grow_with_p(
         print("\n| P | layout | delay (total rows) | DriftEvents |\n|---|---|---|---|")
         for (p, detection), (delay, count) in sorted(found.items()):
             print(f"| {p} | {detection} | {delay:,} | {count} |")
+    print("\ndelay (total rows), DriftEvents:", found)
     base = found[(1, "pooled")][0]
     assert base > 0
-    # The goal is a delay that does not grow with P (within 1.5x of P = 1), and most runs
-    # meet it (120-130 rows at P = 4 and 12); but when a worker lags, blocks of one partition
-    # still dilute the change (312-678 rows seen here, on a 2-core machine), so this holds a
-    # looser bound only: at P = 12 one chart per partition breaks it (924 rows measured).
-    for p, times in ((4, 5), (12, 6)):
-        assert found[(p, "pooled")][0] <= times * base, found
+    # Within 1.5x of P = 1. (A bootstrap reference fitted in fetch order, before it was sorted
+    # by event time, gave 312-678 rows at P = 4 or 12 in 3 runs of 6: the fit splits the
+    # reference by a seeded permutation of positions; see streams/monitor/bootstrap.py.)
+    for p in (4, 12):
+        assert found[(p, "pooled")][0] <= 1.5 * base, found
+
+
+def test_two_workers_pool_their_partitions_into_one_drift_event(pipeline_run) -> None:
+    partitions = 4
+    x = stream(seed=12)
+    run = start(pipeline_run, partitions, "pooled")
+    wait_for(lambda: assigned(run, 0), 90, "the first worker ready\n" + run.logs())
+    produce(run, x, 0, REFERENCE + 1000, partitions)
+    wait_for(lambda: run.archived() >= REFERENCE + 1000, 120, "the reference\n" + run.logs())
+    run.start_worker()
+    wait_for(
+        lambda: assigned(run, 1),
+        90,
+        "input partitions assigned to the second worker\n" + run.logs(),
+    )
+    produce(run, x, REFERENCE + 1000, len(x), partitions)
+    wait_for(lambda: run.archived() >= len(x), 180, "every row archived\n" + run.logs())
+
+    events = drift_events(run, want=1)
+    print("\ntwo workers:", [(row_of(e), delay_rows(e, partitions)) for e in events])
+    (event,) = events
+    assert row_of(event) >= CHANGE and 0 < delay_rows(event, partitions) <= 2000, event
+    assert {r.partition for r in event.offsets} == set(range(partitions))
+    assert all(w.poll() is None for w in run.workers), run.logs()
+    assert "refused a detector summary" not in run.logs()
+
+
+def test_two_workers_that_start_together_share_one_reference(pipeline_run) -> None:
+    """Both workers start before any reference exists and each bootstraps from its own
+    partitions' rows: they must end on one reference, or the owner of the chart would skip
+    the other worker's summaries (and its partitions would go unwatched)."""
+    partitions = 4
+    x = stream(seed=13)
+    run = start(pipeline_run, partitions, "pooled")
+    run.start_worker()
+    for worker in (0, 1):
+        wait_for(lambda w=worker: assigned(run, w), 90, f"worker {worker} ready\n" + run.logs())
+    produce(run, x, 0, len(x), partitions)
+    wait_for(lambda: run.archived() >= len(x), 180, "every row archived\n" + run.logs())
+
+    events = drift_events(run, want=1)
+    print("\nstarted together:", [(row_of(e), delay_rows(e, partitions)) for e in events])
+    (event,) = events
+    assert row_of(event) >= CHANGE and 0 < delay_rows(event, partitions) <= 2000, event
+    assert {r.partition for r in event.offsets} == set(range(partitions))
+    marked = [dv for dv in run.store.data_versions(run.name) if dv.source_offsets]
+    assert event.reference_data_version == min(marked, key=lambda d: (d.created_at, d.id)).id
+    assert all(w.poll() is None for w in run.workers), run.logs()
