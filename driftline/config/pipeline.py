@@ -405,12 +405,12 @@ class PipelineConfig(_Section):
         default="per_partition",
         description=(
             "per_partition: one chart per input partition; pooled (opt-in, newer): one drift "
-            "chart for the whole pipeline, merged from every partition's sealed detector "
-            "summaries by one owner (one DriftEvent per change; its delay in total rows is "
-            "meant not to grow with the partitions, but a worker that lags can still dilute "
-            "a change, a rebalance has caused a false alarm, and workers that start together "
-            "before any reference exists each bootstrap their own, whose summaries the owner "
-            "skips)"
+            "chart for the whole pipeline, merged in event-time order from every partition's "
+            "sealed detector summaries by one owner (one DriftEvent per change, with the delay "
+            "in total rows of one chart over the interleaved rows, whatever the partitions; "
+            "workers that bootstrap together converge on the oldest bootstrap reference). "
+            "Still opt-in: its broker tests with two workers have not yet passed repeatedly "
+            "(see BENCHMARKS.md)"
         ),
     )
 

@@ -139,9 +139,12 @@ def changelog_topics(settings: Settings) -> dict[str, tuple[int, dict[str, str]]
     one-partition ``pipeline-chart`` table at 12 input partitions)."""
     compact = {"cleanup.policy": "compact"}
     prefix = app_id(settings.pipeline)
+    # The pipeline chart holds the rows it waits to fold (up to MAX_BUFFERED_BYTES): more
+    # than a broker's default 1 MB record limit.
+    chart = {**compact, "max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}
     return {
         f"{prefix}-{STATE_TABLE}-changelog": (settings.partitions, compact),
-        f"{prefix}-{POOL_TABLE}-changelog": (1, compact),
+        f"{prefix}-{POOL_TABLE}-changelog": (1, chart),
     }
 
 

@@ -33,6 +33,7 @@ held back (one change, one DriftEvent).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,10 +45,15 @@ from driftline.detectors.result import DriftResult
 from driftline.streams.monitor.alarms import AlarmWindow
 from driftline.streams.monitor.summaries import Summary
 
-__all__ = ["MAX_BUFFERED", "Alarm", "PipelinePool"]
+__all__ = ["MAX_BUFFERED_BYTES", "Alarm", "PipelinePool"]
 
-MAX_BUFFERED = 8192
-"""Most rows the chart holds back waiting for a quiet partition (about 1 MB at d=32)."""
+log = logging.getLogger(__name__)
+
+MAX_BUFFERED_BYTES = 16 * 1024 * 1024
+"""Most bytes of rows the chart holds back waiting for a partition that lags (a partition
+that moves in a rebalance sends nothing until its new owner has restored it: tens of thousands
+of rows at a few features). The buffer is part of the chart's checkpoint, whose changelog
+topic accepts records of this size and more (`driftline.streams.kafka.app.changelog_topics`)."""
 _BUFFER = ("features", "rows", "offsets", "stamps", "partitions", "numbers")
 
 
@@ -79,6 +85,8 @@ class PipelinePool:
         #: input partition -> the newest timestamp (µs) it sent; rows wait for the oldest
         self.latest: dict[int, int] = {}
         self._buffer: list[tuple[np.ndarray, ...]] = []
+        #: rows folded before every partition's rows of their time had come (buffer full)
+        self.forced = 0
 
     @property
     def rows_seen(self) -> int:
@@ -106,7 +114,8 @@ class PipelinePool:
         the others and dilute a change. So rows wait in a buffer until every partition that
         sent rows has sent some at least as new (a watermark), and are folded sorted by
         timestamp (stable: arrival order among equal times). A partition that goes quiet
-        holds rows back for at most `MAX_BUFFERED` rows; beyond that the oldest are folded.
+        holds rows back for at most `MAX_BUFFERED_BYTES`; beyond that the oldest are folded
+        (counted in ``forced``, and logged).
         Every summary must fit the chart (`DriftDetector.check_partial`).
         """
         for s in summaries:
@@ -135,7 +144,16 @@ class PipelinePool:
         arrays = [a[order] for a in arrays]
         total = len(order)
         ready = int(np.searchsorted(arrays[3], min(self.latest.values()), side="right"))
-        ready = max(ready, total - MAX_BUFFERED)
+        limit = max(1, MAX_BUFFERED_BYTES // _row_bytes(arrays))
+        if total - limit > ready:
+            slow = sorted(p for p, t in self.latest.items() if t < arrays[3][total - limit - 1])
+            log.warning(
+                "pipeline chart: %d rows folded before partitions %s caught up (buffer full)",
+                total - limit - ready,
+                slow,
+            )
+            self.forced += total - limit - ready
+            ready = total - limit
         self._buffer = [tuple(a[ready:] for a in arrays)] if ready < total else []
         if ready == 0:
             return []
@@ -189,11 +207,16 @@ class PipelinePool:
         pool.pooled = PooledDetector.from_bytes(arrays["pooled"].tobytes())
         pool.window = AlarmWindow.from_json(header["window"])
         pool.next_row = {int(p): int(n) for p, n in header["next_row"]}
-        pool.held = 0
+        pool.held = pool.forced = 0
         pool.last = None
         pool.latest = {int(p): int(t) for p, t in header.get("latest", [])}
         pool._buffer = [tuple(arrays[n] for n in _BUFFER)] if _BUFFER[0] in arrays else []
         return pool
+
+
+def _row_bytes(arrays: list[np.ndarray]) -> int:
+    """Bytes one buffered row takes (its feature map, features, offset, stamp, numbers)."""
+    return max(1, sum(a.itemsize * (a.size // max(1, len(a))) for a in arrays))
 
 
 def _restarted(window: AlarmWindow) -> AlarmWindow:

@@ -862,6 +862,9 @@ class MonitorStep:
             self._bootstrap.append(rows)
             return rows.take(np.zeros(0, np.int64))
         self._bootstrap.append(rows.take(np.arange(need)))
+        self._adopt_bootstrap()  # another worker's bootstrap, if any: one fit, not two
+        if self._template is not None:
+            return rows  # not part of the reference: monitored
         reference = Rows.concat(self._bootstrap, rows.feature_names)
         # The same rows give the same reference and fit, whatever order the fetches came in;
         # the oldest bootstrap of the pipeline's workers is the one they all use.

@@ -12,14 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from driftline.detectors import OnlineMMD
 from driftline.schemas import DeadLetterReason, EventSigner
 from driftline.streams.embedded.bus import InMemoryBus
 from driftline.streams.embedded.runner import BusTransport
 from driftline.streams.loops.monitor import MonitorLoop
+from driftline.streams.monitor import pool as pool_module
 from driftline.streams.monitor.messages import RawMessage
+from driftline.streams.monitor.pool import PipelinePool
 from driftline.streams.monitor.step import MonitorStep
 from driftline.streams.monitor.summaries import (
     MAX_SUMMARY_BYTES,
+    Summary,
     decode_summary,
     encode_summary,
 )
@@ -167,7 +171,9 @@ def test_the_owner_folds_only_summaries_sealed_by_the_pipelines_workers(tmp_path
     assert bus.end_offsets(f"{P}.dlq") == [3]
 
 
-def _by_partition(x: np.ndarray, partitions: int, order: list[int], size: int) -> list[list]:
+def _by_partition(
+    x: np.ndarray, partitions: int, order: list[int], size: int
+) -> list[list[RawMessage]]:
     """The round-robin messages of ``x`` in per-partition blocks of ``size``, the partitions
     of each round in ``order`` (how a worker's fetches hand it the same rows)."""
     msgs = messages(P, x, partitions=partitions)
@@ -247,3 +253,55 @@ def test_a_partition_revoked_while_its_outputs_are_sent_keeps_its_saved_state(
     restored = MonitorStep(config(P), open_store(tmp_path), pipeline=P)
     restored.restore(saved, partitions=[0])
     assert restored.rows_seen == 600
+
+
+def _pool_and_summaries(partitions: int, block: int) -> tuple[PipelinePool, list[Summary]]:
+    rng = np.random.default_rng(7)
+    det = OnlineMMD(ert=20_000, window=100, n_simulated=50_000, seed=0)
+    det = det.fit(rng.normal(size=(1000, 3)))
+    x = rng.normal(size=(partitions * 1200, 3))
+    x[4000:, 0] += 1.0
+    out = []
+    # A lagging worker hands each partition over in blocks of ``block`` rows.
+    for start in range(0, 1200, block):
+        for p in range(partitions):
+            rows = np.arange(p, len(x), partitions)[start : start + block]
+            out.append(
+                Summary(
+                    P,
+                    "dv",
+                    p,
+                    start,
+                    det.partial_state(x[rows]).features,
+                    x[rows],
+                    rows // partitions,
+                    rows * 1000,
+                )
+            )
+    return PipelinePool(det.to_bytes(), reference="dv", holdoff=20_000), out
+
+
+def test_the_chart_folds_blocks_of_lagging_partitions_in_event_time_order() -> None:
+    """However large the blocks a lagging worker sends, the chart sees the rows in the order
+    of their event time: its alarm is at the row one chart over the interleaved rows gets."""
+    rows_at = {}
+    for block in (1, 300):
+        pool, summaries = _pool_and_summaries(4, block)
+        alarms = [a for s in summaries for a in pool.merge(s)]
+        rows_at[block] = alarms[0].offset * 4 + alarms[0].partition
+        assert pool.forced == 0
+    assert rows_at[300] == rows_at[1] > 4000, rows_at
+
+
+def test_a_quiet_partition_holds_the_chart_back_only_up_to_its_buffer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pool_module, "MAX_BUFFERED_BYTES", 100_000)
+    pool, summaries = _pool_and_summaries(4, 100)
+    for s in summaries:
+        if s.partition != 3 or s.first_row == 0:  # partition 3 goes quiet after its first
+            pool.merge(s)
+    assert pool.forced > 0 and pool.rows_seen == 3700 - pool.buffered
+    assert 0 < pool.buffered * 300 <= 100_000
+    back = pool_module.PipelinePool.from_bytes(pool.to_bytes())
+    assert back.buffered == pool.buffered
