@@ -7,9 +7,9 @@ installs that short reference at once (sharp changes are still caught) and plans
 *extension*: the champion's rows plus the rows archived after its first training row, oldest
 first, until the reference holds ``reference_rows`` rows. A row is taken only once the
 detector's long ``window`` of newer rows is archived after it, so a change that begins near
-the end has had a window to show in the statistic and raise its alarm first. Those rows come from the lifecycle
-store's archive only, so every worker of a pipeline (and a restarted one) builds the same
-content, hence the same data version id.
+the end has had a window to show in the statistic and raise its alarm first. Those rows
+come from the lifecycle store's archive only, so every worker of a pipeline (and a restarted
+one) builds the same content, hence the same data version id.
 
 Rows of a later concept must not enter the reference. The extension stops at the earliest
 change any alarm raised while this model's data was the reference has placed after its first
