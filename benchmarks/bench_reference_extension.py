@@ -31,6 +31,7 @@ DEFAULT = [
     "gaussian-recurring",
     "wine-gradual",
     "breast-cancer-seasonal",
+    "breast-cancer-subpopulation",
     "false-alarm",
 ]
 

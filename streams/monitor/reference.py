@@ -6,10 +6,10 @@ then calibrates conservatively, for up to 10x the ERT, and misses subtle changes
 installs that short reference at once (sharp changes are still caught) and plans an
 *extension*: the champion's rows plus the rows archived after its first training row, oldest
 first, until the reference holds ``reference_rows`` rows. A row is taken only once the
-detector's shortest window of newer rows is archived after it, so a sharp change that begins
-near the end has had time to raise its alarm first. Those rows come from the lifecycle
-store's archive only, so every worker of a pipeline (and a restarted one) builds the same
-content, hence the same data version id.
+detector's long ``window`` of newer rows is archived after it, so a change that begins near
+the end has had a window to show in the statistic and raise its alarm first. Those rows
+come from the lifecycle store's archive only, so every worker of a pipeline (and a restarted
+one) builds the same content, hence the same data version id.
 
 Rows of a later concept must not enter the reference. The extension stops at the earliest
 change any alarm raised while this model's data was the reference has placed after its first

@@ -823,9 +823,9 @@ class MonitorStep:
         base = self.store.read_data_version(ext.base, verify=True)
         names = list(self.feature_names or ())
         assert self._template is not None
-        # Rows the shortest chart must watch after a row before it may enter the reference:
-        # time for a sharp change that began there to raise its alarm.
-        lag = DriftDetector.from_bytes(self._template).windows[-1]
+        # Rows the chart must watch after a row before it may enter the reference: the long
+        # window, time for a change that began there to show in the statistic.
+        lag = DriftDetector.from_bytes(self._template).windows[0]
         table, missing = extended_table(base, self._archive(), ext, wanted, names, lag)
         if table is None:
             # Rows before a known change are all archived already: they will not grow.

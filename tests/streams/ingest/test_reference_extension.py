@@ -20,8 +20,8 @@ from tests.streams.ingest.helpers import JSON_HEADERS, batches, config, open_sto
 
 P = "ext"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-# reference_rows=400 and window=100 (the helpers' config, short window 12): a champion trained
-# on 150 rows needs 250 more, each taken once 12 newer rows are archived after it.
+# reference_rows=400 and window=100 (the helpers' config): a champion trained on 150 rows
+# needs 250 more, each taken once 100 newer rows are archived after it.
 CHAMPION = slice(400, 550)
 
 
@@ -83,11 +83,11 @@ def test_the_short_reference_grows_to_reference_rows_once_the_archive_holds_them
 ) -> None:
     x = stream(1200)
     store, step, short = start(tmp_path, x, detection)
-    feed(step, x, 600, 800)  # rows up to 799 archived: the last 12 not yet watched
+    feed(step, x, 600, 850)  # rows up to 849 archived: 150 + 200 usable, 50 short
     assert step.reference_data_version == short
     with warnings.catch_warnings():
         warnings.simplefilter("error", SmallReferenceWarning)  # the full one calibrates
-        feed(step, x, 800, 1200)
+        feed(step, x, 850, 1200)
     grown = store.data_version(step.reference_data_version or "")
     assert grown.combine == "append" and grown.parents == (short,)
     assert grown.row_count == 400
