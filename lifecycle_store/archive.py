@@ -208,7 +208,8 @@ class Archive:
         # archiving (on main one label stamped 9998 outranked every later correction); among
         # equal times the later-archived one wins.
         stamp, archived = table.column("timestamp"), table.column("__archived")
-        table = table.append_column("__stamp", pc.if_else(pc.less(stamp, archived), stamp, archived))
+        earlier = pc.if_else(pc.less(stamp, archived), stamp, archived)
+        table = table.append_column("__stamp", earlier)
         table = table.sort_by([("__stamp", "descending"), ("__order", "descending")])
         table = _first_per_event(table).sort_by([("event_id", "ascending")])
         return table.drop_columns(["__order", "__stamp", "__archived"])

@@ -230,7 +230,7 @@ def _prepare(
     window: np.ndarray, candidate: np.ndarray, max_rows: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """The window's newest rows (at most half the candidate sample) and a seeded sample of
-    the candidate, both standardized by the candidate's median and spread (see the comment below)."""
+    the candidate, both standardized by the candidate's median and spread (see below)."""
     w = np.asarray(window, dtype=np.float64)
     c = np.asarray(candidate, dtype=np.float64)
     if w.ndim != 2 or c.ndim != 2 or w.shape[1] != c.shape[1]:

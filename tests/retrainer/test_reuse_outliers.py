@@ -14,8 +14,8 @@ def test_one_extreme_row_in_a_past_data_version_does_not_make_it_match_every_win
     value: float, seed: int
 ) -> None:
     """On main one row of 1e12 among 800 widened the candidate's spread until every window
-    standardized onto its bulk: a window of another concept (3 sd away in that feature) "matched" with
-    p = 1.0, so that past model would be redeployed for any change."""
+    standardized onto its bulk: a window of another concept (3 sd away in that feature)
+    "matched" with p = 1.0, so that past model would be redeployed for any change."""
     rng = np.random.default_rng(seed)
     past = rng.normal(size=(800, 3))
     past[5, 1] = value
@@ -26,4 +26,3 @@ def test_one_extreme_row_in_a_past_data_version_does_not_make_it_match_every_win
     assert np.isfinite(test.statistic)
     # A true recurrence of that concept still matches, the outlier notwithstanding.
     assert match_test(rng.normal(size=(150, 3)), past, alpha=0.05, seed=seed).matches
-
