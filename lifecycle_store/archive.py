@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -204,7 +204,7 @@ class Archive:
 
         Segments of another label kind than the first (written before kinds were pinned) are
         converted where they can be, the rest skipped and counted (`concat_labels`)."""
-        table = self._read(self._segments(_LABELS, None, None), combine=_concat_labels)
+        table = self._read_labels_stamped()
         if table is None:
             return pa.table(
                 {"event_id": pa.array([], pa.string()), "label": pa.array([], pa.float64())}
@@ -214,10 +214,29 @@ class Archive:
             table = table.filter(pc.is_in(table.column("event_id"), value_set=wanted))
         n = len(table)
         table = table.append_column("__order", pa.array(np.arange(n)))
-        # Latest by timestamp; among equal timestamps the later-archived one wins.
-        table = table.sort_by([("timestamp", "descending"), ("__order", "descending")])
+        # Latest by timestamp, a label stamped after it was archived counting as of its
+        # archiving (on main one label stamped 9998 outranked every later correction); among
+        # equal times the later-archived one wins.
+        stamp, archived = table.column("timestamp"), table.column("__archived")
+        earlier = pc.if_else(pc.less(stamp, archived), stamp, archived)
+        table = table.append_column("__stamp", earlier)
+        table = table.sort_by([("__stamp", "descending"), ("__order", "descending")])
         table = _first_per_event(table).sort_by([("event_id", "ascending")])
-        return table.drop_columns(["__order"])
+        return table.drop_columns(["__order", "__stamp", "__archived"])
+
+    def _read_labels_stamped(self) -> pa.Table | None:
+        """Every label segment in arrival order, each row with its segment's archiving time
+        (``__archived``)."""
+        segments = sorted(self._segments(_LABELS, None, None), key=lambda s: s.id)
+        if not segments:
+            return None
+        kind = pa.timestamp("us", tz="UTC")
+        tables = []
+        for s in segments:
+            table = self._store.artifacts.get_table(s.artifact_key)
+            at = s.created_at if s.created_at.tzinfo else s.created_at.replace(tzinfo=UTC)
+            tables.append(table.append_column("__archived", pa.array([at] * len(table), kind)))
+        return _concat_labels(tables)
 
     def row_count(self) -> int:
         """Rows archived, counting a re-delivered event as often as it was archived."""

@@ -8,7 +8,7 @@ challenger against the reused model (which confirms or replaces it).
 
 **The bound is calibrated, not tuned.** "Looks like" is a two-sample test of the window
 ``W`` (``m`` rows) against a candidate data version ``C``: the statistic is the unbiased
-squared MMD with a Gaussian kernel (features standardized and bandwidth set by the median
+squared MMD with a Gaussian kernel (features standardized robustly and bandwidth set by the median
 heuristic, both from ``C`` alone). Its null distribution is drawn from ``C`` itself: ``B``
 random splits of a sample of ``C`` into ``m`` rows and the rest give ``B`` values of the same
 statistic between two samples of one concept. ``W`` *matches* ``C`` when its p-value is above
@@ -58,6 +58,8 @@ CANDIDATE_ROWS = 800
 MAX_CANDIDATES = 8
 """Past deployed models tested at most (the most recently deployed first)."""
 _EPS = 1e-12
+_CLIP = 1e6
+"""Standardized values are held within this many spreads (as the detectors do)."""
 
 
 @dataclass(frozen=True)
@@ -228,7 +230,7 @@ def _prepare(
     window: np.ndarray, candidate: np.ndarray, max_rows: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """The window's newest rows (at most half the candidate sample) and a seeded sample of
-    the candidate, both standardized by the candidate's mean and spread."""
+    the candidate, both standardized by the candidate's median and spread (see below)."""
     w = np.asarray(window, dtype=np.float64)
     c = np.asarray(candidate, dtype=np.float64)
     if w.ndim != 2 or c.ndim != 2 or w.shape[1] != c.shape[1]:
@@ -239,9 +241,19 @@ def _prepare(
     if m < 2:
         raise ValueError(f"too few rows to test: window {len(w)}, candidate {len(c)}")
     w = w[len(w) - m :]
-    mean, std = c.mean(axis=0), c.std(axis=0)
-    scale = np.where(std > _EPS, std, 1.0)
-    return (w - mean) / scale, (c - mean) / scale
+    # Robust to a few extreme rows (a glitch or a planted 1e12 in a past data version made
+    # its spread so wide that every window standardized onto its bulk: p = 1, a "match" of
+    # any concept): median and MAD (the standard deviation where the MAD is 0, e.g. a
+    # mostly-constant feature), values clipped to `_CLIP` spreads so squares stay finite.
+    center = np.median(c, axis=0)
+    mad = 1.4826 * np.median(np.abs(c - center), axis=0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        std = c.std(axis=0)
+    scale = np.where(mad > _EPS, mad, np.where(np.isfinite(std) & (std > _EPS), std, 1.0))
+    return (
+        np.clip((w - center) / scale, -_CLIP, _CLIP),
+        np.clip((c - center) / scale, -_CLIP, _CLIP),
+    )
 
 
 def _mmd2u(kxx: Any, m: int, kyy: Any, n: int, kxy: Any) -> Any:

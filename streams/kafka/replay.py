@@ -62,14 +62,17 @@ def load_table(path: str | Path) -> pa.Table:
     if not path.is_file():
         raise ReplayError(f"{path} does not exist: pass a Parquet or CSV file")
     suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
+    try:
+        if suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
 
-        return pq.read_table(path)
-    if suffix == ".csv":
-        import pyarrow.csv as pacsv
+            return pq.read_table(path)
+        if suffix == ".csv":
+            import pyarrow.csv as pacsv
 
-        return pacsv.read_csv(path)
+            return pacsv.read_csv(path)
+    except (pa.ArrowException, OSError) as exc:  # empty, not CSV/Parquet, a line over 1 MB
+        raise ReplayError(f"{path} cannot be read as {suffix[1:]}: {exc}") from None
     raise ReplayError(f"{path} is neither .parquet nor .csv: convert it to one of them")
 
 

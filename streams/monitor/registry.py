@@ -277,7 +277,8 @@ def _recursive_avro(schema_str: str | None) -> bool:
     >>> _recursive_avro('{"type": "record", "name": "N", "fields": '
     ...                 '[{"name": "next", "type": ["null", "N"]}]}')
     True
-    >>> _recursive_avro('{"type": "record", "name": "E", "fields": [{"name": "x", "type": "long"}]}')
+    >>> _recursive_avro('{"type": "record", "name": "E", "fields": '
+    ...                 '[{"name": "x", "type": "long"}]}')
     False
     """
     import json
