@@ -137,8 +137,11 @@ class DriftTriggerConfig(_TriggerBase):
     detector's threshold. An episode trains on rows from the estimated change point on; it
     waits (asking for labels) until ``selection.min_labelled_rows`` of those rows have
     labels, and a challenger that loses the gate trains again once the post-change labels
-    grew ``retry_growth`` times, up to ``max_attempts`` trainings. ``cooldown_s`` defers an
-    episode (counted from the last drift-driven training), never drops it.
+    grew ``retry_growth`` times, up to ``max_attempts`` trainings. No challenger is trained
+    while the champion errs on too few post-change holdout rows for any model to pass the
+    gate (a skip, not an attempt). The change point is re-estimated on the archived rows
+    when the episode trains. ``cooldown_s`` defers an episode (counted from the last
+    drift-driven training), never drops it.
 
     >>> DriftTriggerConfig(min_ratio=1.5).kind
     'drift'

@@ -4,7 +4,7 @@ and a bootstrap model trained on a defined set of rows."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,7 @@ from driftline.lifecycle_store import LifecycleStore
 from driftline.retrainer.publisher import InMemoryPublisher
 from driftline.retrainer.service import Retrainer
 from driftline.schemas import ChangePoint, DriftEvent
-from tests.retrainer.conftest import FEATURES, Feed, concept, drift_event, noisy
+from tests.retrainer.conftest import FEATURES, T0, Feed, concept, drift_event, noisy
 
 
 def make(store: LifecycleStore, name: str, **overrides: Any) -> Retrainer:
@@ -169,3 +169,24 @@ def test_cooldown_defers_an_episode_and_tick_trains_it_later(
     assert trained.status == "COMPLETE" and trained.deployed, trained.reason
     assert len(store.trainings("cool")) == trainings + 1
     assert np.isclose(trained.metrics["selection"]["labelled_new"], 800)
+
+
+def test_the_change_point_is_re_estimated_on_the_rows_archived_since_the_reference(
+    store: LifecycleStore, feed_factory: Callable[[str], Feed]
+) -> None:
+    feed = feed_factory("late")
+    r = make(store, "late", triggers=[{"kind": "drift", "reuse_alpha": None}])
+    first = bootstrap(r, feed)
+    xa, ya = concept("A", 600, 5)
+    early, _, _ = feed.rows(xa, ya)
+    xb, yb = concept("B", 800, 1)
+    change, end, _ = feed.rows(xb, yb)
+    # The alarm placed the change 600 rows early (an estimate made a few rows after a change
+    # cannot place it); its window reaches back to the reference's installation.
+    event = with_change(drift_event("late", first.data_version_id, T0, end), early)
+    trained = r.handle_drift(event)
+    cp = trained.trigger["change_point"]
+    assert cp["source"] == "refined" and cp["confident"], cp
+    assert abs((datetime.fromisoformat(cp["at"]) - change).total_seconds()) <= 10, cp  # 1 row/s
+    assert trained.status == "COMPLETE" and trained.deployed, trained.reason
+    assert trained.metrics["selection"]["labelled_new"] <= 810  # B's rows, not A's

@@ -33,7 +33,6 @@ def _loop(letters: list[DeadLetter], fail: bool = False) -> RetrainerLoop:
         object(),  # type: ignore[arg-type]
         object(),  # type: ignore[arg-type]
         P,
-        labels=lambda: 0,
         send_dead_letter=send,
         verifier=EventVerifier([]),
     )
