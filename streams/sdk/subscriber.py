@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from driftline.errors import ConfigError
 from driftline.lifecycle_store.artifacts import ArtifactStore, sha256_hex
 from driftline.lifecycle_store.exceptions import ArtifactCorruptedError, NotFoundError, StoreError
 from driftline.schemas import ModelVersionEvent, ModelVersionVerifier, SchemaError, Topics
@@ -171,6 +172,12 @@ class ModelSubscriber:
             raise ValueError(f"max_artifact_bytes must be >= 1, got {max_artifact_bytes}")
         if verify_keys is None:
             verify_keys = os.environ.get("DRIFTLINE_VERIFY_KEYS", "").split(",")
+        if not any(key.strip() for key in verify_keys):
+            # Every event would be refused (``no_keys``): a subscriber that can never serve.
+            raise ConfigError(
+                "ModelSubscriber needs the retrainer's public key to verify model versions: "
+                "pass verify_keys= or set DRIFTLINE_VERIFY_KEYS (driftline keys generate)"
+            )
         self._verifier = ModelVersionVerifier(verify_keys)
         self._artifacts = ArtifactStore(
             artifacts or os.environ.get("DRIFTLINE_ARTIFACTS") or "artifacts"
@@ -486,7 +493,7 @@ class ModelSubscriber:
                 consumer.close()
 
     def _assign(self, consumer: Any) -> list[Any] | None:
-        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+        from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
         while not self._stop.is_set():
             try:
@@ -502,7 +509,14 @@ class ModelSubscriber:
                 ]
                 consumer.assign(partitions)
                 return partitions
-            # The topic appears when the first retrainer starts; until then nothing is deployed.
+            # The topic appears when the first retrainer starts; until then nothing is deployed,
+            # so the start-up read is done: `wait_until_ready` returns and `model` says so.
+            missing = topic is None or (
+                topic.error is not None and topic.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+            )
+            if missing and not self._ready.is_set():
+                log.warning("%s does not exist yet: no model deployed", self.topic)
+                self._ready.set()
             self._stop.wait(1.0)
         return None
 

@@ -19,7 +19,9 @@ class Block:
             raise ImportError(f"{{name}} is not installed")
 sys.meta_path.insert(0, Block())
 from driftline import ModelSubscriber, Settings
-sub = ModelSubscriber("127.0.0.1:9092", "fraud", loader=lambda event, data: data)
+from driftline.schemas import ModelVersionSigner
+key = ModelVersionSigner.generate().public_key
+sub = ModelSubscriber("127.0.0.1:9092", "fraud", loader=lambda event, data: data, verify_keys=[key])
 print(sub.topic, Settings(pipeline="fraud").kafka_security.protocol)
 """
 

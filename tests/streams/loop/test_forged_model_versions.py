@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from driftline.errors import ConfigError
 from driftline.lifecycle_store.artifacts import sha256_hex
 from driftline.schemas import ModelVersionEvent, ModelVersionSigner
 from driftline.streams.sdk.subscriber import ModelSubscriber
@@ -129,21 +130,15 @@ def test_forged_events_are_refused_and_the_trusted_model_keeps_serving(
         assert sub.healthy
 
 
-def test_a_subscriber_without_keys_serves_nothing(
-    tmp_path: Path,
-    kafka_bootstrap: str,
-    pipeline_factory: Callable[..., str],
-    event_factory: Any,
-    produce: Any,
+def test_a_subscriber_without_keys_is_refused_before_it_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pipeline = pipeline_factory()
-    produce(event_factory(pipeline, 1.0))
-    with ModelSubscriber(
-        kafka_bootstrap, pipeline, loader=constant_loader, verify_keys=[], artifacts=str(tmp_path)
-    ) as sub:
-        assert _wait(lambda: sub.failures > 0)
-        assert sub.current_version is None
-        assert sub.last_error is not None and "no_keys" in sub.last_error.reason
+    """With no key every event would be refused (``no_keys``): a subscriber that could never
+    serve is a configuration error, named at once, not a silent wait for nothing."""
+    monkeypatch.delenv("DRIFTLINE_VERIFY_KEYS", raising=False)
+    for keys in (None, [], ["", " "]):
+        with pytest.raises(ConfigError, match="DRIFTLINE_VERIFY_KEYS"):
+            ModelSubscriber("127.0.0.1:1", "p", verify_keys=keys, artifacts=str(tmp_path))
 
 
 SERVICE = """
