@@ -10,10 +10,13 @@ offsets, with a reason code; nothing is dropped silently and nothing raises.
 
 JSON events are decoded by a typed msgspec decoder (`wire.WireEvent`) written to the
 published JSON Schema, and their timestamps are checked and converted for a whole fetch at
-once (Arrow's RE2 regex and cast); no pydantic object is built per event. A property test
-holds the decoder to the schema: for generated documents it accepts exactly what
-``jsonschema`` accepts. Each message is decoded on its own, so one bad message (or one that
-makes a decoder raise something unforeseen: reason ``poison``) never costs another's rows.
+once (Arrow's RE2 regex and cast); no pydantic object is built per event. A fetch's JSON
+messages are decoded a run at a time (msgspec over the list in C), and once the pipeline's
+features are known by `wire.fixed_decoder` (no dict per event; a document it refuses is
+decoded again by the full decoder, for its reason). A property test holds the decoder to the
+schema: for generated documents it accepts exactly what ``jsonschema`` accepts. Each message
+has its own fate, so one bad message (or one that makes a decoder raise something
+unforeseen: reason ``poison``) never costs another's rows.
 
 >>> from datetime import datetime, timezone
 >>> from driftline.schemas import InferenceEvent
