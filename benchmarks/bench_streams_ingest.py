@@ -17,6 +17,7 @@ side in one run:
     python benchmarks/bench_streams_ingest.py            # ~3-4 minutes on 2 cores
     python benchmarks/bench_streams_ingest.py --json-events 50000 --arrow-rows 500000
     python benchmarks/bench_streams_ingest.py --step-only --tune   # raw vs step only, ~1 min
+    python benchmarks/bench_streams_ingest.py --step-only --tune --archive-thread
     python benchmarks/bench_streams_ingest.py --scale-out          # 1 vs 2 workers, 4 partitions
 
 ``--scale-out`` fills a topic of 4 partitions (rows spread by the producer's partitioner) per
@@ -139,8 +140,16 @@ def raw_rate(settings: Settings, kind: str, messages: int, d: int) -> float:
     return rows / elapsed
 
 
-def step_rate(settings: Settings, root: Path, kind: str, messages: int, batch: int) -> float:
-    """Rows per second of MonitorStep alone on the topic's messages (read beforehand)."""
+def step_rate(
+    settings: Settings,
+    root: Path,
+    kind: str,
+    messages: int,
+    batch: int,
+    background_archive: bool = False,
+) -> float:
+    """Rows per second of MonitorStep alone on the topic's messages (read beforehand);
+    ``background_archive``: segments written on the writer thread, as the worker does."""
     consumer = make_consumer(settings, f"bench-step-{uuid.uuid4().hex[:8]}")
     consumer.subscribe([settings.topics.inputs])
     raw: list[RawMessage] = []
@@ -150,7 +159,13 @@ def step_rate(settings: Settings, root: Path, kind: str, messages: int, batch: i
     store = LifecycleStore.open(
         f"sqlite:///{root}/step-{uuid.uuid4().hex[:6]}.db", artifacts=str(root / "step-artifacts")
     )
-    step = MonitorStep(settings.config, store, pipeline=settings.pipeline, archive_rows=50_000)
+    step = MonitorStep(
+        settings.config,
+        store,
+        pipeline=settings.pipeline,
+        archive_rows=50_000,
+        background_archive=background_archive,
+    )
     size = batch if kind == "json" else 1
     warm = max(size, messages // 20)
     for lo in range(0, warm, size):  # the reference fit is start-up, not throughput
@@ -356,6 +371,11 @@ def main() -> None:
         help="run the step as a worker does after start-up: one BLAS thread, gc frozen",
     )
     parser.add_argument(
+        "--archive-thread",
+        action="store_true",
+        help="the step writes archive segments on its writer thread (the worker's setting)",
+    )
+    parser.add_argument(
         "--scale-out",
         action="store_true",
         help="Faust monitor on 4 partitions: 1 worker process vs 2 on this host (and raw)",
@@ -388,7 +408,7 @@ def main() -> None:
                     raw_rate(settings, kind, messages, args.features) for _ in range(args.repeats)
                 )
                 step = statistics.median(
-                    step_rate(settings, root, kind, messages, args.batch)
+                    step_rate(settings, root, kind, messages, args.batch, args.archive_thread)
                     for _ in range(args.repeats)
                 )
                 if args.step_only:
@@ -484,7 +504,8 @@ def print_table(results: list[tuple], args: argparse.Namespace) -> None:
     print(
         f"\nfeatures={args.features}, worker batch={args.batch} messages, "
         f"Arrow {args.arrow_batch} rows/message, medians of "
-        f"{args.repeats} raw/step runs; all rates in rows per second\n"
+        f"{args.repeats} raw/step runs, tune={args.tune}, step archive thread="
+        f"{args.archive_thread}; all rates in rows per second\n"
     )
     print(
         "| payload | rows | raw consume+decode | MonitorStep alone | bare Faust agent: stream "

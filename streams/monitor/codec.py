@@ -10,10 +10,13 @@ offsets, with a reason code; nothing is dropped silently and nothing raises.
 
 JSON events are decoded by a typed msgspec decoder (`wire.WireEvent`) written to the
 published JSON Schema, and their timestamps are checked and converted for a whole fetch at
-once (Arrow's RE2 regex and cast); no pydantic object is built per event. A property test
-holds the decoder to the schema: for generated documents it accepts exactly what
-``jsonschema`` accepts. Each message is decoded on its own, so one bad message (or one that
-makes a decoder raise something unforeseen: reason ``poison``) never costs another's rows.
+once (Arrow's RE2 regex and cast); no pydantic object is built per event. A fetch's JSON
+messages are decoded a run at a time (msgspec over the list in C), and once the pipeline's
+features are known by `wire.fixed_decoder` (no dict per event; a document it refuses is
+decoded again by the full decoder, for its reason). A property test holds the decoder to the
+schema: for generated documents it accepts exactly what ``jsonschema`` accepts. Each message
+has its own fate, so one bad message (or one that makes a decoder raise something
+unforeseen: reason ``poison``) never costs another's rows.
 
 >>> from datetime import datetime, timezone
 >>> from driftline.schemas import InferenceEvent
@@ -35,7 +38,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from itertools import chain
+from itertools import chain, islice
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import msgspec
@@ -59,7 +63,7 @@ from driftline.schemas.events import _TIMESTAMP, TIMESTAMP_PATTERN
 from driftline.streams.monitor.messages import RawMessage
 from driftline.streams.monitor.registry import RegistryDecoder, Rejected, wire_schema_id
 from driftline.streams.monitor.rows import TIMESTAMP_TYPE, Rows, strings
-from driftline.streams.monitor.wire import WireEvent, decode_event
+from driftline.streams.monitor.wire import WireEvent, decode_event, fixed_decoder
 
 _NO_REGISTRY = RegistryDecoder(None)
 
@@ -78,6 +82,19 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _MICROSECOND = timedelta(microseconds=1)
 # A JSON event waiting to become columns.
 _Pending = tuple[RawMessage, Any]
+# Field readers that run in C over a whole fetch (RawMessage is a named tuple).
+_VALUE, _TOPIC, _PARTITION, _OFFSET = (itemgetter(i) for i in (0, 3, 4, 5))
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
+_FEATURES, _PIPELINE, _VERSION = (
+    attrgetter("features"),
+    attrgetter("pipeline"),
+    attrgetter("schema_version"),
+)
+_EVENT_ID, _STAMP, _MODEL_VERSION = (
+    attrgetter("event_id"),
+    attrgetter("timestamp"),
+    attrgetter("model_version"),
+)
 
 
 @dataclass
@@ -138,6 +155,7 @@ class _Batch:
         self.parts: list[Rows] = []
         self.dead: list[DeadLetter] = []
         self.empty = 0
+        self._raw: list[RawMessage] = []
         self._json: list[_Pending] = []
 
     def reject(self, message: RawMessage, reason: DeadLetterReason, detail: str) -> None:
@@ -177,17 +195,40 @@ class _Batch:
 
     # ----------------------------------------------------------------- JSON events
     def add_json(self, message: RawMessage) -> None:
-        try:
-            event = decode_event(message.value)
-        except msgspec.ValidationError as exc:
-            self.reject(
-                message, DeadLetterReason.SCHEMA_VIOLATION, f"invalid InferenceEvent: {exc}"
-            )
+        """Queue a JSON message: a run of them is decoded at once (`decode_queued`)."""
+        self._raw.append(message)
+
+    def decode_queued(self) -> None:
+        """Decode the queued JSON messages in one pass; each bad one becomes its own dead
+        letter, in arrival order, exactly as if they were decoded one by one."""
+        run, self._raw = self._raw, []
+        if not run:
             return
-        except msgspec.DecodeError as exc:
-            self.reject(message, DeadLetterReason.MALFORMED, f"not JSON: {exc}")
+        fixed = fixed_decoder(self.names) if self.names is not None else None
+        events, failed = _decode_many(list(map(_VALUE, run)), fixed or decode_event)
+        pipeline = self.pipeline
+        if (
+            not failed
+            and self.names is not None
+            and set(map(_PIPELINE, events)) == {pipeline}
+            and set(map(_VERSION, events)) == {1}
+        ):
+            self._json.extend(zip(run, events, strict=True))  # the usual fetch: all good
             return
-        self._accept(message, event)
+        for message, event in zip(run, events, strict=True):
+            try:
+                if isinstance(event, msgspec.ValidationError):
+                    reason, detail = DeadLetterReason.SCHEMA_VIOLATION, "invalid InferenceEvent"
+                elif isinstance(event, msgspec.DecodeError):
+                    reason, detail = DeadLetterReason.MALFORMED, "not JSON"
+                elif isinstance(event, Exception):
+                    reason, detail = DeadLetterReason.POISON, type(event).__name__
+                else:
+                    self._accept(message, event)
+                    continue
+                self.reject(message, reason, f"{detail}: {event}")
+            except Exception as exc:  # nothing changed before the failing step
+                self.reject(message, DeadLetterReason.POISON, f"{type(exc).__name__}: {exc}")
 
     def add_decoded(self, message: RawMessage, decoded: Any) -> None:
         """A wire-format message decoded with its registered schema (a mapping, or why it
@@ -229,6 +270,7 @@ class _Batch:
 
     def _flush_json(self) -> None:
         """Turn the pending JSON events into columns (kept in arrival order)."""
+        self.decode_queued()
         pending, self._json = self._json, []
         if not pending:
             return
@@ -243,7 +285,14 @@ class _Batch:
     def _columns(self, pending: list[_Pending]) -> None:
         names = self.names
         assert names is not None
-        orders = set(map(tuple, (e.features for _, e in pending)))
+        kinds = set(map(type, map(_SECOND, pending)))
+        if len(kinds) == 1 and kinds.pop() is not WireEvent:
+            # All decoded by the pipeline's fixed decoder (the usual case): the features
+            # are the pipeline's, their values in its order.
+            self._fixed_columns(pending)
+            return
+        pending = [(m, _with_dict(e, names)) for m, e in pending]
+        orders = set(map(tuple, map(_FEATURES, map(_SECOND, pending))))
         if len(orders) != 1 or set(next(iter(orders))) != set(names):
             # Mixed key orders or wrong names (rare): look at each event.
             pending = [p for p in pending if self.check_names(p[0], list(p[1].features))]
@@ -252,28 +301,51 @@ class _Batch:
         if not pending:
             return
         n, k = len(pending), len(names)
+        messages = list(map(_FIRST, pending))
+        events = list(map(_SECOND, pending))
         if len(orders) == 1:
             # One key order for the whole fetch (the usual case): the values in that order,
             # straight into the matrix, then the columns put in the pipeline's order.
             (order,) = orders
-            values = chain.from_iterable(e.features.values() for _, e in pending)
+            values = chain.from_iterable(map(dict.values, map(_FEATURES, events)))
             x = np.fromiter(values, np.float64, n * k).reshape(n, k)
             if order != names:
                 x = x[:, [order.index(f) for f in names]]
         else:
-            x = np.array([e.features[f] for _, e in pending for f in names], np.float64)
+            x = np.array([e.features[f] for e in events for f in names], np.float64)
             x = x.reshape(n, k)
-        versions = [e.model_version for _, e in pending]
+        self._append_rows(messages, events, stamps, x)
+
+    def _fixed_columns(self, pending: list[_Pending]) -> None:
+        names = self.names
+        assert names is not None
+        stamps, pending = self._timestamps(pending)
+        if not pending:
+            return
+        n = len(pending)
+        messages = list(map(_FIRST, pending))
+        events = list(map(_SECOND, pending))
+        values = chain.from_iterable(map(msgspec.structs.astuple, map(_FEATURES, events)))
+        x = np.fromiter(values, np.float64, n * len(names)).reshape(n, len(names))
+        self._append_rows(messages, events, stamps, x)
+
+    def _append_rows(
+        self, messages: list[RawMessage], events: list[Any], stamps: np.ndarray, x: np.ndarray
+    ) -> None:
+        names = self.names
+        assert names is not None
+        n = len(messages)
+        versions = list(map(_MODEL_VERSION, events))
         self.parts.append(
             Rows(
                 names,
-                strings([e.event_id for _, e in pending]),
+                strings(list(map(_EVENT_ID, events))),
                 stamps,
                 x,
-                strings([m.topic for m, _ in pending]),
-                np.fromiter((m.partition for m, _ in pending), np.int32, n),
-                np.fromiter((m.offset for m, _ in pending), np.int64, n),
-                None if all(v is None for v in versions) else strings(versions),
+                strings(list(map(_TOPIC, messages))),
+                np.fromiter(map(_PARTITION, messages), np.int32, n),
+                np.fromiter(map(_OFFSET, messages), np.int64, n),
+                None if versions.count(None) == n else strings(versions),
             )
         )
 
@@ -282,7 +354,7 @@ class _Batch:
         one cast); only when that fails is each one looked at, to reject the bad ones."""
         if not pending:
             return np.zeros(0, np.int64), pending
-        text = pa.array([e.timestamp for _, e in pending], pa.string())
+        text = pa.array(list(map(_STAMP, map(_SECOND, pending))), pa.string())
         try:
             if pc.all(pc.match_substring_regex(text, TIMESTAMP_PATTERN)).as_py():
                 return _micros(text.cast(TIMESTAMP_TYPE)), pending
@@ -342,8 +414,10 @@ class _Batch:
             if "model_version" in table.column_names
             else None,
         )
-        finite = np.asarray(np.isfinite(x).all(axis=1), dtype=bool)
-        if not finite.all():
+        # One pass over the whole matrix first: a reduction per row costs 8x more, and only
+        # a batch with some non-finite value needs to know which rows.
+        if not np.isfinite(x).all():
+            finite = np.asarray(np.isfinite(x).all(axis=1), dtype=bool)
             bad = np.flatnonzero(~finite)
             # The message is kept whole in the DLQ; its finite rows still count, and a replay
             # of the dead letter re-sends them harmlessly (rows are deduplicated by event id).
@@ -372,6 +446,36 @@ def guarded(batch: _Batch, message: RawMessage, work: Callable[[], None]) -> Non
     except Exception as exc:
         del batch.dead[dead:], batch.parts[parts:], batch._json[pending:]
         batch.reject(message, DeadLetterReason.POISON, f"{type(exc).__name__}: {exc}")
+
+
+def _decode_many(
+    values: list[bytes], decode: Callable[[bytes], WireEvent]
+) -> tuple[list[Any], int]:
+    """Each value decoded as a `WireEvent` by ``decode``, or else by `decode_event` (or the
+    exception that raised); and how many raised. The decoder runs over the whole list in C,
+    resumed after each failure."""
+    out: list[Any] = []
+    failed = 0
+    while len(out) < len(values):
+        try:
+            out.extend(map(decode, islice(values, len(out), None)))
+        except Exception:
+            # ``extend`` keeps what it decoded before the failure; the next value decoded
+            # again by the full contract's decoder gives its exception (or its event).
+            try:
+                out.append(decode_event(values[len(out)]))
+            except Exception as exc:
+                out.append(exc)
+                failed += 1
+    return out, failed
+
+
+def _with_dict(event: Any, names: tuple[str, ...]) -> Any:
+    """``event`` with its features as a dict (an event of a fixed decoder has a struct)."""
+    if isinstance(event.features, dict):
+        return event
+    values = msgspec.structs.astuple(event.features)
+    return msgspec.structs.replace(event, features=dict(zip(names, values, strict=True)))
 
 
 def _micros(stamps: pa.Array) -> np.ndarray:
@@ -420,6 +524,7 @@ def decode_inputs(
     kinds: dict[tuple[tuple[str, bytes], ...], str | None] = {}
     for message in messages:
         if len(message.value) > max_message_bytes:
+            batch.decode_queued()  # every message's fate in arrival order
             batch.reject(
                 message,
                 DeadLetterReason.OVERSIZED,
@@ -434,19 +539,20 @@ def decode_inputs(
             kind = kinds[headers]
         else:
             kind = kinds[headers] = _content_kind(message)
-        if id(message) in wire:
+        if wire and id(message) in wire:
+            batch.decode_queued()
             try:
                 batch.add_decoded(message, wire[id(message)])
             except Exception as exc:
                 batch.reject(message, DeadLetterReason.POISON, f"{type(exc).__name__}: {exc}")
         elif kind is None or kind == JSON_CONTENT_TYPE:
-            try:  # add_json changes nothing until its last step: no rollback needed
-                batch.add_json(message)
-            except Exception as exc:
-                batch.reject(message, DeadLetterReason.POISON, f"{type(exc).__name__}: {exc}")
+            batch.add_json(message)  # queued: a run of JSON messages is decoded at once
         elif kind == ARROW_CONTENT_TYPE:
+            # The JSON rows before it first, outside the guard: its rollback must not undo them.
+            batch._flush_json()
             guarded(batch, message, partial(batch.add_arrow, message))
         else:
+            batch.decode_queued()
             batch.reject(
                 message,
                 DeadLetterReason.UNKNOWN_CONTENT_TYPE,
@@ -550,7 +656,8 @@ def _decode_wire(
     wire = [
         m
         for m in messages
-        if wire_schema_id(m.value) is not None  # first: one byte, false for JSON and Arrow
+        if m.value[:1] == b"\x00"  # first: one byte, false for JSON and Arrow
+        and wire_schema_id(m.value) is not None
         and m.header(CONTENT_TYPE_HEADER) is None
         and (max_bytes is None or len(m.value) <= max_bytes)
     ]

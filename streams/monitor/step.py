@@ -86,10 +86,13 @@ import io
 import json
 import logging
 import struct
+from collections import deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice, repeat
+from operator import add, itemgetter, lt
 from typing import Any
 
 import numpy as np
@@ -162,6 +165,8 @@ DEAD_LETTER_MAX_BYTES = 64 * 1024 * 1024
 (``streams.kafka.clients.DLQ_MAX_MESSAGE_BYTES``). Larger originals go to the artifact store."""
 # JSON overhead of a dead letter beyond its base64 payload (detail, headers, ids).
 _DEAD_LETTER_OVERHEAD = 64 * 1024
+# RawMessage fields read in C over a batch: (topic, partition), offset, (topic, partition, offset).
+_SOURCE, _OFFSET, _KEY = itemgetter(3, 4), itemgetter(5), itemgetter(3, 4, 5)
 
 
 @dataclass
@@ -381,7 +386,8 @@ class MonitorStep:
         )
         if len(rows):
             self._adopt_features(rows.feature_names)
-            self._hold_sources(messages, rows)
+            # Without dead letters or empty messages, every message has rows.
+            self._hold_sources(messages, rows, every=not (decoded.dead_letters or decoded.empty))
             self._unarchived.append(rows)
             if sum(len(r) for r in self._unarchived) >= self.archive_rows:
                 if self._writer.background:
@@ -399,11 +405,13 @@ class MonitorStep:
                             self._sources.pop(key, None)
                             self._pending_sources.pop(key, None)
                         raise
-        for m in messages:
-            self._folded[(m.topic, m.partition)] = m.offset + 1
+        # Next offset per partition: the last message of each wins, as in offset order.
+        self._folded.update(
+            zip(map(_SOURCE, messages), map(add, map(_OFFSET, messages), repeat(1)), strict=True)
+        )
         if len(rows):
-            for p, count in zip(*np.unique(rows.partitions, return_counts=True), strict=True):
-                self._seen[int(p)] = self._seen.get(int(p), 0) + int(count)
+            for p, count in _partition_counts(rows.partitions):
+                self._seen[p] = self._seen.get(p, 0) + count
             if self._bootstrap_watch.due():
                 self._adopt_bootstrap()
             if self._template is None:
@@ -464,6 +472,9 @@ class MonitorStep:
                 refused.append(segment)
                 continue
             outcome = segment.outcome()
+            if not outcome.failed:  # every message archived (the usual case): in bulk
+                deque(map(self._sources.pop, segment.sources, repeat(None)), maxlen=0)
+                continue
             failed = set(outcome.failed)
             for key in segment.sources:
                 if key not in failed:
@@ -497,12 +508,14 @@ class MonitorStep:
         sources, self._pending_sources = self._pending_sources, {}
         return self._writer.submit(parts, sources)
 
-    def _hold_sources(self, messages: Sequence[RawMessage], rows: Rows) -> None:
-        """Remember the messages whose rows wait for the archive (their offsets wait too)."""
-        with_rows = set(zip(rows.partitions.tolist(), rows.offsets.tolist(), strict=True))
-        held = {(m.topic, m.partition, m.offset): m for m in messages}
-        if len(with_rows) != len(held):  # some messages were dead letters or empty
-            held = {k: m for k, m in held.items() if (k[1], k[2]) in with_rows}
+    def _hold_sources(self, messages: Sequence[RawMessage], rows: Rows, every: bool) -> None:
+        """Remember the messages whose rows wait for the archive (their offsets wait too);
+        ``every``: each of ``messages`` has rows in ``rows``."""
+        held = dict(zip(map(_KEY, messages), messages, strict=True))
+        if not every:  # some messages were dead letters or empty
+            with_rows = set(zip(rows.partitions.tolist(), rows.offsets.tolist(), strict=True))
+            if len(with_rows) != len(held):
+                held = {k: m for k, m in held.items() if (k[1], k[2]) in with_rows}
         self._sources.update(held)
         self._pending_sources.update(held)
 
@@ -903,6 +916,12 @@ class MonitorStep:
 
     def _fresh(self, messages: Sequence[RawMessage]) -> list[RawMessage]:
         """The messages not yet folded into the state; remembers their offsets."""
+        if len(set(map(_SOURCE, messages))) == 1:
+            # One partition in rising offsets above the state's (the usual fetch): all fresh.
+            offsets = list(map(_OFFSET, messages))
+            folded = self._folded.get(_SOURCE(messages[0]), 0)
+            if offsets[0] >= folded and all(map(lt, offsets, islice(offsets, 1, None))):
+                return list(messages)
         fresh = []
         seen = dict(self._folded)
         for m in messages:
@@ -914,8 +933,8 @@ class MonitorStep:
 
     def _monitor_rows(self, rows: Rows, out: MonitorOutput) -> None:
         best: tuple[float, float, float] | None = None
-        partitions = np.unique(rows.partitions)
-        for p in partitions:
+        partitions = _partition_counts(rows.partitions)
+        for p, _ in partitions:
             part = rows.take(rows.partitions == p) if len(partitions) > 1 else rows
             monitor = self._monitor(int(p))
             assert monitor is not None
@@ -1110,6 +1129,15 @@ _RECORDED_ALARMS = 1000
 
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _partition_counts(partitions: np.ndarray) -> list[tuple[int, int]]:
+    """(partition, rows) of each partition in ``partitions``, ascending; one comparison when
+    they are all the same (the usual batch), not a sort."""
+    if len(partitions) and (partitions == partitions[0]).all():
+        return [(int(partitions[0]), len(partitions))]
+    values, counts = np.unique(partitions, return_counts=True)
+    return list(zip(values.tolist(), counts.tolist(), strict=True))
 
 
 _NON_FEATURES = frozenset(

@@ -375,3 +375,92 @@ def test_orjson_and_stdlib_bytes_decode_the_same() -> None:
     b = decode_inputs([msg(json.dumps(doc).encode())], pipeline=P)
     assert a.rows.features.tolist() == b.rows.features.tolist() and not a.dead_letters
     assert a.rows.model_versions.to_pylist() == ["m"]
+
+
+def test_every_fate_of_a_mixed_fetch_is_in_arrival_order() -> None:
+    """JSON events are decoded a run at once; their dead letters still come in offset order
+    among the other kinds', and every good event around them is a row."""
+    text_xml = ((CONTENT_TYPE_HEADER, b"text/xml"),)
+    messages = [
+        jmsg(event(0), 0),
+        msg(b"{oops", 1),
+        msg(json.dumps(event(2, model_version="x" * 5000)).encode(), 2),
+        jmsg(event(3, pipeline="other"), 3),
+        msg(b"<xml/>", 4, text_xml),
+        jmsg(event(5, schema_version=2), 5),
+        jmsg(event(6, features={"a": True, "b": 1.0}), 6),
+        jmsg(event(7), 7),
+        msg(b"\x00\x00\x00\x00\x07{}", 8),  # Confluent wire format, no registry configured
+        jmsg(event(9), 9),
+    ]
+    out = decode_inputs(messages, pipeline=P, feature_names=NAMES, max_message_bytes=4096)
+    assert [(d.source_offset, d.reason.value) for d in out.dead_letters] == [
+        (1, "malformed"),
+        (2, "oversized"),
+        (3, "wrong_pipeline"),
+        (4, "unknown_content_type"),
+        (5, "schema_version"),
+        (6, "schema_violation"),
+        (8, "unknown_schema"),
+    ]
+    assert out.rows.event_ids.to_pylist() == ["e0", "e7", "e9"]
+    assert out.rows.offsets.tolist() == [0, 7, 9]
+
+
+def test_a_decoder_failure_nobody_foresaw_costs_only_its_own_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import driftline.streams.monitor.codec as codec
+
+    real = codec.decode_event
+
+    def flaky(value: bytes) -> Any:
+        if b'"e2"' in value:
+            raise RuntimeError("decoder bug")
+        return real(value)
+
+    # Both the pipeline's fixed decoder and the full contract's decoder fail on it.
+    monkeypatch.setattr(codec, "decode_event", flaky)
+    monkeypatch.setattr(codec, "fixed_decoder", lambda names: flaky)
+    out = decode_inputs([jmsg(event(i), i) for i in range(5)], pipeline=P, feature_names=NAMES)
+    assert out.rows.event_ids.to_pylist() == ["e0", "e1", "e3", "e4"]
+    assert [(d.source_offset, d.reason.value) for d in out.dead_letters] == [(2, "poison")]
+    assert "decoder bug" in out.dead_letters[0].detail
+
+
+def test_a_poison_arrow_batch_does_not_take_the_json_rows_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(data: bytes) -> Any:
+        raise RuntimeError("reader bug")
+
+    monkeypatch.setattr(InferenceBatch, "from_ipc", staticmethod(broken))
+    messages = [jmsg(event(0), 0), jmsg(event(1), 1), msg(arrow_batch(3).to_ipc(), 2, ARROW)]
+    out = decode_inputs(messages, pipeline=P, feature_names=NAMES)
+    assert [(d.source_offset, d.reason.value) for d in out.dead_letters] == [(2, "poison")]
+    # Every message has a fate: the JSON rows before the broken batch are not rolled back.
+    assert out.rows.event_ids.to_pylist() == ["e0", "e1"]
+
+
+@pytest.mark.parametrize(
+    "features",
+    [
+        {"b": 2.0, "a": 1.0},  # another key order: the pipeline's fixed decoder, same values
+        {"a": 1.0},  # a feature missing
+        {"a": 1.0, "b": 2.0, "c": 3.0},  # one more
+        {"a": 1.0, "c": 2.0},  # one renamed
+    ],
+)
+def test_events_of_other_feature_sets_among_good_ones(features: dict[str, float]) -> None:
+    """The pipeline's fixed decoder takes events with exactly its features; any other set
+    goes through the full contract and gets its own reason, the rest stay rows."""
+    messages = [jmsg(event(0), 0), jmsg(event(1, features=features), 1), jmsg(event(2), 2)]
+    out = decode_inputs(messages, pipeline=P, feature_names=NAMES)
+    if set(features) == set(NAMES):
+        assert out.dead_letters == []
+        assert out.rows.features.tolist() == [[0.0, -1.5], [1.0, 2.0], [2.0, -1.5]]
+    else:
+        assert [(d.source_offset, d.reason.value) for d in out.dead_letters] == [
+            (1, "feature_mismatch")
+        ]
+        assert out.rows.features.tolist() == [[0.0, -1.5], [2.0, -1.5]]
