@@ -59,6 +59,7 @@ from driftline.schemas import (
     ARROW_CONTENT_TYPE,
     CONTENT_TYPE_HEADER,
     JSON_CONTENT_TYPE,
+    EventSigner,
     InferenceBatch,
 )
 from driftline.streams.kafka.clients import (
@@ -72,6 +73,9 @@ from driftline.streams.monitor.messages import RawMessage
 from driftline.streams.monitor.step import MonitorStep
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+SIGNER = EventSigner.generate()
 
 
 def fill(settings: Settings, kind: str, rows: int, d: int, batch_rows: int) -> int:
@@ -374,6 +378,9 @@ def write_config(
         f'[pipeline]\nname = "{pipeline}"\n[pipeline.detector]\nreference_rows = 2000\n'
         "[pipeline.detector.params]\nn_simulated = 200000\n"
     )
+    # A worker refuses to start without a key to sign its drift events with.
+    text = path.read_text()
+    path.write_text(f'signing_key = "{SIGNER.private_key_text()}"\n' + text)
     return path
 
 

@@ -1,15 +1,16 @@
 """The Faust app of a pipeline: a thin shell feeding `MonitorLoop` from Kafka.
 
-``{p}.inputs``  → ``monitor`` agent: one batch per fetch → `MonitorLoop.inputs`
-``{p}.labels``  → ``labels`` agent: `MonitorLoop.labels`
-``{p}.model-versions`` → ``model_versions`` agent: `MonitorStep.on_model_version`
-``{p}.detector-summaries`` → ``pool`` agent: `MonitorLoop.summaries` (pooled detection)
+``{p}.inputs``  → batch task (`BatchReader`): one batch per fetch of a partition →
+`MonitorLoop.inputs`
+``{p}.labels``  → batch task: `MonitorLoop.labels`
+``{p}.model-versions`` → ``model_versions`` agent (Faust): `MonitorStep.on_model_version`
+``{p}.detector-summaries`` → batch task: `MonitorLoop.summaries` (pooled detection)
 
-With pooled detection (the default) the monitor agent publishes each partition's detector
-summaries instead of running a chart; the summaries topic has one partition, so the Faust
-assignor gives it — and the one-partition ``pipeline-chart`` table, whose changelog is in the
-same co-partitioned group — to exactly one worker, which merges them into the pipeline's one
-chart and publishes its DriftEvents. A rebalance moves the topic and the table together.
+With pooled detection the monitor publishes each partition's detector summaries instead of
+running a chart; the summaries topic has one partition and follows the one-partition
+``pipeline-chart`` table, which the Faust assignor gives to exactly one worker: that worker
+reads the topic, merges the summaries into the pipeline's one chart and publishes its
+DriftEvents. A rebalance moves the table, and so the topic, together.
 
 What happens to a batch — the step, where its outputs go, when state is saved and which
 offsets are committed — lives in `driftline.streams.loops.monitor`; this module is the Kafka

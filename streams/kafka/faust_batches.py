@@ -9,19 +9,22 @@ command — and `BatchReader`, a librdkafka consumer inside the same process, re
 that carry rows (``{p}.inputs``, ``{p}.labels``, ``{p}.detector-summaries``) and hands each
 partition's share of a fetch to the loop as one `Batch` of `RawMessage`.
 
-Why this design (measured side by side in one run, ``benchmarks/bench_streams_ingest.py``,
-JSON events, 2 cores; BENCHMARKS.md "Ingest: Faust's public API"). Three ways stay on Faust's
-public API or outside Faust:
+Why this design (measured side by side in one run, ``benchmarks/bench_streams_ingest.py
+--baseline-tree``, JSON events, 2 cores; BENCHMARKS.md "Ingest: Faust's public API"). The
+former path hooked Faust's fetcher through five private names of Faust and aiokafka. Three
+ways stay on public API:
 
 * Faust's public stream (``stream.noack().take``) keeps Faust's per-message cost — the batch
-  is assembled *after* it — and a do-nothing agent on it reaches ~12k JSON events/s, a
-  thirteenth of the ~170k/s floor of a raw librdkafka consume+decode loop: far below the
-  50k events/s a worker must take.
+  is assembled *after* it: a do-nothing agent on it reached ~12k JSON events/s on a quiet
+  machine (7% of the raw librdkafka consume+decode loop, 1.1k/s = 3% on a loaded one), far
+  below the 50k events/s a worker must take.
 * Producers batching rows as Arrow messages (supported) make Faust's per-message cost
   vanish for high volume, but a JSON producer is the default one, and the monitor must keep
   up with it too.
-* A librdkafka consumer that follows the group's assignment (this module) reads at the raw
-  client's rate and needs no private name of Faust or aiokafka.
+* A librdkafka consumer that follows the group's assignment (this module): a do-nothing
+  worker on it took 2.4x the JSON events per second of one on the former hook in the same
+  run (90.9k vs 38.0k/s), and the monitor did not get slower (19.9k vs 17.8k events/s, the
+  step bounds it). It needs no private name.
 
 How it follows Faust's assignment. Faust never subscribes to the batch topics. Every batch
 topic *follows* a table whose changelog is partitioned like it (inputs and labels follow
