@@ -295,14 +295,13 @@ class BatchReader(Service):
     # ------------------------------------------------------------------ Faust's signals
     async def _on_partitions_revoked(self, sender: Any, revoked: Any = (), **_: Any) -> None:
         self._revocations += 1
-        changelogs = {tp.topic for tp in revoked}
         lost = {
             (topic, tp.partition)
             for topic, f in self._followers.items()
             for tp in revoked
             if tp.topic == f.changelog
         }
-        if not changelogs or not lost:
+        if not lost:
             return
         for key in lost:  # from now on nothing of these partitions is delivered
             self._owned.pop(key, None)
