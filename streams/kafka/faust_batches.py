@@ -78,12 +78,20 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from mode import Service
 
 from driftline.streams.monitor.messages import RawMessage
@@ -96,6 +104,17 @@ log = logging.getLogger(__name__)
 #: 500 ms): a fetch carries every partition the reader has on a broker, so with idle ones in
 #: it (labels) the input's next fetch would wait behind them.
 FETCH_MAX_WAIT_MS = 100
+
+#: Errors of an offset look-up that a coordinator still loading or moving answers with.
+_COORDINATOR_NOT_READY = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+    }
+)
 
 #: The thread hands a batch on within this long or looks again whether it must stop.
 _HAND_WAIT_S = 0.5
@@ -348,11 +367,27 @@ class BatchReader(Service):
         consumer = self._consumer
         if consumer is None:  # stopped
             return {}
-        with self._lock:  # between fetches, like every call but ``consume`` itself
-            committed = consumer.committed(
-                [TopicPartition(t, p) for t, p in starts],
-                timeout=self.app.conf.broker_request_timeout,
-            )
+        wanted = [TopicPartition(t, p) for t, p in starts]
+        timeout = float(self.app.conf.broker_request_timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with self._lock:  # between fetches, like every call but ``consume`` itself
+                    committed = consumer.committed(wanted, timeout=timeout)
+                break
+            except KafkaException as exc:
+                # A coordinator that is moving or still loading (a broker just started or
+                # restarted) answers again shortly; anything else, or for too long, fails.
+                error = exc.args[0] if exc.args else None
+                if (
+                    not getattr(error, "retriable", lambda: False)()
+                    and getattr(error, "code", lambda: None)() not in _COORDINATOR_NOT_READY
+                ):
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+                log.info("committed offsets not available yet (%s): asking again", error)
+                time.sleep(0.5)
         out = {}
         for tp in committed:
             key = (tp.topic, tp.partition)
