@@ -7,18 +7,22 @@ side in one run:
   into a feature matrix (orjson per event / Arrow IPC per batch) — the floor any monitor pays;
 * **MonitorStep**: the monitor's processing step alone (decode, validate, archive, sketch,
   detect) on the same messages in this process, no broker — where the time goes;
-* **bare Faust agents**: agents that only count what they get from the same topic — one on
-  Faust's per-message stream (``noack_take``), one on `deliver_batches` (one `Batch` per
-  fetch, the path the monitor uses): each path's ceiling on this machine;
-* **Faust monitor**: ``driftline worker`` (a separate process) consuming the topic; its rate is
-  read from its Prometheus counter between 5% and 100% of the rows, so start-up and the first
-  reference fit are not counted.
+* **bare Faust agents**: Faust workers that only count what they get from the same topic —
+  one on Faust's per-message stream (``noack_take``), one on `BatchReader` (librdkafka inside
+  the worker, the path the monitor uses) and, with ``--baseline-tree``, one on the former
+  fetcher hook of that tree: each path's ceiling on this machine;
+* **Faust monitor**: ``driftline worker`` (a separate process) consuming its own copy of the
+  topic, this tree's and (``--baseline-tree``) the earlier tree's one after the other; its rate
+  is read from its Prometheus counter between 5% and 100% of the rows, so start-up and the
+  first reference fit are not counted.
 
     python benchmarks/bench_streams_ingest.py            # ~3-4 minutes on 2 cores
     python benchmarks/bench_streams_ingest.py --json-events 50000 --arrow-rows 500000
     python benchmarks/bench_streams_ingest.py --step-only --tune   # raw vs step only, ~1 min
     python benchmarks/bench_streams_ingest.py --step-only --tune --archive-thread
     python benchmarks/bench_streams_ingest.py --scale-out          # 1 vs 2 workers, 4 partitions
+    git archive BASE | tar -x -C /tmp/base   # an earlier tree, measured alongside
+    python benchmarks/bench_streams_ingest.py --baseline-tree /tmp/base
 
 ``--scale-out`` fills a topic of 4 partitions (rows spread by the producer's partitioner) per
 run and measures ``driftline worker`` with one process on all four, then two processes on one
@@ -56,6 +60,7 @@ from driftline.schemas import (
     ARROW_CONTENT_TYPE,
     CONTENT_TYPE_HEADER,
     JSON_CONTENT_TYPE,
+    EventSigner,
     InferenceBatch,
 )
 from driftline.streams.kafka.clients import (
@@ -69,6 +74,9 @@ from driftline.streams.monitor.messages import RawMessage
 from driftline.streams.monitor.step import MonitorStep
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+SIGNER = EventSigner.generate()
 
 
 def fill(settings: Settings, kind: str, rows: int, d: int, batch_rows: int) -> int:
@@ -181,18 +189,16 @@ def step_rate(
 
 
 # Faust agents doing nothing but count: Faust's own cost per message, no monitoring. "stream"
-# is a plain agent on the topic (Faust's per-message path, ``noack_take``); "batches" is the
-# same agent on `deliver_batches`, the path the monitor uses.
+# is a plain agent on the topic (Faust's per-message path, ``noack_take``, Faust's public
+# API); "reader" is a task on `BatchReader` (librdkafka inside the Faust worker, following a
+# table's assignment: the path the monitor uses); "hook" is the former path, Faust's fetcher
+# hooked through private names (`deliver_batches` of a tree before that change, given with
+# ``--baseline-tree``).
 BARE_AGENT = """
 import os, sys, time
-from driftline.streams.kafka.faust_batches import BatchApp, deliver_batches
+import faust
 mode, topic, n, bootstrap, data, port = sys.argv[1:7]
 n = int(n)
-app = BatchApp("bare-" + mode + "-" + topic, broker="kafka://" + bootstrap,
-               value_serializer="raw", web_enabled=False, datadir=data,
-               stream_wait_empty=False, consumer_auto_offset_reset="earliest",
-               broker_max_poll_records=1000)
-source = app.topic(topic, value_serializer="raw", acks=False)
 state = {"n": 0, "n0": 0, "t0": None}
 def count(k):
     state["n"] += k
@@ -202,23 +208,53 @@ def count(k):
         rate = (state["n"] - state["n0"]) / (time.perf_counter() - state["t0"])
         print(f"RATE={rate}", flush=True)
         os._exit(0)
+options = dict(broker="kafka://" + bootstrap, value_serializer="raw", web_enabled=False,
+               datadir=data, stream_wait_empty=False, consumer_auto_offset_reset="earliest",
+               broker_max_poll_records=1000)
 if mode == "stream":
+    app = faust.App("bare-" + mode + "-" + topic, **options)
+    source = app.topic(topic, value_serializer="raw", acks=False)
     @app.agent(source)
     async def per_message(stream):
         async for events in stream.noack_take(1000, within=0.2):
             count(len(events))
-else:
+elif mode == "hook":
+    from driftline.streams.kafka.faust_batches import BatchApp, deliver_batches
+    app = BatchApp("bare-" + mode + "-" + topic, **options)
+    source = app.topic(topic, value_serializer="raw", acks=False)
     @app.agent(deliver_batches(app, source))
     async def batches(stream):
         async for batch in stream:
+            count(len(batch.messages))
+else:
+    from driftline.config.settings import Settings
+    from driftline.streams.kafka.clients import make_consumer
+    from driftline.streams.kafka.faust_batches import FETCH_MAX_WAIT_MS, BatchReader
+    app = faust.App("bare-" + mode + "-" + topic, **options)
+    table = app.Table("follow", partitions=1, key_type=bytes, value_type=bytes)
+    settings = Settings(pipeline="bare", kafka_bootstrap_servers=bootstrap)
+    reader = BatchReader(app, lambda: make_consumer(settings, "bare-reader-" + topic,
+                         fetch_wait_max_ms=FETCH_MAX_WAIT_MS), max_records=1000)
+    reader.follow(topic, table)
+    @app.task
+    async def batches():
+        async for batch in reader.batches(topic):
             count(len(batch.messages))
 sys.argv = [sys.argv[0], "worker", "-l", "warn", "--web-port", port]
 app.main()
 """
 
+BARE_MODES = ("stream", "hook", "reader")
 
-def bare_faust_rate(settings: Settings, mode: str, messages: int, root: Path) -> float:
-    """Messages per second a do-nothing Faust agent (``mode`` stream or batches) takes."""
+
+def bare_faust_rate(
+    settings: Settings, mode: str, messages: int, root: Path, tree: Path | None = None
+) -> float:
+    """Messages per second a do-nothing Faust agent (``mode``, see `BARE_AGENT`) takes; the
+    driftline package of ``tree`` if given."""
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     out = subprocess.run(
         [
             sys.executable,
@@ -235,6 +271,8 @@ def bare_faust_rate(settings: Settings, mode: str, messages: int, root: Path) ->
         text=True,
         timeout=600,
         check=False,
+        env=env,
+        cwd=str(tree) if tree is not None else None,
     )
     match = re.search(r"RATE=([0-9.]+)", out.stdout + out.stderr)
     if match is None:
@@ -248,9 +286,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def faust_rate(config_file: Path, rows: int, port: int, log: Path) -> float:
-    """Rows per second of ``driftline worker`` between 5% and 100% of the rows."""
-    return workers_rate([config_file], rows, port, log)[0]
+def faust_rate(
+    config_file: Path, rows: int, port: int, log: Path, tree: Path | None = None
+) -> float:
+    """Rows per second of ``driftline worker`` (of ``tree`` if given) between 5% and 100% of
+    the rows."""
+    return workers_rate([config_file], rows, port, log, tree=tree)[0]
 
 
 def workers_rate(
@@ -260,6 +301,7 @@ def workers_rate(
     log: Path,
     until: float = 1.0,
     warm_rows: int = 0,
+    tree: Path | None = None,
 ) -> tuple[float, float]:
     """Rows per second of ``driftline worker`` processes (one per config file, rates summed
     over their counters) between 5% and ``until`` of the rows, from when every worker has
@@ -267,6 +309,8 @@ def workers_rate(
     the workers used in that window (Linux ``/proc``)."""
     ports = [port] + [free_port() for _ in configs[1:]]
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     procs = []
     for i, (config, p) in enumerate(zip(configs, ports, strict=True)):
         with open(log.with_name(f"{log.stem}-{i}{log.suffix}"), "wb") as out:
@@ -285,6 +329,7 @@ def workers_rate(
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     env=env,
+                    cwd=str(tree) if tree is not None else None,
                 )
             )
     try:
@@ -348,6 +393,9 @@ def write_config(
         f'[pipeline]\nname = "{pipeline}"\n[pipeline.detector]\nreference_rows = 2000\n'
         "[pipeline.detector.params]\nn_simulated = 200000\n"
     )
+    # A worker refuses to start without a key to sign its drift events with.
+    text = path.read_text()
+    path.write_text(f'signing_key = "{SIGNER.private_key_text()}"\n' + text)
     return path
 
 
@@ -374,6 +422,12 @@ def main() -> None:
         "--archive-thread",
         action="store_true",
         help="the step writes archive segments on its writer thread (the worker's setting)",
+    )
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="a checkout of an earlier tree: its bare hook agent and Faust monitor run too, "
+        "alternating with this tree's in the same run",
     )
     parser.add_argument(
         "--scale-out",
@@ -411,14 +465,28 @@ def main() -> None:
                     step_rate(settings, root, kind, messages, args.batch, args.archive_thread)
                     for _ in range(args.repeats)
                 )
-                if args.step_only:
-                    bare, faust = {"stream": float("nan"), "batches": float("nan")}, float("nan")
-                else:
-                    bare = {
-                        mode: bare_faust_rate(settings, mode, messages, root) * rows / messages
-                        for mode in ("stream", "batches")
-                    }
-                    faust = faust_rate(config_file, rows, free_port(), root / "worker.log")
+                nan = float("nan")
+                bare = dict.fromkeys(BARE_MODES, nan)
+                faust = {"this": nan, "baseline": nan}
+                if not args.step_only:
+                    base = args.baseline_tree
+                    for mode in BARE_MODES:
+                        if mode == "hook" and base is None:
+                            continue
+                        tree = base if mode == "hook" else None
+                        rate = bare_faust_rate(settings, mode, messages, root, tree)
+                        bare[mode] = rate * rows / messages
+                    for name, tree in (("baseline", base), ("this", None)):
+                        if name == "baseline" and tree is None:
+                            continue
+                        # Each run its own pipeline name: a fresh group and state.
+                        cfg = write_config(root / name, f"{pipeline}-{name}", bootstrap, args.batch)
+                        run_settings = Settings.load(cfg)
+                        ensure_topics(run_settings)
+                        fill(run_settings, kind, rows, args.features, args.arrow_batch)
+                        faust[name] = faust_rate(
+                            cfg, rows, free_port(), root / name / "worker.log", tree
+                        )
                 raw_after = raw_rate(settings, kind, messages, args.features)
             finally:
                 drop_topics(settings, pipeline)
@@ -509,15 +577,16 @@ def print_table(results: list[tuple], args: argparse.Namespace) -> None:
     )
     print(
         "| payload | rows | raw consume+decode | MonitorStep alone | bare Faust agent: stream "
-        "| bare Faust agent: batches | Faust monitor | MonitorStep / raw | Faust monitor / raw "
-        "| goal |"
+        "| bare: fetcher hook (baseline) | bare: BatchReader | Faust monitor: baseline "
+        "| Faust monitor: this tree | this / baseline | this / raw | goal |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for kind, rows, _messages, raw, step, bare, faust, goal_rate, goal_ratio in results:
         print(
             f"| {kind} | {fmt(rows)} | {fmt(raw)} | {fmt(step)} | {fmt(bare['stream'])} "
-            f"| {fmt(bare['batches'])} | {fmt(faust)} | {step / raw:.0%} "
-            f"| {faust / raw:.0%} | >= {fmt(goal_rate)} and >= {goal_ratio:.0%} of raw |"
+            f"| {fmt(bare['hook'])} | {fmt(bare['reader'])} | {fmt(faust['baseline'])} "
+            f"| {fmt(faust['this'])} | {faust['this'] / faust['baseline']:.2f}x "
+            f"| {faust['this'] / raw:.0%} | >= {fmt(goal_rate)} and >= {goal_ratio:.0%} of raw |"
         )
 
 

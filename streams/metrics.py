@@ -49,8 +49,8 @@ True
 from __future__ import annotations
 
 import errno
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -172,15 +172,16 @@ class MonitorMetrics:
         for letter in out.dead_letters:
             self.dead_letters.labels(pipeline=self.pipeline, reason=letter.reason.value).inc()
 
-    def observe_lag(self, app: Any, messages: Sequence[RawMessage]) -> None:
-        """Lag per partition: the partition's end offset minus the next offset to read."""
-        from faust.types import TP
-
+    def observe_lag(
+        self, highwater: Callable[[str, int], int | None], messages: Sequence[RawMessage]
+    ) -> None:
+        """Lag per partition: the partition's end offset (``highwater(topic, partition)``,
+        None when unknown) minus the next offset to read."""
         last: dict[tuple[str, int], int] = {}
         for m in messages:
             last[(m.topic, m.partition)] = m.offset
         for (topic, partition), offset in last.items():
-            high = app.consumer.highwater(TP(topic, partition))
+            high = highwater(topic, partition)
             if high is not None:
                 self.lag.labels(pipeline=self.pipeline, partition=str(partition)).set(
                     max(0, high - offset - 1)

@@ -1,15 +1,16 @@
 """The Faust app of a pipeline: a thin shell feeding `MonitorLoop` from Kafka.
 
-``{p}.inputs``  → ``monitor`` agent: one batch per fetch → `MonitorLoop.inputs`
-``{p}.labels``  → ``labels`` agent: `MonitorLoop.labels`
-``{p}.model-versions`` → ``model_versions`` agent: `MonitorStep.on_model_version`
-``{p}.detector-summaries`` → ``pool`` agent: `MonitorLoop.summaries` (pooled detection)
+``{p}.inputs``  → batch task (`BatchReader`): one batch per fetch of a partition →
+`MonitorLoop.inputs`
+``{p}.labels``  → batch task: `MonitorLoop.labels`
+``{p}.model-versions`` → ``model_versions`` agent (Faust): `MonitorStep.on_model_version`
+``{p}.detector-summaries`` → batch task: `MonitorLoop.summaries` (pooled detection)
 
-With pooled detection (the default) the monitor agent publishes each partition's detector
-summaries instead of running a chart; the summaries topic has one partition, so the Faust
-assignor gives it — and the one-partition ``pipeline-chart`` table, whose changelog is in the
-same co-partitioned group — to exactly one worker, which merges them into the pipeline's one
-chart and publishes its DriftEvents. A rebalance moves the topic and the table together.
+With pooled detection the monitor publishes each partition's detector summaries instead of
+running a chart; the summaries topic has one partition and follows the one-partition
+``pipeline-chart`` table, which the Faust assignor gives to exactly one worker: that worker
+reads the topic, merges the summaries into the pipeline's one chart and publishes its
+DriftEvents. A rebalance moves the table, and so the topic, together.
 
 What happens to a batch — the step, where its outputs go, when state is saved and which
 offsets are committed — lives in `driftline.streams.loops.monitor`; this module is the Kafka
@@ -18,16 +19,18 @@ keeps step state in the ``monitor-state`` table (its changelog partition sits ne
 input partition, so whoever owns the input after a rebalance recovers its state) and commits
 after a producer flush.
 
-Inputs and labels skip Faust's per-message path: each fetch of a partition reaches its agent
-as one `Batch` (see `driftline.streams.kafka.faust_batches`, which also argues why that hook
-and not `stream.take`). Faust still runs the worker: group membership, co-partitioned
-assignment, table recovery, and flow control during rebalances.
+Inputs, labels and summaries skip Faust's per-message path: a librdkafka consumer inside the
+worker (`driftline.streams.kafka.faust_batches.BatchReader`, which also argues why that and
+not `stream.take`) reads the partitions that follow this worker's active partitions of the
+state tables and hands each fetch of a partition to its task as one `Batch`. Faust still runs
+the worker: group membership, co-partitioned assignment, table recovery.
 
-Faust never acks inputs or labels (their topics are declared with ``acks=False``): Faust acks —
-and so commits — messages it *skips* while a rebalance or a table recovery is under way; with
-acks on, a restart could move the committed offset past rows that were never processed (the
-integration test that SIGKILLs a worker caught exactly that). With the loop's own commits, the
-offset Faust seeks to after every rebalance is always one the state covers.
+Faust never sees those records, so it never acks — and so never commits — any of them (Faust
+acks the messages it *skips* while a rebalance or a table recovery is under way: with its acks
+a restart could move the committed offset past rows that were never processed, which the
+integration test that SIGKILLs a worker caught). The loop commits their offsets itself, to
+the reader's group, once what they carry is durable; inputs start again at the offset the
+recovered state records, which is never past what it covers.
 
 Every worker also re-reads the champion from the lifecycle store every
 ``REFERENCE_POLL_S`` seconds, because with several workers in one consumer group only the
@@ -39,18 +42,27 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from driftline.config.settings import Settings
 from driftline.schemas import ModelVersionEvent, SchemaError
 from driftline.streams.exceptions import ConfigError
-from driftline.streams.kafka.clients import DLQ_MAX_MESSAGE_BYTES, faust_credentials
-from driftline.streams.kafka.faust_batches import BatchApp, deliver_batches
+from driftline.streams.kafka.clients import (
+    DLQ_MAX_MESSAGE_BYTES,
+    faust_credentials,
+    make_consumer,
+)
+from driftline.streams.kafka.faust_batches import (
+    FETCH_MAX_WAIT_MS,
+    Batch,
+    BatchReader,
+    reader_group,
+)
 from driftline.streams.loops.monitor import CHECKPOINT_INTERVAL_S, POOL_STATE_KEY, MonitorLoop
 from driftline.streams.metrics import MonitorMetrics
 from driftline.streams.monitor.messages import RawMessage
 from driftline.streams.monitor.registry import RegistryDecoder, RegistryUnavailable
-from driftline.streams.monitor.step import MonitorStep
+from driftline.streams.monitor.step import MonitorStep, saved_offsets
 from driftline.streams.transport import Offsets, Record
 
 if TYPE_CHECKING:
@@ -79,13 +91,20 @@ def app_id(pipeline: str) -> str:
 
 
 class FaustTransport:
-    """`driftline.streams.transport.Transport` on a Faust app and its state table."""
+    """`driftline.streams.transport.Transport` on a Faust app, its state tables and the
+    `BatchReader` that reads the batch topics (and commits their offsets)."""
 
-    def __init__(self, app: BatchApp, table: Any, pool_table: Any = None) -> None:
+    def __init__(self, app: Any, reader: BatchReader, table: Any, pool_table: Any = None) -> None:
         self.app = app
+        self.reader = reader
         self.table = table
         self.pool_table = pool_table
         self._topics: dict[str, Any] = {}
+        #: key -> state saved by this worker since its partition was assigned. The table's
+        #: own view holds what recovery read; an active table partition does not read its
+        #: changelog again, so what this worker writes is kept here.
+        self._saved: dict[bytes, bytes] = {}
+        self._pool_saved: bytes | None = None
 
     async def send(self, records: Sequence[Record]) -> None:
         for r in records:
@@ -98,38 +117,43 @@ class FaustTransport:
             await topic.send(key=r.key, value=r.value, headers=list(r.headers))
 
     async def commit(self, offsets: Offsets) -> None:
-        from faust.types import TP
-
         await self.app.producer.flush()  # the changelog and every output, before the offsets
-        if offsets:
-            # Faust's public commit covers only acked events, and acks are off for the input
-            # and the labels (see the module docstring), so commit through the consumer's own
-            # call — a private one, see `driftline.streams.kafka.faust_batches`.
-            consumer = cast(Any, self.app.consumer)
-            await consumer._commit({TP(t, p): o for (t, p), o in offsets.items()})
+        await self.reader.commit(offsets)
 
     def save_state(self, partition: int, key: bytes, value: bytes) -> None:
         # The changelog partition of the input partition: state stays co-partitioned with its
         # input. ``table[key] = value`` would pick the partition of the current Faust event,
-        # and a batch agent has none.
+        # and a batch task has none.
         self.table.send_changelog(partition, key, value)
-        self.table.data[key] = value
+        self._saved[key] = value
 
     def load_state(self, key: bytes) -> bytes | None:
-        data: bytes | None = self.table.get(key)
+        data: bytes | None = self._saved.get(key)
+        if data is None:
+            data = self.table.get(key)
         return data
+
+    def revoked(self, keys: Sequence[bytes]) -> None:
+        """Their partitions moved away: when they come back, recovery has the newest state."""
+        for key in keys:
+            self._saved.pop(key, None)
 
     def save_pool_state(self, value: bytes) -> None:
         if self.pool_table is None:
             raise RuntimeError("this transport has no table for the pipeline chart")
         self.pool_table.send_changelog(0, POOL_STATE_KEY, value)
-        self.pool_table.data[POOL_STATE_KEY] = value
+        self._pool_saved = value
 
     def load_pool_state(self) -> bytes | None:
         if self.pool_table is None:
             return None
+        if self._pool_saved is not None:
+            return self._pool_saved
         data: bytes | None = self.pool_table.get(POOL_STATE_KEY)
         return data
+
+    def pool_revoked(self) -> None:
+        self._pool_saved = None
 
 
 def changelog_topics(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
@@ -149,7 +173,7 @@ def changelog_topics(settings: Settings) -> dict[str, tuple[int, dict[str, str]]
 
 
 async def _while_registry_down(
-    app: Any, batch: Any, work: Callable[[Sequence[RawMessage]], Awaitable[Any]]
+    reader: BatchReader, batch: Batch, work: Callable[[Sequence[RawMessage]], Awaitable[Any]]
 ) -> bool:
     """Run ``work`` on ``batch``; while the Schema Registry is unavailable, log the error and
     try the same batch again with backoff (the step changed nothing), never dead-lettering
@@ -163,16 +187,38 @@ async def _while_registry_down(
             log.error("%s: trying the batch again in %.0f s", exc, delay)
         await asyncio.sleep(delay)
         delay = min(2 * delay, REGISTRY_RETRY_MAX_S)
-        if batch.stale(app):
+        if reader.stale(batch):
             return False
+
+
+def _batch_task(
+    app: Any, reader: BatchReader, topic: str, handle: Callable[[Batch], Awaitable[Any]]
+) -> None:
+    """Run ``handle`` on every batch of ``topic`` as a task of ``app``; an error crashes the
+    worker (like an agent's), it is not swallowed with the task."""
+
+    async def run() -> None:
+        try:
+            async for batch in reader.batches(topic):
+                await handle(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("processing %s failed", topic)
+            await app.crash(exc)
+
+    run.__name__ = f"batches_{topic}"
+    app.task(run)
 
 
 def create_app(
     settings: Settings,
     store: LifecycleStore | None = None,
     metrics: MonitorMetrics | None = None,
-) -> BatchApp:
+) -> Any:
     """The Faust app monitoring pipeline ``settings.pipeline`` (see the module docstring)."""
+    import faust
+
     from driftline.lifecycle_store import LifecycleStore
 
     topics = settings.topics
@@ -201,7 +247,7 @@ def create_app(
         background_archive=True,
     )
 
-    app = BatchApp(
+    app = faust.App(
         app_id(settings.pipeline),
         broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(",")],
         broker_credentials=faust_credentials(settings),
@@ -213,56 +259,58 @@ def create_app(
         producer_acks=-1,
         producer_max_request_size=DLQ_MAX_MESSAGE_BYTES,
         consumer_auto_offset_reset="earliest",
-        consumer_max_fetch_size=max(4 * 1024 * 1024, 2 * settings.max_message_bytes),
-        broker_commit_interval=CHECKPOINT_INTERVAL_S,
         # A SIGKILLed worker's partitions move to the others (or to its restart) after this.
         broker_session_timeout=SESSION_TIMEOUT_S,
-        # One fetch is one micro-batch.
-        broker_max_poll_records=settings.batch_size,
         table_standby_replicas=0,
-        # Shutdown must not wait for Faust acks: the input's offsets are committed by the
-        # checkpoint, not by acks (see the module docstring).
-        stream_wait_empty=False,
         web_enabled=False,
     )
+    group = reader_group(app_id(settings.pipeline))
+    reader = BatchReader(
+        app,
+        lambda: make_consumer(settings, group, fetch_wait_max_ms=FETCH_MAX_WAIT_MS),
+        max_records=settings.batch_size,  # one fetch of a partition is one micro-batch
+    )
 
-    def topic(name: str, partitions: int | None = None, acks: bool = True) -> Any:
-        return app.topic(
-            name, partitions=partitions, value_serializer="raw", key_serializer="raw", acks=acks
-        )
+    def topic(name: str, partitions: int | None = None) -> Any:
+        return app.topic(name, partitions=partitions, value_serializer="raw", key_serializer="raw")
 
-    # No Faust acks on the inputs and labels: the loop commits their offsets, once what they
-    # carry is archived (see the module docstring).
-    inputs = topic(topics.inputs, settings.partitions, acks=False)
-    labels = topic(topics.labels, settings.partitions, acks=False)
     versions = topic(topics.model_versions, settings.partitions)
     table = app.Table(STATE_TABLE, partitions=settings.partitions, key_type=bytes, value_type=bytes)
     # One partition, like the summaries topic: the same worker owns both (see above).
-    summaries = topic(topics.detector_summaries, 1, acks=False)
     pool_table = app.Table(POOL_TABLE, partitions=1, key_type=bytes, value_type=bytes)
-    loop = MonitorLoop(step, FaustTransport(app, table, pool_table), metrics=metrics, signer=signer)
+    transport = FaustTransport(app, reader, table, pool_table)
+    loop = MonitorLoop(step, transport, metrics=metrics, signer=signer)
 
-    @app.agent(deliver_batches(app, inputs), name="monitor")
-    async def monitor(stream: Any) -> None:
-        async for batch in stream:
-            if batch.stale(app):  # fetched before a rebalance: Faust seeks back to the commit
-                continue
-            if not await _while_registry_down(app, batch, loop.inputs):
-                continue
-            if metrics is not None:
-                metrics.observe_lag(app, batch.messages[-1:])  # one partition per batch
+    def input_start(partition: int) -> int | None:
+        data = transport.load_state(MonitorLoop.state_key(partition))
+        return saved_offsets(data).get((topics.inputs, partition)) if data else None
 
-    @app.agent(deliver_batches(app, summaries), name="pool")
-    async def pool_agent(stream: Any) -> None:
-        async for batch in stream:
-            if not batch.stale(app):
-                await loop.summaries(batch.messages)
+    def inputs_revoked(partitions: set[int]) -> None:
+        loop.revoked(partitions)
+        transport.revoked([MonitorLoop.state_key(p) for p in partitions])
 
-    @app.agent(deliver_batches(app, labels), name="labels")
-    async def label_agent(stream: Any) -> None:
-        async for batch in stream:
-            if not batch.stale(app):
-                await _while_registry_down(app, batch, loop.labels)
+    def summaries_revoked(partitions: set[int]) -> None:
+        loop.summaries_revoked()
+        transport.pool_revoked()
+
+    # The batch topics follow the tables their state lives in (see the module docstring).
+    reader.follow(topics.inputs, table, start=input_start, on_revoked=inputs_revoked)
+    reader.follow(topics.labels, table)
+    reader.follow(topics.detector_summaries, pool_table, on_revoked=summaries_revoked)
+
+    async def monitor(batch: Batch) -> None:
+        if await _while_registry_down(reader, batch, loop.inputs) and metrics is not None:
+            metrics.observe_lag(lambda t, p: batch.highwater, batch.messages[-1:])
+
+    async def pool(batch: Batch) -> None:
+        await loop.summaries(batch.messages)
+
+    async def labels(batch: Batch) -> None:
+        await _while_registry_down(reader, batch, loop.labels)
+
+    _batch_task(app, reader, topics.inputs, monitor)
+    _batch_task(app, reader, topics.labels, labels)
+    _batch_task(app, reader, topics.detector_summaries, pool)
 
     verifier = settings.model_version_verifier()
 
@@ -295,13 +343,4 @@ def create_app(
     async def poll_champion() -> None:
         step.sync_reference()
 
-    def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
-        revoked = args[0] if args else kwargs.get("revoked", ())
-        mine = {tp.partition for tp in revoked if tp.topic == topics.inputs}
-        if mine:
-            loop.revoked(mine)
-        if any(tp.topic == topics.detector_summaries for tp in revoked):
-            loop.summaries_revoked()
-
-    app.on_partitions_revoked.connect(cast(Any, on_revoked))
     return app

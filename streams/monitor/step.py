@@ -146,7 +146,7 @@ from driftline.streams.monitor.summaries import (
     encode_summary,
 )
 
-__all__ = ["LabelOutput", "MonitorOutput", "MonitorStep"]
+__all__ = ["LabelOutput", "MonitorOutput", "MonitorStep", "saved_offsets"]
 
 log = logging.getLogger(__name__)
 
@@ -1181,6 +1181,30 @@ def _rows_from_bytes(data: bytes) -> Rows:
             z["partitions"],
             z["offsets"],
         )
+
+
+def saved_offsets(data: bytes) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> the next offset a checkpoint of `MonitorStep.state_bytes` covers:
+    where a transport starts reading the partition again (it reads the header only).
+
+    >>> head = b'{"next_offsets": [["p.inputs", 3, 41]]}'
+    >>> saved_offsets(_STATE_MAGIC + struct.pack(">II", len(head), 2) + head + b"[]")
+    {('p.inputs', 3): 41}
+    """
+    header = _state_header(data)
+    return {(str(t), int(p)): int(o) for t, p, o in header.get("next_offsets", [])}
+
+
+def _state_header(data: bytes) -> dict[str, Any]:
+    if data[: len(_STATE_MAGIC)] != _STATE_MAGIC:
+        raise ValueError(
+            f"not monitor state bytes (starts with {bytes(data[:8])!r}); pass the output of "
+            "MonitorStep.state_bytes()"
+        )
+    pos = len(_STATE_MAGIC)
+    n_head, _ = struct.unpack(">II", data[pos : pos + 8])
+    header: dict[str, Any] = json.loads(data[pos + 8 : pos + 8 + n_head])
+    return header
 
 
 def _unpack_state(data: bytes) -> tuple[dict[str, Any], list[bytes]]:

@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, TopicPartition
 
 from driftline.config.settings import KafkaSecurity, Settings
 from driftline.errors import ConfigError
@@ -160,3 +160,52 @@ def test_faust_worker_credentials_reach_the_secured_broker(secure_broker: dict[s
             await consumer.stop()
 
     assert asyncio.run(roundtrip()) == b"faust"
+
+
+def test_the_worker_batch_reader_reads_and_commits_over_sasl_ssl(
+    secure_broker: dict[str, str],
+) -> None:
+    """The worker's `BatchReader` (librdkafka, manual assignment, its own group's commits)
+    uses the same ``kafka_security`` block as every other client."""
+    import asyncio
+
+    from driftline.streams.kafka.app import app_id
+    from driftline.streams.kafka.faust_batches import reader_group
+    from tests.kafka.test_faust_batches import _App, _reader
+
+    settings = _settings(
+        secure_broker["KAFKA_SASL_SSL"],
+        protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username=secure_broker["KAFKA_USER"],
+        sasl_password=secure_broker["KAFKA_PASSWORD"],
+        ssl_ca_location=secure_broker["KAFKA_CA"],
+    )
+    settings = settings.model_copy(update={"partitions": 2})
+    ensure_topics(settings, timeout=20)
+    producer = make_producer(settings)
+    producer.produce(settings.topics.inputs, b"secured", partition=1)
+    assert producer.flush(20) == 0
+    group = reader_group(app_id(settings.pipeline))
+    app = _App()
+    reader = _reader(settings, app, group)
+
+    async def main() -> bytes:
+        await reader.on_start()
+        try:
+            await app.assign({0, 1})
+            async with asyncio.timeout(30):
+                async for batch in reader.batches(settings.topics.inputs):
+                    await reader.commit({(batch.topic, batch.partition): 1})
+                    return bytes(batch.messages[0].value)
+        finally:
+            await reader.on_stop()
+        raise AssertionError("unreachable")
+
+    assert asyncio.run(main()) == b"secured"
+    consumer = make_consumer(settings, group)
+    try:
+        (tp,) = consumer.committed([TopicPartition(settings.topics.inputs, 1)], timeout=20)
+    finally:
+        consumer.close()
+    assert tp.offset == 1

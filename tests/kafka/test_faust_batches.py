@@ -1,148 +1,231 @@
-"""What the batch hook can get wrong: records fetched but not delivered must come again.
+"""What a batch reader next to Faust can get wrong: records revoked mid-fetch must come again.
 
-`BatchConsumer` takes whole fetches out of Faust's consumer. The client's position is past a
-fetch the moment it returns, so records the hook does not hand on — their partition was
-paused, the flow stopped, or a rebalance began while an earlier partition of the same fetch
-was being handled — are skipped for good unless something seeks back. These tests drive the
-hook over a client that keeps a real position per partition (advanced by every fetch, moved
-by every seek) and check that every offset is delivered, in order, with none skipped.
+`BatchReader` reads the batch topics with librdkafka for the partitions Faust assigns the
+worker. Its client's position is past a fetch the moment the fetch returns, and batches wait in
+a queue for the loop; so records of a partition revoked (and maybe given back) while they are
+fetched or queued are skipped for good unless the partition is read again from a position
+nothing past the loop's last commit. These tests run the reader on the real broker, drive
+Faust's public rebalance signals the way Faust sends them (revoked, then complete once
+recovery is done), and check every offset is delivered with none skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import uuid
+from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
-from aiokafka.errors import IllegalStateError
-from aiokafka.structs import ConsumerRecord
-from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP
+from confluent_kafka import TopicPartition
 
-from driftline.streams.kafka.faust_batches import Batch, BatchConsumer
+from driftline.config.settings import Settings
+from driftline.streams.kafka.clients import ensure_topics, make_consumer, make_producer
+from driftline.streams.kafka.faust_batches import Batch, BatchReader
 
-TOPIC = "p.inputs"
-TPS = [TP(TOPIC, 0), TP(TOPIC, 1)]
-PER_FETCH = 3
+pytestmark = [pytest.mark.kafka]
+
+CHANGELOG = "state-changelog"
+PER_PARTITION = 40
 
 
-class _Client:
-    """Partitions of 10 records each and a position per partition, like aiokafka's fetcher."""
+class _TP(NamedTuple):
+    topic: str
+    partition: int
+
+
+class _Signal:
+    """Faust's signal call convention: ``receiver(sender, *args, signal=..., **kwargs)``."""
 
     def __init__(self) -> None:
-        self.end = 10
-        self.position = {tp: 0 for tp in TPS}
-        self.paused: set[TP] = set()
-        #: shared with the hook, as Faust's active-partition set is: a pause mutates it
-        self.active: set[TP] = set(TPS)
+        self.receivers: list[Callable[..., Awaitable[None]]] = []
 
-    def pause(self, tp: TP) -> None:
-        self.paused.add(tp)
-        self.active.discard(tp)
+    def connect(self, fun: Callable[..., Awaitable[None]]) -> None:
+        self.receivers.append(fun)
 
-    def resume(self) -> None:
-        self.paused.clear()
-        self.active.update(TPS)
-
-    def fetch(self) -> dict[TP, list[ConsumerRecord]]:
-        out = {}
-        for tp in TPS:
-            if tp in self.paused:
-                continue
-            start = self.position[tp]
-            stop = min(self.end, start + PER_FETCH)
-            out[tp] = [
-                ConsumerRecord(TOPIC, tp.partition, o, 0, 0, None, b"{}", None, 0, 2, [])
-                for o in range(start, stop)
-            ]
-            self.position[tp] = stop
-        return out
+    async def send(self, *args: Any) -> None:
+        for fun in self.receivers:
+            await fun(None, *args, signal=self)
 
 
-def _consumer(monkeypatch: pytest.MonkeyPatch, client: _Client) -> Any:
-    async def parent_wait(self: Any, timeout: float) -> tuple[Any, Any]:
-        return client.fetch(), client.active
+class _App:
+    """The public parts of a Faust app the reader uses."""
 
-    monkeypatch.setattr(faust_aiokafka.Consumer, "_wait_next_records", parent_wait)
-    consumer: Any = object.__new__(BatchConsumer)
-    consumer.app = SimpleNamespace(batch_handlers={}, consumer_generation_id=1)
-    consumer.flow_active = True
-    consumer._read_offset = {}
+    def __init__(self) -> None:
+        self.on_partitions_revoked = _Signal()
+        self.on_rebalance_complete = _Signal()
+        self.actives: set[_TP] = set()
+        self.assignor = SimpleNamespace(assigned_actives=lambda: set(self.actives))
+        self.conf = SimpleNamespace(broker_request_timeout=10.0)
 
-    async def seek(tp: TP, offset: int) -> None:
-        if tp not in TPS:
-            raise IllegalStateError(f"no current assignment for {tp}")
-        client.position[tp] = offset
+    def add_dependency(self, service: Any) -> None:
+        pass
 
-    consumer.seek = seek
-    return consumer
-
-
-def _drain(consumer: Any, client: _Client, interfere: Callable[[Batch, int], None]) -> dict:
-    delivered: dict[int, list[int]] = {0: [], 1: []}
-    calls = 0
-
-    async def handle(batch: Batch) -> None:
-        nonlocal calls
-        calls += 1
-        delivered[batch.partition].extend(m.offset for m in batch.messages)
-        interfere(batch, calls)
-
-    consumer.app.batch_handlers[TOPIC] = handle
-
-    async def run() -> None:
-        for _ in range(50):
-            consumer.flow_active = True
-            client.resume()
-            await consumer._wait_next_records(0.1)
-            if all(client.position[tp] == client.end for tp in TPS) and all(
-                len(v) >= client.end for v in delivered.values()
-            ):
-                return
-
-    asyncio.run(run())
-    return delivered
+    async def assign(self, partitions: set[int]) -> None:
+        """A rebalance: everything revoked (Faust's eager protocol), then ``partitions``."""
+        revoked, self.actives = set(self.actives), {_TP(CHANGELOG, p) for p in partitions}
+        await self.on_partitions_revoked.send(revoked)
+        await self.on_rebalance_complete.send()
 
 
-def test_records_of_a_partition_paused_mid_fetch_are_delivered_again(monkeypatch) -> None:
-    client = _Client()
-    consumer = _consumer(monkeypatch, client)
-
-    def pause_the_other(batch: Batch, calls: int) -> None:
-        if calls % 2 == 1:  # the handler of one partition pauses the next, mid-fetch
-            client.pause(TPS[1 - batch.partition])
-
-    delivered = _drain(consumer, client, pause_the_other)
-    assert delivered == {0: list(range(10)), 1: list(range(10))}
-
-
-def test_records_fetched_while_the_flow_stops_are_delivered_again(monkeypatch) -> None:
-    client = _Client()
-    consumer = _consumer(monkeypatch, client)
-
-    def stop_flow(batch: Batch, calls: int) -> None:
-        if calls % 2 == 1:
-            consumer.flow_active = False
-
-    delivered = _drain(consumer, client, stop_flow)
-    assert delivered == {0: list(range(10)), 1: list(range(10))}
+@pytest.fixture
+def topic(kafka_bootstrap: str) -> tuple[Settings, str]:
+    name = f"batches-{uuid.uuid4().hex[:8]}"
+    settings = Settings(pipeline=name, kafka_bootstrap_servers=kafka_bootstrap, partitions=2)
+    ensure_topics(settings)
+    producer = make_producer(settings)
+    for p in (0, 1):
+        for i in range(PER_PARTITION):
+            producer.produce(settings.topics.inputs, value=b"%d" % i, partition=p)
+    producer.flush(30)
+    return settings, settings.topics.inputs
 
 
-def test_a_rebalance_mid_fetch_delivers_nothing_more_of_that_fetch(monkeypatch) -> None:
-    """After a rebalance Faust seeks to the commit; the hook must not deliver or seek itself."""
-    client = _Client()
-    consumer = _consumer(monkeypatch, client)
-    batches: list[Batch] = []
+def _reader(settings: Settings, app: _App, group: str, **follow: Any) -> BatchReader:
+    reader = BatchReader(app, lambda: make_consumer(settings, group), max_records=7)
+    table = SimpleNamespace(changelog_topic=SimpleNamespace(get_topic_name=lambda: CHANGELOG))
+    reader.follow(settings.topics.inputs, table, **follow)
+    return reader
 
-    async def handle(batch: Batch) -> None:
-        batches.append(batch)
-        consumer.app.consumer_generation_id += 1  # the group rebalanced meanwhile
 
-    consumer.app.batch_handlers[TOPIC] = handle
-    asyncio.run(consumer._wait_next_records(0.1))
-    assert [b.partition for b in batches] == [0]
-    # Partition 1 was neither delivered nor rewound: its next owner starts at the commit.
-    assert client.position[TPS[1]] == PER_FETCH
-    assert TPS[1] not in consumer._read_offset
+async def _run_started(
+    reader: BatchReader, topic: str, handle: Callable[[Batch], Awaitable[bool]]
+) -> None:
+    try:
+        async with asyncio.timeout(60):
+            async for batch in reader.batches(topic):
+                if await handle(batch):
+                    return
+    finally:
+        await reader.on_stop()
+
+
+def _no_gap(batches: list[Batch], partition: int) -> list[int]:
+    """The offsets of ``partition`` as delivered; every batch starts at or before the next
+    offset not yet delivered (read again is fine, skipped is not)."""
+    seen = -1
+    for b in batches:
+        if b.partition != partition:
+            continue
+        first = b.messages[0].offset
+        assert first <= seen + 1, f"offsets {seen + 1}..{first - 1} of {partition} were skipped"
+        offsets = [m.offset for m in b.messages]
+        assert offsets == list(range(first, first + len(offsets))), "in order, none missing"
+        seen = max(seen, offsets[-1])
+    return sorted({m.offset for b in batches if b.partition == partition for m in b.messages})
+
+
+def test_records_revoked_mid_fetch_are_delivered_again_never_skipped(topic) -> None:
+    settings, name = topic
+    app = _App()
+    reader = _reader(settings, app, f"g-{uuid.uuid4().hex}")
+    delivered: list[Batch] = []
+    committed: dict[int, int] = {}
+    rebalances = 0
+
+    async def handle(batch: Batch) -> bool:
+        nonlocal rebalances
+        delivered.append(batch)
+        if len(delivered) % 3 == 0:  # a checkpoint: what was handled so far is durable
+            await reader.commit({(name, p): o for p, o in committed.items()})
+        committed[batch.partition] = batch.messages[-1].offset + 1
+        if len(delivered) % 3 == 0 and rebalances < 4:
+            # A rebalance while later fetches of both partitions are queued or in flight:
+            # both are revoked and given back (the eager protocol revokes everything).
+            rebalances += 1
+            await app.assign({0, 1})
+            assert reader.stale(batch), "a batch fetched before the rebalance is stale"
+        return rebalances == 4 and all(committed.get(p) == PER_PARTITION for p in (0, 1))
+
+    async def main() -> None:
+        await reader.on_start()
+        await app.assign({0, 1})
+        await _run_started(reader, name, handle)
+
+    asyncio.run(main())
+    assert rebalances == 4
+    for p in (0, 1):
+        assert _no_gap(delivered, p) == list(range(PER_PARTITION))
+
+
+def test_a_batch_of_a_revoked_partition_is_never_delivered(topic) -> None:
+    """Queued batches of a partition revoked meanwhile are dropped; when it comes back it is
+    read again from the group's commit (here: nothing committed, so from the start)."""
+    settings, name = topic
+    app = _App()
+    reader = _reader(settings, app, f"g-{uuid.uuid4().hex}")
+    delivered: list[Batch] = []
+
+    async def handle(batch: Batch) -> bool:
+        delivered.append(batch)
+        if len(delivered) == 1:
+            await asyncio.sleep(0.5)  # later fetches of the partition fill the queue
+            await app.assign({1 - batch.partition})
+            await asyncio.sleep(0.5)
+            await app.assign({0, 1})
+        return sum(len(b.messages) for b in delivered) >= 2 * PER_PARTITION + len(
+            delivered[0].messages
+        )
+
+    async def main() -> None:
+        await reader.on_start()
+        await app.assign({0, 1})
+        await _run_started(reader, name, handle)
+
+    asyncio.run(main())
+    first = delivered[0]
+    again = [b for b in delivered[1:] if b.partition == first.partition]
+    assert again[0].messages[0].offset == 0, "read again from the (absent) commit"
+    for p in (0, 1):
+        assert _no_gap(delivered, p) == list(range(PER_PARTITION))
+
+
+def test_the_start_is_the_smaller_of_the_state_offset_and_the_commit(topic) -> None:
+    """A zombie worker's late commit (past what the recovered state covers) must not make the
+    new owner skip rows its state never folded in; a commit behind the state wins too."""
+    settings, name = topic
+    group = f"g-{uuid.uuid4().hex}"
+    zombie = make_consumer(settings, group)
+    zombie.commit(
+        offsets=[TopicPartition(name, 0, 30), TopicPartition(name, 1, 5)], asynchronous=False
+    )
+    zombie.close()
+    app = _App()
+    reader = _reader(settings, app, group, start=lambda p: {0: 12, 1: 20}[p])
+    first: dict[int, int] = {}
+
+    async def handle(batch: Batch) -> bool:
+        first.setdefault(batch.partition, batch.messages[0].offset)
+        return len(first) == 2
+
+    async def main() -> None:
+        await reader.on_start()
+        await app.assign({0, 1})
+        await _run_started(reader, name, handle)
+
+    asyncio.run(main())
+    assert first == {0: 12, 1: 5}
+
+
+def test_a_revocation_while_the_assignment_is_computed_cancels_it(topic) -> None:
+    settings, _ = topic
+    app = _App()
+
+    def start(partition: int) -> int | None:
+        # Faust's next rebalance begins while this worker looks up its start positions.
+        asyncio.get_running_loop().create_task(app.on_partitions_revoked.send(set(app.actives)))
+        return None
+
+    reader = _reader(settings, app, f"g-{uuid.uuid4().hex}", start=start)
+
+    async def main() -> None:
+        await reader.on_start()
+        try:
+            await app.assign({0, 1})
+            await asyncio.sleep(0.5)
+            assert reader.owned() == set(), "the stale assignment was not applied"
+        finally:
+            await reader.on_stop()
+
+    asyncio.run(main())

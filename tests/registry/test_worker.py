@@ -112,9 +112,13 @@ class _Batch:
     def __init__(self) -> None:
         self.stale_after = 99
 
-    def stale(self, app: Any) -> bool:
-        self.stale_after -= 1
-        return self.stale_after < 0
+
+class _Reader:
+    """The batch reader's `stale`: here, stale after ``batch.stale_after`` looks."""
+
+    def stale(self, batch: Any) -> bool:
+        batch.stale_after -= 1
+        return bool(batch.stale_after < 0)
 
 
 def test_a_batch_is_retried_until_the_registry_answers(monkeypatch) -> None:
@@ -126,7 +130,7 @@ def test_a_batch_is_retried_until_the_registry_answers(monkeypatch) -> None:
         if len(calls) < 3:
             raise RegistryUnavailable("down")
 
-    assert asyncio.run(_while_registry_down(None, _Batch(), work)) is True
+    assert asyncio.run(_while_registry_down(_Reader(), _Batch(), work)) is True
     assert calls == [("m",)] * 3
 
     stale = _Batch()
@@ -135,7 +139,7 @@ def test_a_batch_is_retried_until_the_registry_answers(monkeypatch) -> None:
     async def never(messages: Any) -> None:
         raise RegistryUnavailable("down")
 
-    assert asyncio.run(_while_registry_down(None, stale, never)) is False
+    assert asyncio.run(_while_registry_down(_Reader(), stale, never)) is False
 
 
 _real_sleep = asyncio.sleep

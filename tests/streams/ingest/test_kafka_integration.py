@@ -31,6 +31,7 @@ from driftline.schemas import (
 )
 from driftline.streams.kafka.app import app_id
 from driftline.streams.kafka.clients import make_consumer, make_producer
+from driftline.streams.kafka.faust_batches import reader_group
 from driftline.streams.kafka.replay import replay
 from driftline.streams.monitor.pool import PipelinePool
 from driftline.streams.monitor.step import MonitorStep
@@ -187,8 +188,9 @@ def last_state(run: PipelineRun) -> bytes:
 
 
 def committed_offset(run: PipelineRun, topic: str, partition: int = 0) -> int | None:
-    """The monitor group's committed offset of ``topic``/``partition`` (None: nothing yet)."""
-    consumer = make_consumer(run.settings, app_id(run.name))
+    """The offset of ``topic``/``partition`` the monitor's batch reader committed (None:
+    nothing yet)."""
+    consumer = make_consumer(run.settings, reader_group(app_id(run.name)))
     try:
         (tp,) = consumer.committed([TopicPartition(topic, partition)], timeout=10)
     finally:
@@ -254,8 +256,8 @@ def test_a_second_worker_takes_over_partitions_and_nothing_is_lost(
     run = pipeline_run("rebalance", partitions=partitions)
     run.start_worker()
     inputs = run.settings.topics.inputs
-    # Faust logs each assignment as a table: "| {p}.inputs | {0-1} |".
-    assigned = re.compile(rf"\| {re.escape(inputs)}\s+\| \{{[0-9, -]+\}}")
+    # The batch reader logs each input partition it is given: "reading {p}.inputs[2] from".
+    assigned = re.compile(rf"reading {re.escape(inputs)}\[[0-9]+\] from offset")
     joined = []
 
     def join_midway(rows: int) -> None:

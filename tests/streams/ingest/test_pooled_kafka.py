@@ -121,8 +121,9 @@ def drift_events(run: PipelineRun, want: int | None) -> list[DriftEvent]:
 
 
 def assigned(run: PipelineRun, worker: int) -> Any:
-    """Faust's assignment table in worker ``worker``'s log: "| {p}.inputs | {0-1} |"."""
-    table = re.compile(rf"\| {re.escape(run.settings.topics.inputs)}\s+\| \{{[0-9, -]+\}}")
+    """An input partition given to worker ``worker``'s batch reader, as its log says:
+    "reading {p}.inputs[0] from offset ..."."""
+    table = re.compile(rf"reading {re.escape(run.settings.topics.inputs)}\[[0-9]+\] from offset")
     return table.search((run.root / f"worker-{worker}.log").read_text(errors="replace"))
 
 
