@@ -146,7 +146,10 @@ class ModelSubscriber:
     driftline config. ``consumer_config`` adds or overrides confluent-kafka settings.
     ``registry`` receives the subscriber's metrics (None: none are kept).
 
-    >>> sub = ModelSubscriber("127.0.0.1:9092", "fraud", loader=lambda event, data: data)
+    >>> from driftline.schemas import ModelVersionSigner
+    >>> key = ModelVersionSigner.generate().public_key  # in a service: the retrainer's
+    >>> sub = ModelSubscriber("127.0.0.1:9092", "fraud", verify_keys=[key],
+    ...                       loader=lambda event, data: data)
     >>> sub.topic, sub.key, sub.current_version is None
     ('fraud.model-versions', b'fraud/champion', True)
     """
