@@ -1195,19 +1195,8 @@ def saved_offsets(data: bytes) -> dict[tuple[str, int], int]:
     return {(str(t), int(p)): int(o) for t, p, o in header.get("next_offsets", [])}
 
 
-def _state_header(data: bytes) -> dict[str, Any]:
-    if data[: len(_STATE_MAGIC)] != _STATE_MAGIC:
-        raise ValueError(
-            f"not monitor state bytes (starts with {bytes(data[:8])!r}); pass the output of "
-            "MonitorStep.state_bytes()"
-        )
-    pos = len(_STATE_MAGIC)
-    n_head, _ = struct.unpack(">II", data[pos : pos + 8])
-    header: dict[str, Any] = json.loads(data[pos + 8 : pos + 8 + n_head])
-    return header
-
-
-def _unpack_state(data: bytes) -> tuple[dict[str, Any], list[bytes]]:
+def _state_sizes(data: bytes) -> tuple[int, int, int]:
+    """Where the header starts, and the header's and the blob-size list's lengths."""
     if data[: len(_STATE_MAGIC)] != _STATE_MAGIC:
         raise ValueError(
             f"not monitor state bytes (starts with {bytes(data[:8])!r}); pass the output of "
@@ -1215,7 +1204,17 @@ def _unpack_state(data: bytes) -> tuple[dict[str, Any], list[bytes]]:
         )
     pos = len(_STATE_MAGIC)
     n_head, n_meta = struct.unpack(">II", data[pos : pos + 8])
-    pos += 8
+    return pos + 8, n_head, n_meta
+
+
+def _state_header(data: bytes) -> dict[str, Any]:
+    pos, n_head, _ = _state_sizes(data)
+    header: dict[str, Any] = json.loads(data[pos : pos + n_head])
+    return header
+
+
+def _unpack_state(data: bytes) -> tuple[dict[str, Any], list[bytes]]:
+    pos, n_head, n_meta = _state_sizes(data)
     header = json.loads(data[pos : pos + n_head])
     pos += n_head
     sizes = json.loads(data[pos : pos + n_meta])

@@ -44,18 +44,20 @@ def _roundtrip(settings: Settings) -> None:
         consumer.close()
 
 
+def _sasl_ssl(secure_broker: dict[str, str], mechanism: str = "SCRAM-SHA-512") -> Settings:
+    return _settings(
+        secure_broker["KAFKA_SASL_SSL"],
+        protocol="SASL_SSL",
+        sasl_mechanism=mechanism,
+        sasl_username=secure_broker["KAFKA_USER"],
+        sasl_password=secure_broker["KAFKA_PASSWORD"],
+        ssl_ca_location=secure_broker["KAFKA_CA"],
+    )
+
+
 @pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"])
 def test_sasl_ssl(secure_broker: dict[str, str], mechanism: str) -> None:
-    _roundtrip(
-        _settings(
-            secure_broker["KAFKA_SASL_SSL"],
-            protocol="SASL_SSL",
-            sasl_mechanism=mechanism,
-            sasl_username=secure_broker["KAFKA_USER"],
-            sasl_password=secure_broker["KAFKA_PASSWORD"],
-            ssl_ca_location=secure_broker["KAFKA_CA"],
-        )
-    )
+    _roundtrip(_sasl_ssl(secure_broker, mechanism))
 
 
 def test_mutual_tls_with_an_encrypted_key(secure_broker: dict[str, str]) -> None:
@@ -126,14 +128,7 @@ def test_faust_worker_credentials_reach_the_secured_broker(secure_broker: dict[s
 
     from driftline.streams.kafka.clients import faust_credentials
 
-    settings = _settings(
-        secure_broker["KAFKA_SASL_SSL"],
-        protocol="SASL_SSL",
-        sasl_mechanism="SCRAM-SHA-512",
-        sasl_username=secure_broker["KAFKA_USER"],
-        sasl_password=secure_broker["KAFKA_PASSWORD"],
-        ssl_ca_location=secure_broker["KAFKA_CA"],
-    )
+    settings = _sasl_ssl(secure_broker)
     ensure_topics(settings, timeout=20)
     auth = credentials_to_aiokafka_auth(faust_credentials(settings))
     assert auth["security_protocol"] == "SASL_SSL"
@@ -173,14 +168,7 @@ def test_the_worker_batch_reader_reads_and_commits_over_sasl_ssl(
     from driftline.streams.kafka.faust_batches import reader_group
     from tests.kafka.test_faust_batches import _App, _reader
 
-    settings = _settings(
-        secure_broker["KAFKA_SASL_SSL"],
-        protocol="SASL_SSL",
-        sasl_mechanism="SCRAM-SHA-512",
-        sasl_username=secure_broker["KAFKA_USER"],
-        sasl_password=secure_broker["KAFKA_PASSWORD"],
-        ssl_ca_location=secure_broker["KAFKA_CA"],
-    )
+    settings = _sasl_ssl(secure_broker)
     settings = settings.model_copy(update={"partitions": 2})
     ensure_topics(settings, timeout=20)
     producer = make_producer(settings)
