@@ -60,7 +60,7 @@ def ewma(
     decays = 1.0 - gains if decay is None else np.broadcast_to(decay, (z.shape[1],))
     pairs = _column_groups(gains, decays)
     if len(pairs) == 1:
-        (gain, dec, _), = pairs
+        ((gain, dec, _),) = pairs
         return _ewma_one(z, m0, gain, dec)
     out = np.empty_like(z)
     for gain, dec, cols in pairs:

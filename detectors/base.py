@@ -293,7 +293,13 @@ class DriftDetector:
             budget = max(int(self.n_simulated) // 2, 1)
             gains, decays = self._recursion(w)
             h = calibrate_threshold(
-                hold, one, gains if decays is not None else lam, ert, budget, rng, n_rows,
+                hold,
+                one,
+                gains if decays is not None else lam,
+                ert,
+                budget,
+                rng,
+                n_rows,
                 decay=decays,
             )
             out.append(h if h > 0 else 1.0)
