@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -234,7 +234,7 @@ class Archive:
         tables = []
         for s in segments:
             table = self._store.artifacts.get_table(s.artifact_key)
-            at = s.created_at if s.created_at.tzinfo else s.created_at.replace(tzinfo=UTC)
+            at = orm.as_utc(s.created_at)
             tables.append(table.append_column("__archived", pa.array([at] * len(table), kind)))
         return _concat_labels(tables)
 

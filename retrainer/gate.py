@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -86,13 +86,22 @@ class GateBound:
     wins_needed: int
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able record for the training's metrics."""
-        return {
-            "possible": self.possible,
-            "champion_errors": self.champion_errors,
-            "holdout_rows": self.holdout_rows,
-            "wins_needed": self.wins_needed,
-        }
+        """JSON-able record for the training's metrics (read back by `from_dict`)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> GateBound:
+        """The bound a training recorded; missing fields read as no errors, one win needed.
+
+        >>> GateBound.from_dict(GateBound(False, 1, 99, 4).to_dict())
+        GateBound(possible=False, champion_errors=1, holdout_rows=99, wins_needed=4)
+        """
+        return cls(
+            bool(record.get("possible", False)),
+            int(record.get("champion_errors", 0)),
+            int(record.get("holdout_rows", 0)),
+            int(record.get("wins_needed", 1)),
+        )
 
     def rows_to_possible(self) -> int:
         """Holdout rows at which the champion's errors could reach ``wins_needed``, at its

@@ -518,11 +518,9 @@ class Retrainer:
         need_min = self.config.selection.min_labelled_rows
         if code == "unbeatable":
             # Retry once the post-change holdout could hold enough champion errors.
-            bound = last.metrics.get("gate_bound", {})
-            rows = max(1, int(bound.get("holdout_rows", 0)))
-            wanted = GateBound(
-                False, int(bound.get("champion_errors", 0)), rows, int(bound.get("wins_needed", 1))
-            ).rows_to_possible()
+            bound = GateBound.from_dict(last.metrics.get("gate_bound", {}))
+            rows = max(1, bound.holdout_rows)
+            wanted = bound.rows_to_possible()
             return grown >= max(1, math.ceil(max(new, 1) * (wanted / rows - 1.0)))
         if code == "labels":
             # Ask again once a tenth of what was missing (at least one row) came in.
@@ -748,12 +746,14 @@ class Retrainer:
         x_fit, y_fit = x_all[~hold], y_all[~hold]
         champ_model = None if champion is None else self._champion_adapter(champion)
         champ_metrics = None if champ_model is None else champ_model.evaluate(x_hold, y_hold)
-        if drift is not None and champ_model is not None:
-            bound = gate_bound(
-                cfg.gate,
-                cfg.metric,
-                per_row_loss(cfg.metric, y_hold, np.asarray(champ_model.predict(x_hold))),
-            )
+        # The champion's per-row holdout loss, for the bound below and for the gate.
+        champ_loss = (
+            None
+            if champ_model is None
+            else per_row_loss(cfg.metric, y_hold, np.asarray(champ_model.predict(x_hold)))
+        )
+        if drift is not None and champ_loss is not None:
+            bound = gate_bound(cfg.gate, cfg.metric, champ_loss)
             if bound is not None and not bound.possible:
                 return self._skip_unbeatable(
                     training_id, trigger, sel, bound, dv.id, conflicts, timings, started
@@ -795,9 +795,7 @@ class Retrainer:
             ch_metrics,
             champ_metrics,
             per_row_loss(metric, y_hold, np.asarray(model.predict(x_hold))),
-            None
-            if champ_model is None
-            else per_row_loss(metric, y_hold, np.asarray(champ_model.predict(x_hold))),
+            champ_loss,
         )
         lap("gate_s")
         mv = self.store.register_model(

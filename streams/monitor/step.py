@@ -90,7 +90,6 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from itertools import islice, repeat
 from operator import add, itemgetter, lt
 from typing import Any
@@ -113,6 +112,7 @@ from driftline.lifecycle_store.exceptions import (
     NotFoundError,
     StoreError,
 )
+from driftline.lifecycle_store.orm import as_utc
 from driftline.schemas import (
     DeadLetter,
     DeadLetterReason,
@@ -625,7 +625,7 @@ class MonitorStep:
                     data_version_id,
                     deployment_id,
                     model_version_id,
-                    _utc(version.event_time_min),
+                    as_utc(version.event_time_min),
                     version.row_count,
                     next_at=0,
                 )
@@ -1125,10 +1125,6 @@ class MonitorStep:
 
 _RECORDED_ALARMS = 1000
 """Newest stored drift events searched for alarms that end a reference's concept."""
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _partition_counts(partitions: np.ndarray) -> list[tuple[int, int]]:
