@@ -388,11 +388,12 @@ class Retrainer:
                     drift_ids=[latest.drift_id],
                 )
             return TrainingOutcome("DUPLICATE", closed, training_id=held.id)
-        reused = self._reuse(episode, latest, cfg)
+        deployed = next((t for t in attempts if t.metrics.get("deployed")), None)
+        reused = None if deployed is not None else self._reuse(episode, latest, cfg)
         if reused is not None:
             return reused
         labels = self.labels_total()
-        if attempts and not self._worth_retry(attempts[0], labels, cfg):
+        if attempts and not self._worth_retry(attempts[0], labels, cfg, attempts):
             return TrainingOutcome(
                 "DUPLICATE",
                 f"episode {episode} waits: {attempts[0].reason or attempts[0].status}",
@@ -412,7 +413,14 @@ class Retrainer:
         trigger["attempt"] = len(attempts) + 1
         events = self._episode_events(episode) or [latest]
         since = min(e.change_start for e in events)
-        if decision.fired:
+        if deployed is not None:
+            # A refinement: the deployment's own change point, with the labels since.
+            trigger["refine"] = {
+                "after": deployed.id,
+                "target_labelled_new": self._refinement(deployed, attempts, cfg),
+            }
+            since = _parse_time(deployed.metrics.get("selection", {}).get("since")) or since
+        elif decision.fired:
             since, trigger["change_point"] = self._change_start(events, since)
         training, created = self._begin_training(f"{episode}#{len(attempts) + 1}", trigger, latest)
         if not created:
@@ -479,6 +487,8 @@ class Retrainer:
             if t.status in ("NEW", "RUNNING"):
                 return f"episode {episode} is training now ({t.id})"
             if t.status == "COMPLETE" and t.metrics.get("deployed"):
+                if self._refinement(t, attempts, cfg) is not None:
+                    return None  # one more training once enough post-change labels arrived
                 return f"episode {episode} deployed model {t.model_version_id}"
             if (
                 reuse is not None
@@ -504,9 +514,16 @@ class Retrainer:
                 return f"episode {episode} was answered by deployment {history[-1].id}"
         return None
 
-    def _worth_retry(self, last: Any, labels_now: int, cfg: DriftTriggerConfig) -> bool:
+    def _worth_retry(
+        self, last: Any, labels_now: int, cfg: DriftTriggerConfig, attempts: list[Any]
+    ) -> bool:
         """Whether anything changed since ``last`` attempt that can change its outcome."""
         code = last.metrics.get("code") if isinstance(last.metrics, dict) else None
+        if code == "deployed":
+            target = self._refinement(last, attempts, cfg)
+            have = int(last.metrics.get("selection", {}).get("labelled_new", 0))
+            grown = labels_now - int(last.trigger.get("labels_total", 0))
+            return target is not None and have + grown >= target
         if code == _COOLDOWN_CODE:
             return True  # the trigger itself says when the cooldown is over
         if code == "trigger":
@@ -527,6 +544,40 @@ class Retrainer:
             return grown >= max(1, (need_min - new) // 10)
         # A losing, skipped-by-guard or failed attempt: wait for the labels to grow.
         return grown >= (cfg.retry_growth - 1.0) * max(new, need_min)
+
+    def _refinement(
+        self, deployed: Any, attempts: list[Any], cfg: DriftTriggerConfig
+    ) -> int | None:
+        """The post-change labelled rows a refinement of ``deployed`` waits for, or None when
+        the episode needs none.
+
+        A drift episode trains as soon as ``min_labelled_rows`` post-change labels exist;
+        on a high-dimensional, many-class problem that can be fewer rows than a linear
+        model of it has parameters, ``(features + 1) x classes`` (digits: 650), and the
+        deployed model stays far below what the new concept allows while no later alarm
+        comes (its reference is the new concept). Such a deployment gets one more training,
+        once the post-change labels can fit that many rows (after the holdout) and grew
+        ``retry_growth`` times. Only while it is still the champion, once per episode.
+        """
+        if not cfg.refine or deployed.trigger.get("refine"):
+            return None
+        for t in attempts:
+            if t.id == deployed.id:
+                break
+            code = t.metrics.get("code") if isinstance(t.metrics, dict) else None
+            if t.trigger.get("refine") and code not in ("labels", _COOLDOWN_CODE):
+                return None  # refined already (deployed, lost, failed or unbeatable)
+        classes = int(deployed.metrics.get("classes") or 0)
+        fitted = int((deployed.resources or {}).get("train_rows") or 0)
+        parameters = (len(self.feature_names()) + 1) * max(classes, 1)
+        if classes == 0 or fitted <= 0 or fitted >= parameters:
+            return None
+        champion = self.store.current(self.pipeline, self.alias)
+        if champion is None or champion.id != deployed.model_version_id:
+            return None  # replaced since (a later episode, a rollback)
+        have = int(deployed.metrics.get("selection", {}).get("labelled_new", 0))
+        fit_share = 1.0 - self.config.gate.holdout_fraction
+        return max(math.ceil(parameters / fit_share), math.ceil(cfg.retry_growth * have))
 
     # ------------------------------------------------------------------ label-free reuse
     def _reuse_record(self, episode: str) -> Any | None:
@@ -828,6 +879,7 @@ class Retrainer:
             "champion_model_version_id": None if champion is None else champion.id,
             "parent": parent.to_dict(),
             "fit": report.to_dict(),
+            "classes": len(np.unique(y_fit)) if cfg.label.task == "classification" else 1,
             "guard": guard_record,
             "selection": sel.describe(),
         }

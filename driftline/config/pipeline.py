@@ -140,8 +140,11 @@ class DriftTriggerConfig(_TriggerBase):
     grew ``retry_growth`` times, up to ``max_attempts`` trainings. No challenger is trained
     while the champion errs on too few post-change holdout rows for any model to pass the
     gate (a skip, not an attempt). The change point is re-estimated on the archived rows
-    when the episode trains. ``cooldown_s`` defers an episode (counted from the last
-    drift-driven training), never drops it.
+    when the episode trains. With ``refine``, a deployment fitted on too few rows for the
+    problem (fewer than a linear model's ``(features + 1) x classes`` parameters) keeps its
+    episode open for one more training once enough post-change labels arrived.
+    ``cooldown_s`` defers an episode (counted from the last drift-driven training), never
+    drops it.
 
     >>> DriftTriggerConfig(min_ratio=1.5).kind
     'drift'
@@ -158,6 +161,12 @@ class DriftTriggerConfig(_TriggerBase):
         default=2.0,
         gt=1,
         description="a losing episode trains again once its post-change labels grew this much",
+    )
+    refine: bool = Field(
+        default=True,
+        description="a deployment fitted on fewer rows than a linear model of the problem "
+        "has parameters ((features + 1) x classes) trains once more, from the same change "
+        "point, when the post-change labels can fit that many rows and grew retry_growth times",
     )
     reuse_alpha: float | None = Field(
         default=0.05,

@@ -7,7 +7,7 @@ policies, all on ``PipelineConfig(name=...)`` defaults — nothing is tuned to a
 
 >>> sorted(STREAMS)  # doctest: +NORMALIZE_WHITESPACE
 ['breast-cancer-seasonal', 'breast-cancer-subpopulation', 'digits-rotation', 'false-alarm',
- 'gaussian-recurring', 'label-shift', 'wine-gradual']
+ 'gaussian-recurring', 'label-shift', 'many-class-swap', 'wine-gradual']
 """
 
 from __future__ import annotations
@@ -187,6 +187,35 @@ def digits_rotation() -> tuple[LabelledStream, list[Concept]]:
     return _stream(x, data.target[idx].astype(np.int64), "d"), concepts
 
 
+def many_class_swap() -> tuple[LabelledStream, list[Concept]]:
+    """Eight classes over 24 features (``make_classification``); from row 4000 on the rows
+    come from another generator with other class centres (a new product line, say): a
+    sudden change of inputs and labelling rule, wider and with more classes than the
+    other synthetic streams."""
+    from sklearn.datasets import make_classification
+
+    def draw(seed: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        x, y = make_classification(
+            n_samples=rows,
+            n_features=24,
+            n_informative=16,
+            n_redundant=4,
+            n_classes=8,
+            n_clusters_per_class=1,
+            class_sep=1.5,
+            random_state=seed,
+        )
+        return x, y.astype(np.int64)
+
+    n, change = 9000, 4000
+    (xa, ya), (xb, yb) = draw(21, change), draw(22, n - change)
+    concepts = [
+        Concept(start=0, end=change, concept="A"),
+        Concept(start=change, end=n, concept="B", kind="sudden"),
+    ]
+    return _stream(np.vstack([xa, xb]), np.concatenate([ya, yb]), "m"), concepts
+
+
 def _stream(x: np.ndarray, y: np.ndarray, prefix: str) -> LabelledStream:
     names = [f"{prefix}{i}" for i in range(x.shape[1])]
     return LabelledStream.from_arrays(x, y, names, label_delay=LABEL_DELAY)
@@ -200,6 +229,7 @@ STREAMS: dict[str, Callable[[], tuple[LabelledStream, list[Concept]]]] = {
     "breast-cancer-seasonal": breast_cancer_seasonal,
     "label-shift": label_shift,
     "digits-rotation": digits_rotation,
+    "many-class-swap": many_class_swap,
 }
 
 

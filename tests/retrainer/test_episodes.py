@@ -190,3 +190,81 @@ def test_the_change_point_is_re_estimated_on_the_rows_archived_since_the_referen
     assert abs((datetime.fromisoformat(cp["at"]) - change).total_seconds()) <= 10, cp  # 1 row/s
     assert trained.status == "COMPLETE" and trained.deployed, trained.reason
     assert trained.metrics["selection"]["labelled_new"] <= 810  # B's rows, not A's
+
+
+def many_classes(n: int, seed: int, *, new: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Ten well-separated classes: easy to learn, but more than a linear model can fit from a
+    few rows ((8 features + 1) x 10 classes = 90 parameters). ``new``: other class centres."""
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(99 if new else 98).normal(size=(10, len(FEATURES)))
+    y = rng.integers(0, 10, size=n)
+    return centres[y] + 0.5 * rng.normal(size=(n, len(FEATURES))), y
+
+
+def bootstrap_ten(r: Retrainer, feed: Feed) -> Any:
+    feed.rows(*many_classes(1500, 0, new=False))
+    [outcome] = r.tick(feed.clock)
+    assert outcome.deployed, outcome.reason
+    return outcome
+
+
+def test_a_deployment_fitted_on_too_few_rows_is_refined_once(
+    store: LifecycleStore, feed_factory: Callable[[str], Feed]
+) -> None:
+    feed = feed_factory("refine")
+    r = make(
+        store,
+        "refine",
+        triggers=[{"kind": "drift", "reuse_alpha": None, "retry_growth": 2.0}],
+        selection={"min_labelled_rows": 60},
+        gate={"min_holdout_rows": 10},
+        guard={"enabled": False},
+    )
+    first = bootstrap_ten(r, feed)
+    x, y = many_classes(1000, 1)
+    start, end, ids = feed.rows(x, y, labelled=0.0)
+    feed.labels(ids[:60], y[:60], end)
+    event = with_change(drift_event("refine", first.data_version_id, T0, end), start)
+    starved = r.handle_drift(event)
+    assert starved.deployed, starved.reason
+    assert store.training(starved.training_id).resources["train_rows"] < 90
+    # Still the episode's: it waits for the labels a refinement needs, trains nothing yet.
+    feed.labels(ids[60:100], y[60:100], end)
+    assert r.tick(end) == []
+    # (90 parameters / 0.8 of the labels fitted) -> 113 post-change labels, and 2 x 60.
+    feed.labels(ids[100:130], y[100:130], end)
+    [refined] = r.tick(end)
+    assert refined.status == "COMPLETE", refined.reason
+    assert refined.trigger["refine"] == {"after": starved.training_id, "target_labelled_new": 120}
+    sel = refined.metrics["selection"]
+    assert sel["since"] == store.training(starved.training_id).metrics["selection"]["since"]
+    assert sel["labelled_new"] == 130
+    # Once per episode, whatever the gate said.
+    feed.labels(ids[130:900], y[130:900], end)
+    assert r.tick(end) == []
+    again = r.handle_drift(event)
+    assert again.status == "DUPLICATE", again.reason
+
+
+def test_no_refinement_when_the_deployment_had_enough_rows_or_it_is_off(
+    store: LifecycleStore, feed_factory: Callable[[str], Feed]
+) -> None:
+    for name, labelled, refine in (("enough", 400, True), ("off", 70, False)):
+        feed = feed_factory(name)
+        r = make(
+            store,
+            name,
+            triggers=[{"kind": "drift", "reuse_alpha": None, "refine": refine}],
+            selection={"min_labelled_rows": 60},
+            gate={"min_holdout_rows": 10},
+            guard={"enabled": False},
+        )
+        first = bootstrap_ten(r, feed)
+        x, y = many_classes(1000, 2)
+        start, end, ids = feed.rows(x, y, labelled=0.0)
+        feed.labels(ids[:labelled], y[:labelled], end)
+        event = with_change(drift_event(name, first.data_version_id, T0, end), start)
+        assert r.handle_drift(event).deployed
+        feed.labels(ids[labelled:], y[labelled:], end)
+        assert r.tick(end) == [], name
+        assert "deployed model" in r.handle_drift(event).reason

@@ -28,6 +28,10 @@ def scores(name: str, out: Path) -> dict[str, tuple[float, int]]:
         "breast-cancer-subpopulation",
         "breast-cancer-seasonal",
         "label-shift",  # added after the policy was designed: validation, not tuning
+        # Added after the label and gate rules were designed; a starved deployment's one
+        # refinement was designed on it (a linear model of 64 pixels x 10 digits has 650
+        # parameters; the episode's first model saw 160 rows).
+        "digits-rotation",
     ],
 )
 def test_drift_policy_matches_periodic_with_half_the_trainings(tmp_path: Path, name: str) -> None:
@@ -38,16 +42,17 @@ def test_drift_policy_matches_periodic_with_half_the_trainings(tmp_path: Path, n
 
 
 @pytest.mark.slow
-def test_a_sudden_shift_on_real_images_is_answered_with_few_trainings(tmp_path: Path) -> None:
-    """Digits rotated by 90 degrees (added after the policy was designed). The drift policy
-    answers the change with one training and gains 0.4 over never retraining, but stays below
-    periodic retraining (0.835 vs 0.872): its one model is trained on the first
-    ``min_labelled_rows`` post-change labels and the episode ends when it deploys, while
-    periodic keeps training on ever more rotated rows. This test holds what is met."""
-    s = scores("digits-rotation", tmp_path)
+def test_many_classes_with_a_false_alarm_after_the_change(tmp_path: Path) -> None:
+    """Eight classes over 24 features, a sudden swap of generator at row 4000 (added to
+    validate the refinement of a starved deployment, after it was designed on
+    digits-rotation). The drift policy is well above periodic retraining, but a false alarm
+    inside the new concept (row ~7,500, with or without refinement) opens a second episode
+    whose challengers lose twice before one deploys: 6 trainings against periodic's 9. This
+    test holds what is met."""
+    s = scores("many-class-swap", tmp_path)
     (drift, n_drift), (periodic, n_periodic), (never, _) = s["drift"], s["periodic"], s["never"]
-    assert n_drift <= n_periodic / 2 and drift >= never + 0.3, s
-    assert drift >= periodic - 0.05, s
+    assert drift >= periodic + 0.02 and drift >= never + 0.3, s
+    assert n_drift <= n_periodic * 2 / 3, s
 
 
 @pytest.mark.slow
