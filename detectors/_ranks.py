@@ -39,8 +39,9 @@ class RankGrid:
         # range takes cells 1..cells + 1 (the top knot itself lands in cell cells + 1).
         n_cells = cells + 3
         self.offset = np.arange(d) * float(n_cells)
-        self._shift: np.ndarray | None = None
-        self._first = self._last = self.offset
+        # set here, not on first use: another thread must never see half of them
+        self._shift = self.offset + 1.0 - self.low * self.inv
+        self._first, self._last = self.offset, self.offset + self.cells + 2.0
         value = np.full((d, n_cells), np.inf)
         before = np.zeros((d, n_cells), dtype=np.int32)
         # -1 marks a cell with two or more distinct knots (exact search needed)
@@ -60,7 +61,7 @@ class RankGrid:
         # float32 tables of `rank_sums`, built on first use
         self._twice_before: np.ndarray | None = None
         self._repeats32 = np.zeros(0, np.float32)
-        self._any_hard = False
+        self._any_hard = bool((self.repeats < 0).any())
         # tables of `slots`, built on first use
         self._slot_of_cell: np.ndarray | None = None
         self._slot_value = np.zeros(0)
@@ -77,9 +78,6 @@ class RankGrid:
         ``x * inv + shift`` clipped to the feature's cells and truncated: the same function
         places the knots, and any monotone one keeps the insertion points exact.
         """
-        if self._shift is None:
-            self._shift = self.offset + 1.0 - self.low * self.inv
-            self._first, self._last = self.offset, self.offset + self.cells + 2.0
         raw = x * self.inv
         raw += self._shift
         # the values of np.clip (x is finite), without its Python-level wrapper
@@ -93,9 +91,8 @@ class RankGrid:
         """
         flat = self._cells(x)
         if self._twice_before is None:
-            self._twice_before = (2 * self.before).astype(np.float32)
             self._repeats32 = self.repeats.astype(np.float32)
-            self._any_hard = bool((self.repeats < 0).any())
+            self._twice_before = (2 * self.before).astype(np.float32)  # last: marks them built
         value = np.take(self.value, flat)
         repeats = np.take(self._repeats32, flat)
         above = (x > value).view(np.uint8)
@@ -173,11 +170,10 @@ class RankGrid:
         local = 3 * self.before.reshape(d, n_cells).astype(np.int64)
         local[self.repeats.reshape(d, n_cells) < 0] = -1
         dtype = np.int16 if 3 * n_knots < 2**15 else np.int32
-        self._slot_of_cell = local.ravel().astype(dtype)
         self._slot_base = np.arange(d, dtype=np.intp) * (3 * (n_knots + 1))
         padded = np.concatenate([self.knots, np.full((d, 1), np.inf)], axis=1)
         self._slot_value = np.repeat(padded.ravel(), 3)
-        self._any_hard = bool((self.repeats < 0).any())
+        self._slot_of_cell = local.ravel().astype(dtype)  # last: it marks the tables built
 
     def insertion_points(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``searchsorted(knots[j], x[:, j], side)`` for left and right, shape ``(n, d)``."""

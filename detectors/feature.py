@@ -68,10 +68,9 @@ class FeatureDrift(DriftDetector):
             ert=ert, window=window, seed=seed, n_simulated=n_simulated, short_window=short_window
         )
         self.order = order
-        # the centered feature map of every rank sum (`_build_table`), and the `_center` it
-        # was built with
-        self._table: tuple[np.ndarray, np.ndarray] | None = None
-        self._table_center: np.ndarray | None = None
+        # the centered feature map of every slot and rank sum, and the `_center` it was
+        # built with (`_build_table`; one tuple, so that threads see all three or none)
+        self._table: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -176,9 +175,10 @@ class FeatureDrift(DriftDetector):
         possible sum, with the very operations of ``_raw_features(x) - _center``, and each
         batch only looks them up (by `RankGrid.slots`): the same float32 values bit for bit.
         """
-        if self._table is None or self._table_center is not self._center:
-            self._table = self._build_table()
-        by_slot, by_sum = self._table
+        table = self._table
+        if table is None or table[2] is not self._center:
+            table = self._table = self._build_table()
+        by_slot, by_sum, _ = table
         slot, hard = self._grid.slots(x)
         k, d = self._white.shape[1], self._white.shape[0]
         # one gather of each value's k components (stored together, padded to a power of
@@ -194,10 +194,11 @@ class FeatureDrift(DriftDetector):
             z.reshape(len(x), k, d)[rows, :, cols] = by_sum[:, cols * self._grid.width + sums].T
         return z.reshape(len(x), k * d)
 
-    def _build_table(self) -> tuple[np.ndarray, np.ndarray]:
-        """The map of every rank sum ``s`` of feature ``j``, ``by_sum[c, j * width + s]``
-        (``width = 2 * knots + 1``), centered; and of every slot (`RankGrid.slots`),
-        ``by_slot[c * n_slots + slot]`` flat."""
+    def _build_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The map of every slot (`RankGrid.slots`), ``by_slot[slot]`` holding the ``k``
+        components together; of every rank sum ``s`` of feature ``j``,
+        ``by_sum[c, j * width + s]`` (``width = 2 * knots + 1``); both centered on the
+        returned ``_center``."""
         d, k = self._white.shape[0], self._white.shape[1]
         width = self._grid.width
         sums = np.repeat(np.arange(width)[:, None], d, axis=1)
@@ -213,8 +214,7 @@ class FeatureDrift(DriftDetector):
         by_slot = np.zeros((n_slots, padded), dtype=np.float32)
         by_slot[:, :k] = by_sum[:, feature * width + slot_sums].T
         # items of 4, 8 or 16 bytes, copied as they are
-        self._table_center = self._center
-        return by_slot.view(np.dtype((np.void, 4 * padded))).ravel(), by_sum
+        return by_slot.view(np.dtype((np.void, 4 * padded))).ravel(), by_sum, self._center
 
     def _after_restore(self) -> None:
         self._table = None
