@@ -96,6 +96,56 @@ def _ewma_one(z: np.ndarray, m0: np.ndarray, lam: float, decay_one: float) -> np
     return out.reshape(n_blocks * _BLOCK, dim)[:n]
 
 
+def ewma_charts(z: np.ndarray, states: list[np.ndarray], lams: list[float]) -> np.ndarray:
+    """States of several exponentially weighted means of the same rows, ``(charts, n, dim)``.
+
+    Chart ``c`` equals ``ewma(z, states[c], lams[c])`` bit for bit: the same block products
+    (one matmul call for all charts, the full blocks read in place and only the last one
+    padded), the same block-end recursion (``lfilter``'s ``y = x + decay * y_prev`` in
+    float64, written out for all charts at once) and the same final sums.
+    """
+    n, dim = z.shape
+    n_charts = len(lams)
+    n_blocks = -(-n // _BLOCK)
+    full = n // _BLOCK
+    dtype = np.dtype(z.dtype).str
+    tri = _stacked_operators(tuple(float(lam) for lam in lams), dtype)
+    local = np.empty((n_charts, n_blocks, _BLOCK, dim), dtype=z.dtype)
+    if full:
+        np.matmul(tri, z[: full * _BLOCK].reshape(1, full, _BLOCK, dim), out=local[:, :full])
+    if full < n_blocks:
+        tail = np.zeros((1, 1, _BLOCK, dim), dtype=z.dtype)
+        tail[0, 0, : n - full * _BLOCK] = z[full * _BLOCK :]
+        np.matmul(tri, tail, out=local[:, full:])
+    powers = _stacked_powers(tuple(float(lam) for lam in lams), dtype)
+    decay = powers[:, :, -1, :].astype(np.float64)  # (charts, 1, 1): each block's decay
+    starts = np.empty((n_charts, n_blocks, dim))
+    carry = np.empty((n_charts, dim))
+    for c, m0 in enumerate(states):
+        starts[c, 0] = m0
+        carry[c] = float(decay[c, 0, 0]) * m0  # lfilter's zi, in m0's own precision
+    ends = local[:, :, -1, :]
+    decay = decay[:, 0]
+    for i in range(1, n_blocks):
+        np.add(ends[:, i - 1], carry, out=starts[:, i])
+        np.multiply(decay, starts[:, i], out=carry)
+    local += powers * starts.astype(z.dtype)[:, :, None, :]
+    return local.reshape(n_charts, n_blocks * _BLOCK, dim)[:, :n]
+
+
+@lru_cache(maxsize=32)
+def _stacked_powers(lams: tuple[float, ...], dtype: str) -> np.ndarray:
+    """The start-state decays of ``_block_operators``, shape ``(charts, 1, _BLOCK, 1)``."""
+    powers = [_block_operators(lam, 1.0 - lam, dtype)[1] for lam in lams]
+    return np.stack(powers)[:, None, :, None]
+
+
+@lru_cache(maxsize=32)
+def _stacked_operators(lams: tuple[float, ...], dtype: str) -> np.ndarray:
+    """``_block_operators`` of each weight, shape ``(charts, 1, _BLOCK, _BLOCK)``."""
+    return np.stack([_block_operators(lam, 1.0 - lam, dtype)[0] for lam in lams])[:, None]
+
+
 @lru_cache(maxsize=32)
 def _block_operators(lam: float, decay: float, dtype: str) -> tuple[np.ndarray, np.ndarray]:
     """Lower-triangular operator of one block, and the decay of the start state."""

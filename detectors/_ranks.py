@@ -39,8 +39,9 @@ class RankGrid:
         # range takes cells 1..cells + 1 (the top knot itself lands in cell cells + 1).
         n_cells = cells + 3
         self.offset = np.arange(d) * float(n_cells)
-        self._shift: np.ndarray | None = None
-        self._first = self._last = self.offset
+        # set here, not on first use: another thread must never see half of them
+        self._shift = self.offset + 1.0 - self.low * self.inv
+        self._first, self._last = self.offset, self.offset + self.cells + 2.0
         value = np.full((d, n_cells), np.inf)
         before = np.zeros((d, n_cells), dtype=np.int32)
         # -1 marks a cell with two or more distinct knots (exact search needed)
@@ -60,7 +61,16 @@ class RankGrid:
         # float32 tables of `rank_sums`, built on first use
         self._twice_before: np.ndarray | None = None
         self._repeats32 = np.zeros(0, np.float32)
-        self._any_hard = False
+        self._any_hard = bool((self.repeats < 0).any())
+        # tables of `slots`, built on first use
+        self._slot_of_cell: np.ndarray | None = None
+        self._slot_value = np.zeros(0)
+        self._slot_base = np.zeros(0, dtype=np.intp)
+
+    @property
+    def width(self) -> int:
+        """Distinct values of ``left + right``: ``2 * knots + 1``."""
+        return 2 * int(self.knots.shape[1]) + 1
 
     def _cells(self, x: np.ndarray) -> np.ndarray:
         """Flat table index of each value's cell, shape of ``x`` ``(n, d)``.
@@ -68,12 +78,11 @@ class RankGrid:
         ``x * inv + shift`` clipped to the feature's cells and truncated: the same function
         places the knots, and any monotone one keeps the insertion points exact.
         """
-        if self._shift is None:
-            self._shift = self.offset + 1.0 - self.low * self.inv
-            self._first, self._last = self.offset, self.offset + self.cells + 2.0
         raw = x * self.inv
         raw += self._shift
-        np.clip(raw, self._first, self._last, out=raw)
+        # the values of np.clip (x is finite), without its Python-level wrapper
+        np.maximum(raw, self._first, out=raw)
+        np.minimum(raw, self._last, out=raw)
         return raw.astype(np.intp)
 
     def rank_sums(self, x: np.ndarray) -> np.ndarray:
@@ -82,9 +91,8 @@ class RankGrid:
         """
         flat = self._cells(x)
         if self._twice_before is None:
-            self._twice_before = (2 * self.before).astype(np.float32)
             self._repeats32 = self.repeats.astype(np.float32)
-            self._any_hard = bool((self.repeats < 0).any())
+            self._twice_before = (2 * self.before).astype(np.float32)  # last: marks them built
         value = np.take(self.value, flat)
         repeats = np.take(self._repeats32, flat)
         above = (x > value).view(np.uint8)
@@ -102,6 +110,70 @@ class RankGrid:
                         self.knots[j], vals, side="left"
                     ) + np.searchsorted(self.knots[j], vals, side="right")
         return out
+
+    def slots(self, x: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """Each value's *slot* ``3 * (j * (knots + 1) + b) + a``, and the values the slots
+        cannot place, as ``(rows, cols, left + right)`` (None when there are none).
+
+        ``b`` is the number of knots in cells before the value's cell; ``a`` is 0, 1 or 2 as
+        the value is below, equal to or above knot ``b`` (``(x > v) + (x >= v)``). In a
+        cell holding one distinct knot value ``v`` repeated ``r`` times, ``v`` is knot ``b``;
+        in an empty cell knot ``b`` is the next larger one (so ``a = 0``); so
+        ``left + right = 2 * b + r_b * a`` is a function of the slot (`slot_sums`). Values
+        in cells with two distinct knots are searched exactly.
+        """
+        if self._slot_of_cell is None:
+            self._build_slots()
+        slot_of_cell = self._slot_of_cell
+        assert slot_of_cell is not None
+        # per feature, so that the table is small (int16: cache misses dominated the lookup)
+        local = slot_of_cell[self._cells(x)]  # fancy indexing gathers faster than np.take
+        slot = local + self._slot_base
+        hard = None
+        if self._any_hard and local.min() < 0:
+            where = np.flatnonzero(local < 0)  # few: cells with two knots are rare
+            rows, cols = np.divmod(where, x.shape[1])
+            vals = x[rows, cols]
+            sums = np.empty(len(where), dtype=np.intp)
+            for j in np.unique(cols):
+                sel = cols == j
+                knots = self.knots[j]
+                sums[sel] = np.searchsorted(knots, vals[sel], side="left") + np.searchsorted(
+                    knots, vals[sel], side="right"
+                )
+            slot.ravel()[where] = 0  # any valid slot: the caller overwrites these values
+            hard = (rows, cols, sums)
+        value = np.take(self._slot_value, slot)
+        above = (x > value).view(np.uint8)
+        above += (x >= value).view(np.uint8)
+        slot += above
+        return slot, hard
+
+    def slot_sums(self) -> np.ndarray:
+        """``left + right`` of each slot, shape ``(d * (knots + 1) * 3,)`` (see `slots`)."""
+        d, n_knots = self.knots.shape
+        b = np.arange(n_knots + 1)
+        # multiplicity of knot b (the knots equal to it all sit in its cell); 0 past the end
+        counts = np.zeros((d, n_knots + 1), dtype=np.intp)
+        for j in range(d):
+            _, inverse, mult = np.unique(self.knots[j], return_inverse=True, return_counts=True)
+            counts[j, :n_knots] = mult[inverse]
+        a = np.arange(3)
+        sums = 2 * b[None, :, None] + counts[:, :, None] * a[None, None, :]
+        # slots of a knot inside a run of ties are never used (a cell's b is the run's
+        # first knot); they only need to stay in range
+        return np.minimum(sums, 2 * n_knots).ravel()
+
+    def _build_slots(self) -> None:
+        d, n_knots = self.knots.shape
+        n_cells = self.cells + 3
+        local = 3 * self.before.reshape(d, n_cells).astype(np.int64)
+        local[self.repeats.reshape(d, n_cells) < 0] = -1
+        dtype = np.int16 if 3 * n_knots < 2**15 else np.int32
+        self._slot_base = np.arange(d, dtype=np.intp) * (3 * (n_knots + 1))
+        padded = np.concatenate([self.knots, np.full((d, 1), np.inf)], axis=1)
+        self._slot_value = np.repeat(padded.ravel(), 3)
+        self._slot_of_cell = local.ravel().astype(dtype)  # last: it marks the tables built
 
     def insertion_points(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``searchsorted(knots[j], x[:, j], side)`` for left and right, shape ``(n, d)``."""

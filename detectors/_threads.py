@@ -20,6 +20,8 @@ from threadpoolctl import ThreadpoolController
 
 _lock = threading.Lock()
 _controller: Any = None
+# how many `single_blas_thread` blocks this thread is inside (only the outermost one acts)
+_depth = threading.local()
 
 
 def _blas() -> Any:
@@ -47,5 +49,12 @@ def single_blas_thread() -> Iterator[None]:
         ...     float((np.ones((2, 2)) @ np.ones((2, 2)))[0, 0])
         2.0
     """
-    with _blas().limit(limits=1):
+    if getattr(_depth, "n", 0):
         yield
+        return
+    with _blas().limit(limits=1):
+        _depth.n = 1
+        try:
+            yield
+        finally:
+            _depth.n = 0

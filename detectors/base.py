@@ -316,7 +316,8 @@ class DriftDetector:
 
     def update(self, batch: np.ndarray) -> DriftResult:
         """Feed ``(b, d)`` rows (or one row of length ``d``) in stream order."""
-        return self.merge(self.partial_state(batch))
+        with single_blas_thread():  # once for both halves (the inner ones are then free)
+            return self.merge(self.partial_state(batch))
 
     def partial_state(self, batch: np.ndarray) -> PartialState:
         """The per-row summary of ``batch`` that :meth:`merge` folds into the chart.
@@ -358,7 +359,9 @@ class DriftDetector:
             return ewma(z, state, lam_for_window(window))
         return ewma(z, state, gains, decays)
 
-    def _update(self, x: np.ndarray, z: np.ndarray) -> DriftResult:
+    def _chart_stats(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """The long chart's states, the short chart's (None with one window) and the alarm
+        statistic at each row of ``z``."""
         m = self._chart(z, self._state, self.windows[0])
         short = None
         if len(self.windows) > 1:
@@ -366,14 +369,19 @@ class DriftDetector:
             stats = self._joint(np.concatenate([m, short], axis=-1))
         else:
             stats = self._statistic(m)
+        return m, short, stats
+
+    def _update(self, x: np.ndarray, z: np.ndarray) -> DriftResult:
+        m, short, stats = self._chart_stats(z)
         over = np.flatnonzero(stats > self._threshold)
         row = int(over[0]) if over.size else len(stats) - 1
         scores = self._attribution(x, m, row)
         changes = self._changes(x, row) if over.size else ()
         self._advance_extra(x)
-        self._state = m[-1]
+        # copies: a view would keep the whole batch's states alive
+        self._state = m[-1].copy()
         if short is not None:
-            self._state_short = short[-1]
+            self._state_short = short[-1].copy()
         self._n_seen += len(x)
         self._drift = self._drift or bool(over.size)
         bounded = scores / (scores + self._score_quantile)

@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 from scipy.stats import chi2
 
-from driftline.detectors._ewma import simulated_states
+from driftline.detectors._ewma import ewma_charts, lam_for_window, simulated_states
 from driftline.detectors._ranks import RankGrid
 from driftline.detectors._validation import check_positive_int
 from driftline.detectors.base import DriftDetector
@@ -68,6 +68,9 @@ class FeatureDrift(DriftDetector):
             ert=ert, window=window, seed=seed, n_simulated=n_simulated, short_window=short_window
         )
         self.order = order
+        # the centered feature map of every slot and rank sum, and the `_center` it was
+        # built with (`_build_table`; one tuple, so that threads see all three or none)
+        self._table: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -81,6 +84,7 @@ class FeatureDrift(DriftDetector):
     def _fit_map(self, x: np.ndarray, rng: np.random.Generator) -> None:
         self._knots = np.quantile(x, np.linspace(0.0, 1.0, _N_KNOTS), axis=0).T.copy()
         self._grid = RankGrid(self._knots)
+        self._table = None
         basis = self._basis(x).astype(np.float64)
         self._basis_mean = basis.mean(axis=0)
         centered = basis - self._basis_mean
@@ -114,10 +118,19 @@ class FeatureDrift(DriftDetector):
         scale = 1.0 / (2.0 * self._knots.shape[1])
         if math.frexp(scale)[0] == 0.5:  # a power of two: the float32 product is exact
             u = self._grid.rank_sums(x)
-            u *= np.float32(scale)
         else:
             lo, hi = self._grid.insertion_points(x)
-            u = ((lo + hi) * scale).astype(np.float32)
+            u = lo + hi
+        return self._polynomials(u)
+
+    def _polynomials(self, sums: np.ndarray) -> list[np.ndarray]:
+        """The components from ``left + right`` (float32 when the scale is a power of two)."""
+        scale = 1.0 / (2.0 * self._knots.shape[1])
+        if math.frexp(scale)[0] == 0.5:
+            u = sums.astype(np.float32)
+            u *= np.float32(scale)
+        else:
+            u = (sums * scale).astype(np.float32)
         t = 2.0 * u - 1.0
         order = int(self.order)
         if order == 1:
@@ -131,14 +144,19 @@ class FeatureDrift(DriftDetector):
         return polys
 
     def _raw_features(self, x: np.ndarray) -> np.ndarray:
+        """The feature map before centering, computed step by step (``_feature_map`` reads
+        the same values from a table)."""
+        return self._whitened(self._components(x))
+
+    def _whitened(self, centered: list[np.ndarray]) -> np.ndarray:
         mean = self._basis_mean.astype(np.float32)
-        centered = self._components(x)
         for b, component in enumerate(centered):
             component -= mean[b]
         # Each feature whitened by its own k x k matrix, as k^2 vector products over all
         # features at once: a batched matmul of tiny matrices is many times slower.
         k = len(centered)
-        white = np.empty((len(x), k, centered[0].shape[1]), dtype=np.float32)
+        n = len(centered[0])
+        white = np.empty((n, k, centered[0].shape[1]), dtype=np.float32)
         for a in range(k):
             col = white[:, a, :]
             np.multiply(centered[0], self._white[:, 0, a], out=col)
@@ -147,14 +165,59 @@ class FeatureDrift(DriftDetector):
         # One rare value (e.g. a pixel almost never lit in the reference) must not decide
         # alone: clipping bounds a single event's push, persistent shifts still add up.
         np.clip(white, -_CLIP, _CLIP, out=white)
-        return white.reshape(len(x), -1)
+        return white.reshape(n, -1)
 
     def _feature_map(self, x: np.ndarray) -> np.ndarray:
-        z = self._raw_features(x)
-        z -= self._center  # in place: the same values as the base class's new array
-        return z
+        """Centered features of rows, read from a table.
+
+        A feature's ``order`` centered map values depend only on its value's rank sum
+        ``left + right`` (one of ``2 * knots + 1`` integers), so they are computed once per
+        possible sum, with the very operations of ``_raw_features(x) - _center``, and each
+        batch only looks them up (by `RankGrid.slots`): the same float32 values bit for bit.
+        """
+        table = self._table
+        if table is None or table[2] is not self._center:
+            table = self._table = self._build_table()
+        by_slot, by_sum, _ = table
+        slot, hard = self._grid.slots(x)
+        k, d = self._white.shape[1], self._white.shape[0]
+        # one gather of each value's k components (stored together, padded to a power of
+        # two bytes), then into the component-major layout
+        rows_k = np.take(by_slot, slot).view(np.float32).reshape(len(x), d, -1)
+        if k == 1:
+            z = rows_k.reshape(len(x), d)
+        else:
+            z = np.empty((len(x), k, d), dtype=np.float32)
+            np.copyto(z, rows_k[:, :, :k].transpose(0, 2, 1))
+        if hard is not None:
+            rows, cols, sums = hard
+            z.reshape(len(x), k, d)[rows, :, cols] = by_sum[:, cols * self._grid.width + sums].T
+        return z.reshape(len(x), k * d)
+
+    def _build_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The map of every slot (`RankGrid.slots`), ``by_slot[slot]`` holding the ``k``
+        components together; of every rank sum ``s`` of feature ``j``,
+        ``by_sum[c, j * width + s]`` (``width = 2 * knots + 1``); both centered on the
+        returned ``_center``."""
+        d, k = self._white.shape[0], self._white.shape[1]
+        width = self._grid.width
+        sums = np.repeat(np.arange(width)[:, None], d, axis=1)
+        if math.frexp(1.0 / (2.0 * self._knots.shape[1]))[0] == 0.5:
+            sums = sums.astype(np.float32)  # as `rank_sums` returns them
+        z = self._whitened(self._polynomials(sums))
+        z -= self._center
+        by_sum = np.ascontiguousarray(z.reshape(width, k, d).transpose(1, 2, 0)).reshape(k, -1)
+        slot_sums = self._grid.slot_sums()
+        n_slots = len(slot_sums)
+        feature = np.repeat(np.arange(d), n_slots // d)
+        padded = 1 if k == 1 else 2 if k == 2 else 4
+        by_slot = np.zeros((n_slots, padded), dtype=np.float32)
+        by_slot[:, :k] = by_sum[:, feature * width + slot_sums].T
+        # items of 4, 8 or 16 bytes, copied as they are
+        return by_slot.view(np.dtype((np.void, 4 * padded))).ravel(), by_sum, self._center
 
     def _after_restore(self) -> None:
+        self._table = None
         if self._fitted:
             self._grid = RankGrid(self._knots)
 
@@ -165,10 +228,30 @@ class FeatureDrift(DriftDetector):
         k, d = self._white.shape[1], self._white.shape[0]
         # Component-major layout: a sum of k contiguous blocks of d columns.
         sq = m * m
-        total = sq[..., :d].copy()
-        for c in range(1, k):
-            total += sq[..., c * d : (c + 1) * d]
-        return np.asarray(total * ((2.0 - self.lam) / self.lam))
+        if k == 1:
+            total = sq
+        else:
+            total = sq[..., :d] + sq[..., d : 2 * d]
+            for c in range(2, k):
+                total += sq[..., c * d : (c + 1) * d]
+        total *= (2.0 - self.lam) / self.lam
+        return np.asarray(total)
+
+    def _chart_stats(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        # The base class's values (per chart: the statistic times its window factor over its
+        # own threshold; the larger of the two), with both charts in one pass each.
+        windows = self.windows
+        states = [self._state, self._state_short][: len(windows)]
+        charts = ewma_charts(z, states, [lam_for_window(w) for w in windows])
+        scaled = (self._per_feature(charts) / self._norm).max(axis=-1)
+        if len(windows) == 1:
+            return charts[0], None, scaled[0]
+        joint = []
+        for k, w in enumerate(windows):
+            lam = lam_for_window(w)
+            factor = ((2.0 - lam) / lam) / ((2.0 - self.lam) / self.lam)
+            joint.append(scaled[k] * factor / self._scale_norm[k])
+        return charts[0], charts[1], np.maximum(joint[0], joint[1])
 
     def _prepare_statistic(self, z_hold: np.ndarray, rng: np.random.Generator) -> None:
         # A short pilot run gives each feature's own no-drift scale (stationary part only).
